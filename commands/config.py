@@ -195,7 +195,7 @@ class Person(_Strict):
 
 class Teams(_Strict):
     app_id_env: EnvVarName = "MCMS_BOT_APP_ID"
-    app_password_env: EnvVarName = "MCMS_BOT_APP_PASSWORD"
+    app_password_env: EnvVarName = "MCMS_BOT_APP_PASSWORD"  # noqa: S105 - a variable's name
     app_tenant_id_env: EnvVarName = "MCMS_BOT_APP_TENANT_ID"
     app_type: Literal["SingleTenant", "MultiTenant", "UserAssignedMSI"] = "SingleTenant"
     allowed_tenants: list[str] = Field(min_length=1)
@@ -337,6 +337,10 @@ def format_validation_error(err: ValidationError) -> tuple[str, ...]:
             msg = "required key is missing"
         elif e["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling; see the commented example config)"
+        if not loc:
+            # Cross-reference checks of the whole file already name their keys ("a.b: why").
+            problems.extend(msg.split("; "))
+            continue
         problems.append(f"{_key_path(loc)}: {msg}")
     return tuple(problems)
 

@@ -1,0 +1,145 @@
+"""`make run`: the simulated lab, the bot on the demo config, and (with Node) the Playground.
+
+Every child runs in its own process group; Ctrl-C or SIGTERM stops all of them, and so does
+any one of them dying — a half-started demo would only mislead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_CONFIG = ROOT / "lab" / "demo-bot.toml"
+LAB_CONTROL = "http://127.0.0.1:15900/state"
+BOT_HEALTH = "http://127.0.0.1:3978/healthz"
+PLAYGROUND_VERSION = "0.2.28"
+PLAYGROUND_PORT = 56150
+PLAYGROUND_DIR = ROOT / "var" / "playground"
+
+
+def _wait_http(url: str, seconds: float, proc: subprocess.Popen[bytes]) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback
+                if response.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.3)
+    return False
+
+
+def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    out = log.open("ab")
+    return subprocess.Popen(  # noqa: S603 - fixed argv built here
+        args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in reversed(procs):
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    for proc in reversed(procs):
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _playground_bin() -> Path | None:
+    """Install the pinned Agents Playground into var/ once; None when Node is absent."""
+    npm = shutil.which("npm")
+    if not shutil.which("node") or not npm:
+        return None
+    binary = PLAYGROUND_DIR / "node_modules" / ".bin" / "agentsplayground"
+    stamp = PLAYGROUND_DIR / f".installed-{PLAYGROUND_VERSION}"
+    if not (binary.exists() and stamp.exists()):
+        PLAYGROUND_DIR.mkdir(parents=True, exist_ok=True)
+        print(f"Installing Microsoft 365 Agents Playground {PLAYGROUND_VERSION} (npm)...")
+        done = subprocess.run(  # noqa: S603
+            [npm, "install", "--no-audit", "--no-fund", "--prefix", str(PLAYGROUND_DIR),
+             f"@microsoft/m365agentsplayground@{PLAYGROUND_VERSION}"],
+            capture_output=True, text=True, check=False,
+        )
+        if done.returncode != 0 or not binary.exists():
+            print(f"Could not install the Playground (npm said: {done.stderr.strip()[-300:]}).")
+            return None
+        stamp.touch()
+    return binary
+
+
+def main() -> int:
+    env = dict(os.environ)
+    # The lab's demo credentials; a real deployment sets its own in the service environment.
+    env.setdefault("MCMS_LAB_WINRM_USER", "lab-admin")
+    env.setdefault("MCMS_LAB_WINRM_PASSWORD", "lab-password")
+    env["PYTHONUNBUFFERED"] = "1"
+    logs = ROOT / "logs"
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def on_term(_sig: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        lab = _start([sys.executable, "-m", "lab", "--demo", "--root", "var/lab"], env,
+                     logs / "lab.log")
+        procs.append(lab)
+        if not _wait_http(LAB_CONTROL, 30, lab):
+            print("The simulated lab did not start; see logs/lab.log.")
+            return 1
+        bot = _start([sys.executable, "-m", "bot.cli", "run", "--config", str(DEMO_CONFIG)], env,
+                     logs / "bot-console.log")
+        procs.append(bot)
+        if not _wait_http(BOT_HEALTH, 30, bot):
+            print("The bot did not start; see logs/bot-console.log and logs/app/bot.jsonl.")
+            return 1
+        print("\nMCMS ops bot is running (local mode: no Teams authentication, 127.0.0.1 only).")
+        print("  bot endpoint   http://127.0.0.1:3978/api/messages")
+        print("  lab            Lab / InternalStage / InternalProd simulated; faults: lab/README.md")
+        playground = _playground_bin()
+        if playground:
+            pg_env = dict(env, TEAMSAPPTESTER_BROWSER="none",
+                          BOT_ENDPOINT="http://127.0.0.1:3978/api/messages")
+            pg = _start([str(playground), "--disable-telemetry", "-p", str(PLAYGROUND_PORT),
+                         "-c", "msteams"], pg_env, logs / "playground.log")
+            procs.append(pg)
+            if _wait_http(f"http://127.0.0.1:{PLAYGROUND_PORT}/_debug/ping", 60, pg):
+                print(f"  Playground     http://127.0.0.1:{PLAYGROUND_PORT}/  (open it in a browser)")
+            else:
+                print("  Playground did not start; see logs/playground.log")
+        else:
+            print("  (Node.js not found: install it to get Microsoft 365 Agents Playground)")
+        print("\nTry: help · status · smoke Lab · status Lab")
+        print("Logs: logs/app/bot.jsonl, audit: logs/deploy/notifications/. Ctrl-C stops all.\n")
+        while True:
+            for proc in procs:
+                if proc.poll() is not None:
+                    print(f"{proc.args[2] if len(proc.args) > 2 else proc.args[0]} exited "
+                          f"({proc.returncode}); stopping everything. See logs/.")
+                    return 1
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print("\nStopping...")
+        return 0
+    finally:
+        _stop(procs)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""Pure Adaptive Card builders (schema 1.5, the newest Teams renders).
+
+Renderers return plain dicts; bot/ attaches them. Keep cards far below Teams' ~100 KB limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+Card = dict[str, Any]
+Element = dict[str, Any]
+
+SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
+
+
+def card(body: Sequence[Element], actions: Sequence[Element] = ()) -> Card:
+    out: Card = {
+        "type": "AdaptiveCard",
+        "$schema": SCHEMA,
+        "version": "1.5",
+        "msteams": {"width": "Full"},
+        "body": list(body),
+    }
+    if actions:
+        out["actions"] = list(actions)
+    return out
+
+
+def title(text: str, color: str = "Default") -> Element:
+    return {
+        "type": "TextBlock",
+        "text": text,
+        "weight": "Bolder",
+        "size": "Medium",
+        "wrap": True,
+        "color": color,
+    }
+
+
+def text(value: str, *, subtle: bool = False, color: str = "Default") -> Element:
+    block: Element = {"type": "TextBlock", "text": value, "wrap": True, "color": color}
+    if subtle:
+        block["isSubtle"] = True
+        block["size"] = "Small"
+    return block
+
+
+def facts(pairs: Sequence[tuple[str, str]]) -> Element:
+    return {"type": "FactSet", "facts": [{"title": k, "value": v} for k, v in pairs]}
+
+
+def table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], colors: Sequence[str | None] = ()
+) -> Element:
+    """A Table element; `colors[i]` colours row i (Good / Attention / Warning) if given."""
+
+    def cell(value: str, bold: bool = False, color: str | None = None) -> Element:
+        block: Element = {"type": "TextBlock", "text": value, "wrap": True}
+        if bold:
+            block["weight"] = "Bolder"
+        if color:
+            block["color"] = color
+        return {"type": "TableCell", "items": [block]}
+
+    body_rows = []
+    for i, row in enumerate(rows):
+        color = colors[i] if i < len(colors) else None
+        body_rows.append({"type": "TableRow", "cells": [cell(v, color=color) for v in row]})
+    return {
+        "type": "Table",
+        "firstRowAsHeader": True,
+        "showGridLines": True,
+        "columns": [{"width": 1} for _ in headers],
+        "rows": [{"type": "TableRow", "cells": [cell(h, bold=True) for h in headers]}, *body_rows],
+    }

@@ -1,0 +1,134 @@
+"""`status [env]` — per environment: version, IIS/Worker state per host, last smoke, lock.
+
+Hosts are read concurrently, one WinRM round trip each; an unreachable host is a line in the
+card saying so, never a failed command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from adapters.errors import RemoteError
+from commands import cards
+from commands.config import VERSION_PATTERN, Environment, Host
+from commands.context import Services
+from commands.registry import Command, CommandCall
+from commands.timefmt import ago, show
+from commands.types import Reply
+
+if TYPE_CHECKING:
+    from adapters.hostops import HostState
+
+# One host must not hold the whole status reply hostage.
+HOST_READ_TIMEOUT_S = 15.0
+
+
+@dataclass(frozen=True)
+class HostLine:
+    host: str
+    state: HostState | None
+    error: str | None
+
+
+def version_from_path(physical_path: str | None) -> str | None:
+    """`D:\\MCMS\\releases\\1.4.2` → `1.4.2`; anything else → None."""
+    if not physical_path:
+        return None
+    last = physical_path.rstrip("\\/").replace("/", "\\").rsplit("\\", 1)[-1]
+    return last if VERSION_PATTERN.fullmatch(last) else None
+
+
+async def _read_host(services: Services, env: Environment, host: Host) -> HostLine:
+    reader = services.hosts(host)
+    try:
+        state = await reader.read_state(
+            env.iis.site,
+            env.iis.app_pool,
+            env.worker.service,
+            env.releases_root,
+            timeout_s=HOST_READ_TIMEOUT_S,
+        )
+    except RemoteError as exc:
+        return HostLine(host.name, None, str(exc))
+    return HostLine(host.name, state, None)
+
+
+async def _environment_section(services: Services, name: str) -> list[cards.Element]:
+    env = services.config.environments[name]
+    tz, now = services.config.tz, services.now()
+    lines = await asyncio.gather(*(_read_host(services, env, h) for h in env.hosts))
+    deployment = await services.store.current_deployment(name)
+    if deployment is not None:
+        version = (
+            f"{deployment.version} (deployment history{', stable' if deployment.stable else ''})"
+        )
+    else:
+        seen = {version_from_path(h.state.physical_path) for h in lines if h.state}
+        seen.discard(None)
+        version = (
+            f"{', '.join(sorted(v for v in seen if v))} (from the site's physicalPath)"
+            if seen
+            else "unknown (no deployment history, host path unreadable)"
+        )
+    smoke = await services.store.last_smoke(name)
+    smoke_text = (
+        f"{'PASS' if smoke.passed else 'FAIL'} at {show(smoke.at, tz)} ({ago(smoke.at, now)})"
+        if smoke
+        else "never run — try `smoke " + name + "`"
+    )
+    lock = await services.store.lock_holder(name)
+    run_text = (
+        f"run {lock.holder_run_id} by {lock.holder_name} since {show(lock.since, tz)}"
+        if lock and lock.holder_run_id and lock.since
+        else "none"
+    )
+    rows, colors = [], []
+    for line in lines:
+        if line.state is None:
+            rows.append([line.host, "unreachable", "", "", line.error or ""])
+            colors.append("Attention")
+            continue
+        s = line.state
+        healthy = (s.site_state, s.pool_state, s.service_state) == ("Started", "Started", "Running")
+        rows.append(
+            [line.host, s.site_state, s.pool_state, s.service_state, s.physical_path or "?"]
+        )
+        colors.append("Good" if healthy else "Warning")
+    return [
+        cards.title(f"{name}" + (f" — {env.description}" if env.description else "")),
+        cards.facts(
+            [
+                ("Current version", version),
+                ("Last smoke", smoke_text),
+                ("Run in progress", run_text),
+            ]
+        ),
+        cards.table(["Host", "Site", "App pool", "Worker", "Path"], rows, colors),
+    ]
+
+
+async def run(call: CommandCall) -> Reply:
+    services = call.services
+    config, actor = services.config, call.invocation.actor
+    names = (
+        [call.environment]
+        if call.environment
+        else [n for n in config.environments if config.has_role(actor.aad_object_id, "operator", n)]
+    )
+    sections = await asyncio.gather(*(_environment_section(services, n) for n in names))
+    body = [element for section in sections for element in section]
+    body.append(cards.text(f"Read {show(services.now(), services.config.tz)}", subtle=True))
+    return Reply(f"Status of {', '.join(names)}", card=cards.card(body))
+
+
+COMMAND = Command(
+    name="status",
+    usage="[environment]",
+    summary="Version, IIS site / app pool / Worker state, last smoke and any run in progress.",
+    role="operator",
+    env_arg="optional",
+    max_extra_args=0,
+    run=run,
+)

@@ -1,0 +1,332 @@
+"""The SQLite store: schema versions, history, locks, approvals and restart safety."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import closing
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from adapters.clock import ManualClock
+from adapters.store import Request, Run, Store, StoreError, StoreVersionError
+from adapters.store_schema import MIGRATIONS, Migration
+
+T0 = datetime(2026, 11, 27, 8, 50, tzinfo=ZoneInfo("Asia/Seoul"))
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    async with await Store.open(tmp_path / "var" / "mcms-bot.db", clock=ManualClock(T0)) as s:
+        yield s
+
+
+def query(path: Path, sql: str) -> list[tuple[object, ...]]:
+    """Read the file through a separate plain sqlite3 connection, as another process would."""
+    with closing(sqlite3.connect(path)) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def pending(request_id: str = "q1", environment: str = "Lab") -> Request:
+    return Request(
+        id=request_id,
+        environment=environment,
+        command="rollback",
+        version="1.4.1",
+        current_version="1.4.2",
+        plan_json='{"steps": []}',
+        plan_hash="ab" * 32,
+        requester_name="Kim",
+        requester_id="0000-aaaa",
+        conversation_id="conv-1",
+        state="pending",
+        created_at=T0,
+        expires_at=T0 + timedelta(minutes=15),
+    )
+
+
+# --- opening and schema versions --------------------------------------------------------------
+
+
+async def test_open_creates_directories_wal_and_the_current_version(tmp_path: Path) -> None:
+    path = tmp_path / "var" / "deep" / "mcms-bot.db"
+    async with await Store.open(path):
+        pass
+    assert query(path, "PRAGMA journal_mode") == [("wal",)]
+    assert query(path, "PRAGMA user_version") == [(len(MIGRATIONS),)]
+
+
+async def test_database_at_version_0_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("CREATE TABLE unrelated (x)")
+    async with await Store.open(path):
+        pass
+    tables = {name for (name,) in query(path, "SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"requests", "runs", "steps", "deployments", "env_locks", "alerts"} <= tables
+    assert query(path, "PRAGMA user_version") == [(len(MIGRATIONS),)]
+
+
+async def test_only_the_missing_migrations_run_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    first = Migration(1, "a", ("CREATE TABLE a (x)",))
+    second = Migration(2, "b", ("CREATE TABLE b (x)", "INSERT INTO a VALUES (2)"))
+    async with await Store.open(path, migrations=[first]):
+        pass
+    # Re-running migration 1 would fail: table a exists.
+    async with await Store.open(path, migrations=[first, second]):
+        pass
+    assert query(path, "PRAGMA user_version") == [(2,)]
+    assert query(path, "SELECT x FROM a") == [(2,)]
+
+
+async def test_a_failing_migration_changes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    first = Migration(1, "a", ("CREATE TABLE a (x)",))
+    broken = Migration(2, "b", ("CREATE TABLE b (x)", "INSERT INTO nowhere VALUES (1)"))
+    async with await Store.open(path, migrations=[first]):
+        pass
+    with pytest.raises(StoreError):
+        await Store.open(path, migrations=[first, broken])
+    assert query(path, "PRAGMA user_version") == [(1,)]
+    assert query(path, "SELECT name FROM sqlite_master WHERE name = 'b'") == []
+
+
+async def test_newer_database_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("PRAGMA user_version = 999")
+    with pytest.raises(StoreVersionError, match=r"schema version 999.*Refusing to start"):
+        await Store.open(path)
+    assert query(path, "PRAGMA journal_mode") == [("delete",)]
+    assert query(path, "PRAGMA user_version") == [(999,)]
+
+
+async def test_a_file_that_is_not_sqlite_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "mcms-bot.db"
+    path.write_bytes(b"this is not a database, just some text that is long enough" * 20)
+    with pytest.raises(StoreError, match="cannot be used as the bot's database"):
+        await Store.open(path)
+
+
+# --- smoke and deployment history -------------------------------------------------------------
+
+
+async def test_last_smoke_is_the_newest_with_its_results(store: Store) -> None:
+    assert await store.last_smoke("Lab") is None
+    await store.record_smoke("Lab", False, [{"name": "Health", "status": -1}], T0)
+    await store.record_smoke("Lab", True, [{"name": "Health", "status": 200}], T0)
+    await store.record_smoke("InternalProd", False, [], T0)
+    smoke = await store.last_smoke("Lab")
+    assert smoke is not None
+    assert (smoke.passed, smoke.results, smoke.at) == (
+        True,
+        [{"name": "Health", "status": 200}],
+        T0,
+    )
+
+
+async def test_times_are_stored_as_utc_text_and_returned_aware(store: Store) -> None:
+    await store.record_smoke("Lab", True, [], T0)
+    assert query(store.path, "SELECT at FROM smoke_results") == [
+        ("2026-11-26T23:50:00.000000+00:00",)
+    ]
+    smoke = await store.last_smoke("Lab")
+    assert smoke is not None and smoke.at.utcoffset() == timedelta(0) and smoke.at == T0
+    with pytest.raises(ValueError, match="timezone-aware"):
+        await store.record_smoke("Lab", True, [], datetime(2026, 1, 1))
+
+
+async def test_history_is_newest_first_and_current_is_the_last_deployed(store: Store) -> None:
+    for i, version in enumerate(["1.0.0", "1.1.0", "1.2.0"]):
+        await store.record_deployment("Lab", version, f"{i}" * 64, T0 + timedelta(hours=i))
+    await store.record_deployment("InternalProd", "0.9.0", "f" * 64, T0)
+    history = await store.deployment_history("Lab", limit=2)
+    assert [d.version for d in history] == ["1.2.0", "1.1.0"]
+    current = await store.current_deployment("Lab")
+    assert current is not None and current.version == "1.2.0" and current.stable is False
+    assert await store.current_deployment("InternalStage") is None
+
+
+async def test_previous_stable_skips_unstable_and_walks_back_after_a_rollback(
+    store: Store,
+) -> None:
+    for version in ["1.0.0", "1.1.0", "1.2.0", "1.3.0"]:
+        await store.record_deployment("Lab", version, "a" * 64, T0)
+    for version in ["1.0.0", "1.1.0", "1.3.0"]:
+        assert await store.mark_stable("Lab", version)
+    assert not await store.mark_stable("Lab", "9.9.9")
+
+    target = await store.previous_stable("Lab", "1.3.0")
+    assert target is not None and target.version == "1.1.0"  # 1.2.0 never passed smoke
+    await store.record_deployment("Lab", "1.1.0", "a" * 64, T0, stable=True)  # rolled back
+    # Rolling back again goes further back, not forward to 1.3.0 which was just left.
+    target = await store.previous_stable("Lab", "1.1.0")
+    assert target is not None and target.version == "1.0.0"
+    assert await store.previous_stable("Lab", "1.0.0") is None
+    unknown = await store.previous_stable("Lab", "7.0.0")
+    assert unknown is not None and unknown.version == "1.1.0"
+
+
+# --- environment locks ------------------------------------------------------------------------
+
+
+async def test_lock_is_a_value_naming_its_holder(store: Store) -> None:
+    mine = await store.try_lock("Lab", "run-1", "Kim")
+    assert mine.acquired and mine.holder_run_id == "run-1" and mine.since == T0
+    theirs = await store.try_lock("Lab", "run-2", "Lee")
+    assert not theirs.acquired
+    assert (theirs.holder_run_id, theirs.holder_name, theirs.since) == ("run-1", "Kim", T0)
+    assert (await store.try_lock("Lab", "run-1", "Kim")).acquired  # the holder asking again
+    assert (await store.try_lock("InternalProd", "run-2", "Lee")).acquired
+    assert not await store.release_lock("Lab", "run-2")
+    holder = await store.lock_holder("Lab")
+    assert holder is not None and holder.holder_run_id == "run-1"
+    assert await store.release_lock("Lab", "run-1")
+    assert await store.lock_holder("Lab") is None
+    assert (await store.try_lock("Lab", "run-2", "Lee")).acquired
+
+
+async def test_50_concurrent_lock_attempts_over_5_connections_one_wins(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    stores = [await Store.open(path) for _ in range(5)]
+    try:
+        results = await asyncio.gather(
+            *(stores[i % 5].try_lock("Lab", f"run-{i}", f"op{i}") for i in range(50))
+        )
+    finally:
+        for s in stores:
+            await s.close()
+    winners = [r for r in results if r.acquired]
+    assert len(winners) == 1
+    assert {r.holder_run_id for r in results} == {winners[0].holder_run_id}
+
+
+# --- conversation references ------------------------------------------------------------------
+
+
+async def test_conversation_ref_is_saved_and_refreshed(store: Store) -> None:
+    assert await store.get_conversation_ref("19:abc@thread.tacv2") is None
+    await store.save_conversation_ref(
+        "19:abc@thread.tacv2", '{"a": 1}', "channel", "https://old/", "tenant-1"
+    )
+    await store.save_conversation_ref(
+        "19:abc@thread.tacv2", '{"a": 2}', "channel", "https://new/", "tenant-1"
+    )
+    ref = await store.get_conversation_ref("19:abc@thread.tacv2")
+    assert ref is not None
+    assert (ref.ref_json, ref.service_url, ref.kind, ref.tenant_id) == (
+        '{"a": 2}',
+        "https://new/",
+        "channel",
+        "tenant-1",
+    )
+
+
+# --- requests, runs and restart safety --------------------------------------------------------
+
+
+async def test_request_round_trips_and_transitions_once(store: Store) -> None:
+    await store.create_request(pending())
+    assert await store.get_request("q1") == pending()
+    decided = T0 + timedelta(minutes=1)
+    assert await store.transition_request(
+        "q1",
+        ["pending"],
+        "approved",
+        decided_by_name="Lee",
+        decided_by_id="bbbb",
+        decided_at=decided,
+    )
+    assert not await store.transition_request("q1", ["pending"], "rejected")
+    assert not await store.transition_request("missing", ["pending"], "approved")
+    request = await store.get_request("q1")
+    assert request is not None
+    assert (request.state, request.decided_by_name, request.decided_at) == (
+        "approved",
+        "Lee",
+        decided,
+    )
+
+
+async def test_transition_refuses_unknown_states_and_columns(store: Store) -> None:
+    await store.create_request(pending())
+    with pytest.raises(ValueError, match="states"):
+        await store.transition_request("q1", ["pending"], "approvedd")
+    with pytest.raises(ValueError, match="fields"):
+        await store.transition_request("q1", ["pending"], "approved", plan_hash="x")
+
+
+async def test_50_concurrent_approvals_over_5_connections_one_wins(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    stores = [await Store.open(path) for _ in range(5)]
+    try:
+        await stores[0].create_request(pending())
+        results = await asyncio.gather(
+            *(
+                stores[i % 5].transition_request(
+                    "q1", ["pending"], "approved", decided_by_name=f"op{i}"
+                )
+                for i in range(50)
+            )
+        )
+        request = await stores[0].get_request("q1")
+    finally:
+        for s in stores:
+            await s.close()
+    assert results.count(True) == 1
+    assert request is not None and request.decided_by_name == f"op{results.index(True)}"
+
+
+async def test_a_request_gets_at_most_one_run(store: Store) -> None:
+    await store.create_request(pending())
+    await store.create_run(Run("run-1", "q1", "Lab", "running", T0))
+    with pytest.raises(sqlite3.IntegrityError):
+        await store.create_run(Run("run-2", "q1", "Lab", "running", T0))
+
+
+async def test_restart_marks_running_runs_interrupted_and_frees_their_locks(
+    store: Store,
+) -> None:
+    await store.create_request(pending("q1"))
+    await store.create_request(pending("q2", environment="InternalStage"))
+    assert await store.transition_request("q1", ["pending"], "running")
+    await store.create_run(
+        Run("run-1", "q1", "Lab", "running", T0, conversation_id="c", progress_activity_id="a")
+    )
+    await store.create_run(Run("run-2", "q2", "InternalStage", "succeeded", T0))
+    await store.try_lock("Lab", "run-1", "Kim")
+    await store.record_step("run-1", 0, "pre-check smoke", "passed", started_at=T0)
+    await store.record_step("run-1", 1, "stop site", "passed", started_at=T0)
+    await store.record_step("run-1", 2, "deploy package", "running", started_at=T0)
+
+    interrupted = await store.mark_running_runs_interrupted()
+
+    assert [(r.run_id, r.request_id, r.environment) for r in interrupted] == [
+        ("run-1", "q1", "Lab")
+    ]
+    run = interrupted[0]
+    assert (run.current_step, run.last_completed_step) == ("deploy package", "stop site")
+    assert (run.conversation_id, run.progress_activity_id) == ("c", "a")
+    assert await store.lock_holder("Lab") is None
+    request = await store.get_request("q1")
+    assert request is not None and request.state == "interrupted"
+    assert query(store.path, "SELECT id, state FROM runs ORDER BY id") == [
+        ("run-1", "interrupted"),
+        ("run-2", "succeeded"),
+    ]
+    assert query(store.path, "SELECT state FROM steps WHERE idx = 2") == [("interrupted",)]
+    assert await store.mark_running_runs_interrupted() == []
+
+
+async def test_datetimes_round_trip_in_utc(store: Store) -> None:
+    """Aware times in any zone come back equal and in UTC."""
+    at = datetime(2026, 3, 1, 1, 2, 3, 456789, tzinfo=UTC)
+    await store.record_deployment("Lab", "1.0.0", "a" * 64, at.astimezone(ZoneInfo("Asia/Seoul")))
+    current = await store.current_deployment("Lab")
+    assert current is not None and current.deployed_at == at
+    assert current.deployed_at.tzinfo is not None

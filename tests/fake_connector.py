@@ -1,0 +1,158 @@
+"""An in-process fake Bot Connector: what Teams' serviceUrl would be, on loopback.
+
+The bot's replies, edits and proactive posts land here and are recorded in arrival order,
+so tests assert on the wire (method, path, JSON body) instead of mocking botbuilder.
+`fail_next()` makes the next N activity calls answer 429 (with Retry-After) or 5xx, which
+is how the outbound retry logic is proven.
+
+Use: `pytest_plugins = ["tests.fake_connector"]` in a test module, then take the
+`fake_connector` fixture and point activities' serviceUrl at `fake_connector.url`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+
+@dataclass(frozen=True)
+class ConnectorCall:
+    """One request the bot made to the connector, and what the fake answered."""
+
+    method: str
+    path: str  # as sent (percent-encoded), e.g. /v3/conversations/a%3Bb/activities/1
+    conversation_id: str | None  # decoded
+    activity_id: str | None  # decoded; the replyToId for replies, the edited id for PUT
+    body: dict[str, Any]
+    authorization: str | None
+    status: int  # what the fake answered
+
+
+@dataclass
+class _Fault:
+    remaining: int
+    status: int
+    retry_after: str | None
+
+
+@dataclass
+class FakeConnector:
+    """Records every call; answers {"id": ...} unless told to fail the next ones."""
+
+    calls: list[ConnectorCall] = field(default_factory=list)
+    url: str = ""
+    _faults: list[_Fault] = field(default_factory=list)
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _changed: asyncio.Condition | None = None
+    _runner: web.AppRunner | None = None
+
+    # -- what tests use -------------------------------------------------------------------
+
+    @property
+    def activities(self) -> list[ConnectorCall]:
+        """Successful POST/PUT of activities (what the user would see), in order."""
+        return [
+            c
+            for c in self.calls
+            if c.method in ("POST", "PUT") and "/activities" in c.path and c.status < 300
+        ]
+
+    def fail_next(self, count: int, *, status: int = 429, retry_after: float | None = None) -> None:
+        """Answer the next `count` activity calls with `status` (429 + Retry-After, 5xx...)."""
+        header = None if retry_after is None else f"{retry_after:g}"
+        self._faults.append(_Fault(count, status, header))
+
+    async def wait_for_calls(self, count: int, timeout: float = 5.0) -> list[ConnectorCall]:
+        """Wait until at least `count` calls were recorded (for work done after a turn)."""
+        assert self._changed is not None, "connector not started"
+        async with self._changed:
+            await asyncio.wait_for(
+                self._changed.wait_for(lambda: len(self.calls) >= count), timeout
+            )
+        return list(self.calls)
+
+    # -- server ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._changed = asyncio.Condition()
+        app = web.Application()
+        base = "/v3/conversations"
+        app.router.add_post(base, self._create_conversation)
+        app.router.add_post(base + "/{conversation_id}/activities", self._activity)
+        app.router.add_post(base + "/{conversation_id}/activities/{activity_id}", self._activity)
+        app.router.add_put(base + "/{conversation_id}/activities/{activity_id}", self._activity)
+        app.router.add_delete(base + "/{conversation_id}/activities/{activity_id}", self._activity)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}/"
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def _next_fault(self) -> _Fault | None:
+        while self._faults and self._faults[0].remaining <= 0:
+            self._faults.pop(0)
+        if not self._faults:
+            return None
+        fault = self._faults[0]
+        fault.remaining -= 1
+        return fault
+
+    async def _record(self, request: web.Request, status: int) -> None:
+        body: dict[str, Any] = {}
+        if request.can_read_body:
+            body = await request.json()
+        assert self._changed is not None
+        async with self._changed:
+            self.calls.append(
+                ConnectorCall(
+                    method=request.method,
+                    path=request.raw_path,
+                    conversation_id=request.match_info.get("conversation_id"),
+                    activity_id=request.match_info.get("activity_id"),
+                    body=body,
+                    authorization=request.headers.get("Authorization"),
+                    status=status,
+                )
+            )
+            self._changed.notify_all()
+
+    async def _activity(self, request: web.Request) -> web.Response:
+        fault = self._next_fault()
+        if fault is not None:
+            await self._record(request, fault.status)
+            headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+            error = {"error": {"code": "Throttled" if fault.status == 429 else "ServiceError"}}
+            return web.json_response(error, status=fault.status, headers=headers)
+        await self._record(request, 200)
+        if request.method == "DELETE":
+            return web.Response(status=200)
+        # An edit keeps its id; a new message gets a fresh one, as the real connector does.
+        new_id = request.match_info["activity_id"] if request.method == "PUT" else None
+        return web.json_response({"id": new_id or f"fake-{next(self._ids)}"})
+
+    async def _create_conversation(self, request: web.Request) -> web.Response:
+        await self._record(request, 200)
+        n = next(self._ids)
+        return web.json_response({"id": f"conv-{n}", "activityId": f"fake-{n}"})
+
+
+@pytest.fixture
+async def fake_connector() -> AsyncIterator[FakeConnector]:
+    """A started fake connector on 127.0.0.1 (random port), stopped after the test."""
+    connector = FakeConnector()
+    await connector.start()
+    try:
+        yield connector
+    finally:
+        await connector.close()

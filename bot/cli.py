@@ -1,8 +1,8 @@
 """`mcms-bot` — run the bot, validate a config, verify the audit.
 
-    mcms-bot [run] [--config FILE]        serve /api/messages (default command)
-    mcms-bot check-config FILE             exit 0, or 1 listing every problem by key
-    mcms-bot audit verify [--dir DIR | --config FILE]
+mcms-bot [run] [--config FILE]        serve /api/messages (default command)
+mcms-bot check-config FILE             exit 0, or 1 listing every problem by key
+mcms-bot audit verify [--dir DIR | --config FILE]
 """
 
 from __future__ import annotations

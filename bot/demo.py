@@ -72,9 +72,18 @@ def _playground_bin() -> Path | None:
         PLAYGROUND_DIR.mkdir(parents=True, exist_ok=True)
         print(f"Installing Microsoft 365 Agents Playground {PLAYGROUND_VERSION} (npm)...")
         done = subprocess.run(  # noqa: S603
-            [npm, "install", "--no-audit", "--no-fund", "--prefix", str(PLAYGROUND_DIR),
-             f"@microsoft/m365agentsplayground@{PLAYGROUND_VERSION}"],
-            capture_output=True, text=True, check=False,
+            [
+                npm,
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--prefix",
+                str(PLAYGROUND_DIR),
+                f"@microsoft/m365agentsplayground@{PLAYGROUND_VERSION}",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if done.returncode != 0 or not binary.exists():
             print(f"Could not install the Playground (npm said: {done.stderr.strip()[-300:]}).")
@@ -91,36 +100,61 @@ def main() -> int:
     env["PYTHONUNBUFFERED"] = "1"
     logs = ROOT / "logs"
     procs: list[subprocess.Popen[bytes]] = []
+    labels: dict[int, str] = {}
 
     def on_term(_sig: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
     try:
-        lab = _start([sys.executable, "-m", "lab", "--demo", "--root", "var/lab"], env,
-                     logs / "lab.log")
+        lab = _start(
+            [sys.executable, "-m", "lab", "--demo", "--root", "var/lab"], env, logs / "lab.log"
+        )
         procs.append(lab)
+        labels[lab.pid] = "the lab"
         if not _wait_http(LAB_CONTROL, 30, lab):
             print("The simulated lab did not start; see logs/lab.log.")
             return 1
-        bot = _start([sys.executable, "-m", "bot.cli", "run", "--config", str(DEMO_CONFIG)], env,
-                     logs / "bot-console.log")
+        bot = _start(
+            [sys.executable, "-m", "bot.cli", "run", "--config", str(DEMO_CONFIG)],
+            env,
+            logs / "bot-console.log",
+        )
         procs.append(bot)
+        labels[bot.pid] = "the bot"
         if not _wait_http(BOT_HEALTH, 30, bot):
             print("The bot did not start; see logs/bot-console.log and logs/app/bot.jsonl.")
             return 1
         print("\nMCMS ops bot is running (local mode: no Teams authentication, 127.0.0.1 only).")
         print("  bot endpoint   http://127.0.0.1:3978/api/messages")
-        print("  lab            Lab / InternalStage / InternalProd simulated; faults: lab/README.md")
+        print(
+            "  lab            Lab / InternalStage / InternalProd simulated; faults: lab/README.md"
+        )
         playground = _playground_bin()
         if playground:
-            pg_env = dict(env, TEAMSAPPTESTER_BROWSER="none",
-                          BOT_ENDPOINT="http://127.0.0.1:3978/api/messages")
-            pg = _start([str(playground), "--disable-telemetry", "-p", str(PLAYGROUND_PORT),
-                         "-c", "msteams"], pg_env, logs / "playground.log")
+            pg_env = dict(
+                env,
+                TEAMSAPPTESTER_BROWSER="none",
+                BOT_ENDPOINT="http://127.0.0.1:3978/api/messages",
+            )
+            pg = _start(
+                [
+                    str(playground),
+                    "--disable-telemetry",
+                    "-p",
+                    str(PLAYGROUND_PORT),
+                    "-c",
+                    "msteams",
+                ],
+                pg_env,
+                logs / "playground.log",
+            )
             procs.append(pg)
+            labels[pg.pid] = "the Playground"
             if _wait_http(f"http://127.0.0.1:{PLAYGROUND_PORT}/_debug/ping", 60, pg):
-                print(f"  Playground     http://127.0.0.1:{PLAYGROUND_PORT}/  (open it in a browser)")
+                print(
+                    f"  Playground     http://127.0.0.1:{PLAYGROUND_PORT}/  (open it in a browser)"
+                )
             else:
                 print("  Playground did not start; see logs/playground.log")
         else:
@@ -130,8 +164,10 @@ def main() -> int:
         while True:
             for proc in procs:
                 if proc.poll() is not None:
-                    print(f"{proc.args[2] if len(proc.args) > 2 else proc.args[0]} exited "
-                          f"({proc.returncode}); stopping everything. See logs/.")
+                    print(
+                        f"{labels[proc.pid]} exited ({proc.returncode}); "
+                        "stopping everything. See logs/."
+                    )
                     return 1
             time.sleep(0.5)
     except KeyboardInterrupt:

@@ -1,0 +1,99 @@
+"""Wire the concrete adapters to the commands: the one place that knows both sides."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from adapters.audit import AuditLog
+from adapters.errors import AuthenticationFailed
+from adapters.hostops import HostOps, HostState
+from adapters.smoke import CheckResult, run_checks
+from adapters.smoke_log import write_smoke_log
+from adapters.store import Store
+from adapters.timeline import Timeline
+from adapters.winrm import WinRMShell
+from bot.logs import make_redactor
+from commands.config import Config, Host, secret
+from commands.context import HostReader, Services
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _MissingCredentials:
+    """A host whose credential env vars are unset: fail clearly, before any network call."""
+
+    def __init__(self, host: Host, missing: list[str]) -> None:
+        self._host, self._missing = host, missing
+
+    async def read_state(
+        self, site: str, app_pool: str, service: str, releases_root: str, *, timeout_s: float
+    ) -> HostState:
+        raise AuthenticationFailed(
+            f"{self._host.name}: no WinRM credentials — set {' and '.join(self._missing)} "
+            "in the bot's environment and restart it"
+        )
+
+
+def host_reader(host: Host) -> HostReader:
+    user, password = secret(host.username_env), secret(host.password_env)
+    if user is None or password is None:
+        missing = [
+            n for n, v in ((host.username_env, user), (host.password_env, password)) if not v
+        ]
+        return _MissingCredentials(host, missing)
+    shell = WinRMShell(
+        str(host.winrm_url),
+        host.transport,
+        user,
+        password,
+        operation_timeout_s=host.operation_timeout_s,
+        server_cert_validation=host.server_cert_validation,
+        host=host.name,
+    )
+    return HostOps(shell, host=host.name)
+
+
+def redactor_for(config: Config) -> Callable[[str], str]:
+    return make_redactor(v for n in config.secret_env_names() if (v := secret(n)) is not None)
+
+
+@dataclass
+class Runtime:
+    """The opened adapters, closed together at shutdown."""
+
+    services: Services
+    store: Store
+    timeline: Timeline
+
+    async def close(self) -> None:
+        await self.store.close()
+
+
+async def open_runtime(config: Config, base: Path | None = None) -> Runtime:
+    def at(path: Path) -> Path:
+        return path if path.is_absolute() or base is None else base / path
+
+    redact = redactor_for(config)
+    store = await Store.open(at(config.paths.database))
+    audit = AuditLog(at(config.paths.audit_dir), config.tz, redact=redact)
+    timeline = Timeline(at(config.paths.timeline_dir), config.tz)
+    smoke_dir = at(config.paths.smoke_logs_dir)
+
+    def smoke_log(environment: str, results: Sequence[CheckResult], when: datetime) -> Path:
+        return write_smoke_log(smoke_dir, environment, results, when, config.tz)
+
+    services = Services(
+        config=config,
+        audit=audit,
+        store=store,
+        probe=run_checks,
+        hosts=host_reader,
+        write_smoke_log=smoke_log,
+        now=utc_now,
+    )
+    return Runtime(services, store, timeline)

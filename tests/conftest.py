@@ -1,0 +1,176 @@
+"""The `chat` fixture: the whole bot, as Teams and the servers see it, on loopback.
+
+The real aiohttp app and CloudAdapter receive activities built from recorded Teams payloads;
+replies go to a fake Bot Connector; commands reach the simulated lab over real WinRM and
+HTTP. Tests read like a conversation: `await chat.say("smoke Lab")`, then `chat.cards[-1]`.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from bot.server import build_app
+from bot.services import Runtime, open_runtime
+from commands.config import Config
+from tests.teams_factory import ALEX, TENANT, User, make_message
+
+if TYPE_CHECKING:
+    from lab.core import Lab
+    from tests.fake_connector import ConnectorCall, FakeConnector
+
+pytest_plugins = ["tests.fake_connector", "tests.jwt_fixtures", "tests.lab_fixtures"]
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_CONFIG = ROOT / "lab" / "demo-bot.toml"
+ADAPTIVE = "application/vnd.microsoft.card.adaptive"
+
+MEGAN = User("Megan Bowen", "00000000-0000-0000-0000-0000000000021", id="user-id-1")
+# Approver only, and only for InternalProd: proves roles are per role AND per environment.
+ADELE = User("Adele Vance", "00000000-0000-0000-0000-0000000000022", id="user-id-2")
+STRANGER = User("Nobody Known", "00000000-0000-0000-0000-0000000000099", id="user-id-9")
+FOREIGN_TENANT = "99999999-0000-0000-0000-000000000009"
+
+
+def lab_config(lab: Lab, tmp_path: Path) -> Config:
+    """The demo config, pointed at this lab's ephemeral ports and at files under tmp_path."""
+    raw: dict[str, Any] = tomllib.loads(DEMO_CONFIG.read_text(encoding="utf-8"))
+    for name, env in raw["environments"].items():
+        host = lab.host_for(name)
+        base = lab.http_base(host)
+        env["package_store"] = str(lab.packages_dir)
+        for h in env["hosts"]:
+            h["name"] = host
+            h["winrm_url"] = lab.winrm_url(host)
+        for check in env["smoke"]:
+            path = check["url"].split("/", 3)[3]
+            check["url"] = f"{base}/{path}"
+    raw["paths"] = {
+        "database": str(tmp_path / "var" / "mcms-bot.db"),
+        "audit_dir": str(tmp_path / "logs" / "deploy" / "notifications"),
+        "app_logs_dir": str(tmp_path / "logs" / "app"),
+        "smoke_logs_dir": str(tmp_path / "artifacts" / "offline" / "logs"),
+        "timeline_dir": str(tmp_path / "docs" / "logs"),
+    }
+    raw["people"].append(
+        {
+            "name": ADELE.name,
+            "aad_object_id": ADELE.aad_object_id,
+            "roles": ["approver"],
+            "environments": ["InternalProd"],
+        }
+    )
+    return Config.model_validate(raw)
+
+
+@dataclass
+class Chat:
+    """Say things as a Teams user; read what the bot posted to the connector."""
+
+    client: TestClient[Any, Any]
+    connector: FakeConnector
+    runtime: Runtime
+    lab: Lab
+    config: Config
+    http_statuses: list[int] = field(default_factory=list)
+
+    async def say(
+        self,
+        text: str,
+        *,
+        user: User = ALEX,
+        tenant: str = TENANT,
+        conversation_type: str = "personal",
+    ) -> ConnectorCall:
+        """Send one message; returns the bot's reply (exactly one is expected)."""
+        before = len(self.connector.activities)
+        activity = make_message(
+            text,
+            user=user,
+            tenant=tenant,
+            conversation_type=conversation_type,  # type: ignore[arg-type]
+            service_url=self.connector.url,
+        )
+        response = await self.client.post("/api/messages", json=activity)
+        self.http_statuses.append(response.status)
+        assert response.status < 300, await response.text()
+        new = (await self.connector.wait_for_calls(before + 1))[before:]
+        replies = [c for c in new if c.method == "POST"]
+        assert len(replies) == 1, f"expected one reply, got {new}"
+        return replies[0]
+
+    @property
+    def replies(self) -> list[ConnectorCall]:
+        return [c for c in self.connector.activities if c.method == "POST"]
+
+    @property
+    def cards(self) -> list[dict[str, Any]]:
+        out = []
+        for call in self.replies:
+            for att in call.body.get("attachments") or []:
+                if att.get("contentType") == ADAPTIVE:
+                    out.append(att["content"])
+        return out
+
+    def winrm_requests(self) -> int:
+        return sum(self.lab.winrm_requests(h) for h in self.lab.hosts)
+
+
+@pytest.fixture
+async def chat(
+    lab: Lab, fake_connector: FakeConnector, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Chat]:
+    from lab.demo import DEMO_PASSWORD, DEMO_USERNAME
+
+    monkeypatch.setenv("MCMS_LAB_WINRM_USER", DEMO_USERNAME)
+    monkeypatch.setenv("MCMS_LAB_WINRM_PASSWORD", DEMO_PASSWORD)
+    for name in ("MCMS_BOT_APP_ID", "MCMS_BOT_APP_PASSWORD", "MCMS_BOT_APP_TENANT_ID"):
+        monkeypatch.delenv(name, raising=False)
+    config = lab_config(lab, tmp_path)
+    runtime = await open_runtime(config)
+    client = TestClient(TestServer(build_app(runtime), host="127.0.0.1"))
+    await client.start_server()
+    try:
+        yield Chat(client, fake_connector, runtime, lab, config)
+    finally:
+        await client.close()
+        await runtime.close()
+
+
+def card_texts(card: dict[str, Any]) -> list[str]:
+    """Every visible text of a card, flattened in reading order (TextBlocks, facts, cells)."""
+    out: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "TextBlock":
+                out.append(str(node.get("text", "")))
+            if node.get("type") == "FactSet":
+                out.extend(f"{f['title']}: {f['value']}" for f in node.get("facts", []))
+            for value in node.values():
+                if isinstance(value, list | dict):
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(card.get("body", []))
+    return out
+
+
+def table_rows(card: dict[str, Any]) -> list[list[str]]:
+    """The rows of every Table in a card (header rows included), as lists of cell texts."""
+    rows: list[list[str]] = []
+    for element in card.get("body", []):
+        if element.get("type") == "Table":
+            for row in element["rows"]:
+                rows.append(
+                    [" ".join(i.get("text", "") for i in cell["items"]) for cell in row["cells"]]
+                )
+    return rows

@@ -34,24 +34,57 @@ def _broken(tmp_path: Path, old: str, new: str, count: int = 1) -> Path:
 @pytest.mark.parametrize(
     ("old", "new", "key", "why"),
     [
-        ('allowed_tenants = ["00000000-0000-0000-0000-0000000000001"]', "", "teams.allowed_tenants",
-         "required key is missing"),
+        (
+            'allowed_tenants = ["00000000-0000-0000-0000-0000000000001"]',
+            "",
+            "teams.allowed_tenants",
+            "required key is missing",
+        ),
         ("port = 3978", 'port = "lots"', "server.port", "valid integer"),
-        ('url = "http://127.0.0.1:18081/health"', 'url = "not a url"',
-         "environments.Lab.smoke[0].url", "URL"),
-        ('roles = ["operator"]', 'roles = ["operator"]\nenvironments = ["Lab", "Prodd"]',
-         "people[1].environments[1]", "unknown environment 'Prodd'"),
-        ("timeout_s = 5", "timeout_s = -1", "environments.Lab.smoke[0].timeout_s",
-         "greater than 0"),
-        ('site = "MCMS", app_pool = "MCMS", pool_action', 'site = "MC$(x)", app_pool = "MCMS", pool_action',
-         "environments.Lab.iis.site", "ASCII letters"),
-        ('transport = "basic"\nallow_insecure_transport = true', 'transport = "basic"',
-         "environments.Lab.hosts[0]", "clear text"),
+        (
+            'url = "http://127.0.0.1:18081/health"',
+            'url = "not a url"',
+            "environments.Lab.smoke[0].url",
+            "URL",
+        ),
+        (
+            'roles = ["operator"]',
+            'roles = ["operator"]\nenvironments = ["Lab", "Prodd"]',
+            "people[1].environments[1]",
+            "unknown environment 'Prodd'",
+        ),
+        (
+            "timeout_s = 5",
+            "timeout_s = -1",
+            "environments.Lab.smoke[0].timeout_s",
+            "greater than 0",
+        ),
+        (
+            'site = "MCMS", app_pool = "MCMS", pool_action',
+            'site = "MC$(x)", app_pool = "MCMS", pool_action',
+            "environments.Lab.iis.site",
+            "ASCII letters",
+        ),
+        (
+            'transport = "basic"\nallow_insecure_transport = true',
+            'transport = "basic"',
+            "environments.Lab.hosts[0]",
+            "clear text",
+        ),
         ('timezone = "Asia/Seoul"', 'timezone = "Mars/Olympus"', "timezone", "unknown time zone"),
         ("[server]", "[server]\nlisten = 1", "server.listen", "unknown key"),
     ],
-    ids=["missing-key", "wrong-type", "bad-url", "unknown-env-in-role", "negative-timeout",
-         "hostile-name", "insecure-basic", "bad-timezone", "unknown-key"],
+    ids=[
+        "missing-key",
+        "wrong-type",
+        "bad-url",
+        "unknown-env-in-role",
+        "negative-timeout",
+        "hostile-name",
+        "insecure-basic",
+        "bad-timezone",
+        "unknown-key",
+    ],
 )
 def test_check_config_names_the_key_and_why(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], old: str, new: str, key: str, why: str
@@ -74,7 +107,9 @@ def test_check_config_reports_every_problem_at_once(tmp_path: Path) -> None:
     assert {"server.port", "timezone", "environments.InternalStage.smoke[0].url"} <= keys
 
 
-def test_check_config_rejects_unreadable_toml(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_config_rejects_unreadable_toml(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "x.toml"
     path.write_text("[teams\n")
     assert main(["check-config", str(path)]) == 1
@@ -82,9 +117,13 @@ def test_check_config_rejects_unreadable_toml(tmp_path: Path, capsys: pytest.Cap
 
 
 def test_check_config_cli_exit_codes() -> None:
-    ok = subprocess.run([sys.executable, "-m", "bot.cli", "check-config", str(DEMO)],
-                        capture_output=True, text=True)
-    missing = subprocess.run([sys.executable, "-m", "bot.cli", "check-config", "/nonexistent.toml"],
-                             capture_output=True, text=True)
+    ok = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "check-config", str(DEMO)], capture_output=True, text=True
+    )
+    missing = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "check-config", "/nonexistent.toml"],
+        capture_output=True,
+        text=True,
+    )
     assert (ok.returncode, missing.returncode) == (0, 1)
     assert "file not found" in missing.stderr

@@ -12,8 +12,13 @@ FORBIDDEN_IN_COMMANDS = ["aiohttp", "botbuilder", "aiosqlite", "winrm"]
 
 @pytest.mark.parametrize(
     "module",
-    ["commands.dispatch", "commands.registry", "commands.help", "commands.smoke",
-     "commands.status"],
+    [
+        "commands.dispatch",
+        "commands.registry",
+        "commands.help",
+        "commands.smoke",
+        "commands.status",
+    ],
 )
 def test_commands_never_import_io_libraries(module: str) -> None:
     code = (

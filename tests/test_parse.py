@@ -20,8 +20,17 @@ from commands.parse import ParsedText, closest, split_command
         ("   ", None),
         ("/", None),
     ],
-    ids=["plain", "slash", "spaces-and-case", "args-keep-case", "nbsp", "stray-slash", "empty",
-         "blank", "only-slash"],
+    ids=[
+        "plain",
+        "slash",
+        "spaces-and-case",
+        "args-keep-case",
+        "nbsp",
+        "stray-slash",
+        "empty",
+        "blank",
+        "only-slash",
+    ],
 )
 def test_split_command(text: str, expected: ParsedText | None) -> None:
     assert split_command(text) == expected
@@ -37,7 +46,9 @@ def test_split_command(text: str, expected: ParsedText | None) -> None:
         ("xyzzy", ["help", "smoke", "status"], None),
     ],
 )
-def test_closest_suggests_the_likely_intent(word: str, choices: list[str], expected: str | None) -> None:
+def test_closest_suggests_the_likely_intent(
+    word: str, choices: list[str], expected: str | None
+) -> None:
     assert closest(word, choices) == expected
 
 

@@ -1,0 +1,171 @@
+"""IIS and Windows-service operations on one host, on top of any `RemoteShell`.
+
+Each operation is one remote script run (act, wait, verify, print one JSON line — one round
+trip, notes/winrm-iis.md); this module turns the printed JSON into typed results and fails
+loudly when the state reached is not the one asked for. It knows nothing of pywinrm: the
+executor passes a WinRMShell, tests may pass the lab or an in-memory twin.
+
+Room for the next step (deploy): `deploy_release(version, sha256, package_path)` and
+`switch_release(version)` will be two more constant scripts (verify SHA-256 on the host,
+expand into releases\\<version>.tmp then rename, or point physicalPath at a kept folder)
+with the same shape: validated names in, one JSON line out, a typed result back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+from adapters.errors import BadReply, StateNotReached
+from adapters.ps_scripts import (
+    OP_ECHO,
+    OP_POOL,
+    OP_READ_STATE,
+    OP_SERVICE,
+    OP_SITE,
+    VERSION_PATTERN,
+    JsonValue,
+)
+
+# Leave the script time to print its verdict before the caller's deadline cuts it off.
+_WAIT_SHARE: Final = 0.75
+
+
+class RemoteShell(Protocol):
+    """Runs one named constant script on one host (see adapters.ps_scripts)."""
+
+    host: str
+
+    async def run(
+        self, op: str, params: Mapping[str, JsonValue], *, timeout_s: float
+    ) -> dict[str, Any]:
+        """Return the JSON object the script printed last; raise adapters.errors.RemoteError."""
+        ...
+
+
+@dataclass(frozen=True)
+class HostState:
+    """What IIS and the SCM report on one host; states are IIS/SCM words or "Missing"."""
+
+    host: str
+    site_state: str
+    pool_state: str
+    service_state: str
+    physical_path: str | None
+    releases: tuple[str, ...]  # release folders kept under releases_root, oldest first
+
+    @property
+    def current_release(self) -> str | None:
+        """The release folder the site points at, if it is one of the kept releases."""
+        if not self.physical_path:
+            return None
+        leaf = self.physical_path.rstrip("\\").rsplit("\\", 1)[-1]
+        return leaf if leaf in self.releases else None
+
+    @property
+    def serving(self) -> bool:
+        return self.site_state == "Started" and self.pool_state == "Started"
+
+
+def version_key(version: str) -> tuple[tuple[int, ...], int, str]:
+    """Sort key: numeric parts, then a pre-release (1.4.0-rc1) before its release (1.4.0)."""
+    numbers, _, suffix = version.partition("-")
+    return tuple(int(n) for n in numbers.split(".")), 0 if suffix else 1, suffix
+
+
+class HostOps:
+    """The operations the playbook needs on one host; every call has its own deadline."""
+
+    def __init__(self, shell: RemoteShell, *, host: str | None = None) -> None:
+        self._shell = shell
+        # The inventory name, for messages; the shell's own name when not given.
+        self.host = host or shell.host
+
+    async def echo(self, text: str, *, timeout_s: float) -> str:
+        """Send `text` there and back; proves the transport keeps values byte-exact."""
+        reply = await self._shell.run(OP_ECHO, {"Text": text}, timeout_s=timeout_s)
+        return self._field(reply, OP_ECHO, "text")
+
+    async def read_state(
+        self, site: str, app_pool: str, service: str, releases_root: str, *, timeout_s: float
+    ) -> HostState:
+        params: dict[str, JsonValue] = {
+            "Site": site,
+            "AppPool": app_pool,
+            "Service": service,
+            "ReleasesRoot": releases_root,
+        }
+        reply = await self._shell.run(OP_READ_STATE, params, timeout_s=timeout_s)
+        releases = reply.get("releases") or []
+        # PowerShell 5.1 unwraps a one-element array into a scalar on the way to JSON.
+        if isinstance(releases, str):
+            releases = [releases]
+        if not isinstance(releases, list) or not all(isinstance(r, str) for r in releases):
+            raise self._bad(OP_READ_STATE, "releases")
+        kept = sorted((r for r in releases if VERSION_PATTERN.fullmatch(r)), key=version_key)
+        path = reply.get("physical_path")
+        return HostState(
+            host=self.host,
+            site_state=self._field(reply, OP_READ_STATE, "site_state"),
+            pool_state=self._field(reply, OP_READ_STATE, "pool_state"),
+            service_state=self._field(reply, OP_READ_STATE, "service_state"),
+            physical_path=path if isinstance(path, str) and path else None,
+            releases=tuple(kept),
+        )
+
+    async def start_site(self, name: str, *, timeout_s: float) -> str:
+        return await self._control(OP_SITE, "Site", name, "Start", "Started", timeout_s)
+
+    async def stop_site(self, name: str, *, timeout_s: float) -> str:
+        return await self._control(OP_SITE, "Site", name, "Stop", "Stopped", timeout_s)
+
+    async def start_pool(self, name: str, *, timeout_s: float) -> str:
+        return await self._control(OP_POOL, "AppPool", name, "Start", "Started", timeout_s)
+
+    async def stop_pool(self, name: str, *, timeout_s: float) -> str:
+        return await self._control(OP_POOL, "AppPool", name, "Stop", "Stopped", timeout_s)
+
+    async def recycle_pool(self, name: str, *, timeout_s: float) -> str:
+        return await self._control(OP_POOL, "AppPool", name, "Recycle", "Started", timeout_s)
+
+    async def start_service(self, name: str, *, timeout_s: float) -> str:
+        return await self._control(OP_SERVICE, "Service", name, "Start", "Running", timeout_s)
+
+    async def stop_service(self, name: str, *, timeout_s: float) -> str:
+        return await self._control(OP_SERVICE, "Service", name, "Stop", "Stopped", timeout_s)
+
+    async def _control(
+        self, op: str, key: str, name: str, action: str, wanted: str, timeout_s: float
+    ) -> str:
+        """Run one act-wait-verify script; return the final state or raise StateNotReached."""
+        wait_s = max(1, int(timeout_s * _WAIT_SHARE))
+        params: dict[str, JsonValue] = {key: name, "Action": action, "TimeoutSec": wait_s}
+        reply = await self._shell.run(op, params, timeout_s=timeout_s)
+        state = self._field(reply, op, "state")
+        if state != wanted:
+            target = _TARGETS[op].format(name=name)
+            raise StateNotReached(host=self.host, op=op, target=target, wanted=wanted, actual=state)
+        return state
+
+    def _field(self, reply: Mapping[str, Any], op: str, key: str) -> str:
+        value = reply.get(key)
+        if not isinstance(value, str):
+            raise self._bad(op, key)
+        return value
+
+    def _bad(self, op: str, key: str) -> BadReply:
+        return BadReply(
+            f"{op} on {self.host} printed a result without a valid {key!r}: the remote script "
+            "and this bot are out of step. Redeploy the bot or report a bug.",
+            host=self.host,
+        )
+
+
+_TARGETS: Final = {
+    OP_SITE: "IIS site {name!r}",
+    OP_POOL: "application pool {name!r}",
+    OP_SERVICE: "service {name!r}",
+}
+
+__all__ = ["HostOps", "HostState", "RemoteShell", "version_key"]

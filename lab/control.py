@@ -1,0 +1,82 @@
+"""The lab's control API on loopback (JSON over HTTP): read state, inject and clear faults.
+
+    GET    /state                      every host's state
+    GET    /state/{host}               one host's state
+    PUT    /faults/{host}/{target}     {"mode": "...", "delay_s": 2}  → the host's state
+    DELETE /faults/{host}/{target}     clear one fault
+    DELETE /faults/{host}              clear a host's faults
+    DELETE /faults                     clear every fault
+Errors answer 400/404 with {"error": "..."}; lab/README.md lists the targets and modes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from lab.model import Fault
+from lab.runtime import LabRuntime
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        status=status, text=json.dumps(data, indent=2), content_type="application/json"
+    )
+
+
+def make_control_app(runtime: LabRuntime) -> web.Application:
+    def known(request: web.Request) -> str:
+        host = request.match_info["host"]
+        if host not in runtime.hosts:
+            raise web.HTTPNotFound(
+                text=json.dumps({"error": f"no lab host {host!r}", "hosts": list(runtime.hosts)}),
+                content_type="application/json",
+            )
+        return host
+
+    async def all_state(_: web.Request) -> web.Response:
+        return _json(runtime.snapshot())
+
+    async def host_state(request: web.Request) -> web.Response:
+        return _json(runtime.host(known(request)).snapshot())
+
+    async def put_fault(request: web.Request) -> web.Response:
+        host = known(request)
+        try:
+            body = await request.json() if request.can_read_body else {}
+            if not isinstance(body, dict):
+                raise ValueError("the body must be a JSON object")
+            fault = Fault.parse(
+                request.match_info["target"],
+                str(body.get("mode", "")),
+                float(body.get("delay_s", 0.0)),
+            )
+        except (ValueError, TypeError) as exc:
+            return _json({"error": str(exc)}, status=400)
+        await runtime.set_fault(host, fault)
+        return _json(runtime.host(host).snapshot())
+
+    async def delete_fault(request: web.Request) -> web.Response:
+        host = known(request)
+        await runtime.clear_faults(host, request.match_info["target"])
+        return _json(runtime.host(host).snapshot())
+
+    async def delete_host_faults(request: web.Request) -> web.Response:
+        host = known(request)
+        await runtime.clear_faults(host)
+        return _json(runtime.host(host).snapshot())
+
+    async def delete_all_faults(_: web.Request) -> web.Response:
+        await runtime.clear_faults()
+        return _json(runtime.snapshot())
+
+    app = web.Application()
+    app.router.add_get("/state", all_state)
+    app.router.add_get("/state/{host}", host_state)
+    app.router.add_put("/faults/{host}/{target}", put_fault)
+    app.router.add_delete("/faults/{host}/{target}", delete_fault)
+    app.router.add_delete("/faults/{host}", delete_host_faults)
+    app.router.add_delete("/faults", delete_all_faults)
+    return app

@@ -1,0 +1,185 @@
+"""`Lab`: the simulated MCMS lab in its own thread and event loop, driven from any thread.
+
+pywinrm is blocking and tests mix sync and async code, so the lab never shares a loop with
+its clients: `start()` spins up a thread with a private loop; every method below hops onto
+that loop and waits for the answer. Ports are ephemeral unless the specs fix them.
+
+    with Lab(hosts=[LabHostSpec("web01", "Lab")], root=tmp_path) as lab:
+        lab.winrm_url("web01"); lab.set_fault("web01", "winrm", "hang"); lab.state("web01")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+from lab.control import make_control_app
+from lab.listener import Listener
+from lab.model import Fault, LabHostSpec, ScriptCall
+from lab.packages import build_package_store
+from lab.powershell import apply_op
+from lab.runtime import LabRuntime
+
+T = TypeVar("T")
+_START_TIMEOUT_S = 10.0
+
+
+class Lab:
+    """Simulated Windows hosts (WinRM + MCMS portal) and a control API, all on loopback."""
+
+    def __init__(
+        self,
+        hosts: Sequence[LabHostSpec],
+        root: Path,
+        *,
+        control_port: int = 0,
+        bind: str = "127.0.0.1",
+        package_versions: Iterable[str] = (),
+    ) -> None:
+        self.specs = {spec.name: spec for spec in hosts}
+        self.root = Path(root)
+        self.bind = bind
+        self.packages_dir = self.root / "packages"
+        self._versions = {v for spec in hosts for v in spec.releases} | set(package_versions)
+        self._runtime = LabRuntime(hosts, bind)
+        self._control = Listener(lambda: make_control_app(self._runtime), bind, control_port)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self.package_digests: dict[str, str] = {}
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> Lab:
+        if self._loop is not None:
+            raise RuntimeError("the lab is already running")
+        self.package_digests = build_package_store(self.packages_dir, self._versions)
+        loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=loop.run_forever, name="mcms-lab", daemon=True)
+        self._loop = loop
+        self._thread.start()
+        try:
+            self._call(self._astart)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    async def _astart(self) -> None:
+        await self._runtime.start()
+        await self._control.open()
+
+    async def _astop(self) -> None:
+        await self._control.close()
+        await self._runtime.stop()
+
+    def stop(self) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        try:
+            self._call(self._astop)
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=_START_TIMEOUT_S)
+            loop.close()
+            self._loop = self._thread = None
+
+    def __enter__(self) -> Lab:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # --- addresses ---------------------------------------------------------------------
+
+    @property
+    def hosts(self) -> list[str]:
+        return list(self.specs)
+
+    def host_for(self, environment: str) -> str:
+        """The first host of an environment (the demo has one per environment)."""
+        for spec in self.specs.values():
+            if spec.environment.casefold() == environment.casefold():
+                return spec.name
+        raise KeyError(f"no lab host for environment {environment!r}")
+
+    def winrm_url(self, host: str) -> str:
+        return f"http://{self.bind}:{self._runtime.host(host).winrm_listener.port}/wsman"
+
+    def http_base(self, host: str) -> str:
+        return f"http://{self.bind}:{self._runtime.host(host).portal_listener.port}"
+
+    @property
+    def control_url(self) -> str:
+        return f"http://{self.bind}:{self._control.port}"
+
+    def package_path(self, version: str) -> Path:
+        return self.packages_dir / f"MCMS_Setup_{version}.zip"
+
+    # --- observation and faults (thread-safe) ------------------------------------------
+
+    def state(self, host: str) -> dict[str, Any]:
+        """A JSON-able snapshot of one host (see lab/README.md for the shape)."""
+        return self._call_sync(lambda: self._runtime.host(host).snapshot())
+
+    def winrm_requests(self, host: str) -> int:
+        """Every HTTP request that reached the host's WinRM port, rejected ones included."""
+        return self._call_sync(lambda: self._runtime.host(host).sim.winrm_requests)
+
+    def winrm_actions(self, host: str) -> list[str]:
+        """WS-Man actions received, in order: Create, Command, Send, Receive, Signal, Delete."""
+        return self._call_sync(lambda: list(self._runtime.host(host).sim.winrm_actions))
+
+    def shells_open(self, host: str) -> int:
+        return self._call_sync(lambda: len(self._runtime.host(host).winrm.shells))
+
+    def calls(self, host: str) -> list[ScriptCall]:
+        """Every script the host received, with its decoded parameters and their raw JSON."""
+        return self._call_sync(lambda: list(self._runtime.host(host).sim.calls))
+
+    def set_fault(self, host: str, target: str, mode: str, *, delay_s: float = 0.0) -> None:
+        fault = Fault.parse(target, mode, delay_s)
+        self._call(lambda: self._runtime.set_fault(host, fault))
+
+    def clear_faults(self, host: str | None = None, target: str | None = None) -> None:
+        self._call(lambda: self._runtime.clear_faults(host, target))
+
+    def apply(self, host: str, op: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Run an op on the simulated host directly, without WinRM: sets a scene in a test.
+
+        `params` use the scripts' names: `lab.apply(h, "site-control", {"Site": "MCMS",
+        "Action": "Stop"})`. Returns the JSON the script would print.
+        """
+
+        async def go() -> dict[str, Any]:
+            runtime = self._runtime.host(host)
+            run = apply_op(runtime.sim, op, params)
+            await runtime.sync()
+            result: dict[str, Any] = json.loads(run.stdout.decode("utf-8"))
+            return result
+
+        return self._call(go)
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    def _call(self, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        if self._loop is None:
+            raise RuntimeError("the lab is not running: call start() first")
+        future = asyncio.run_coroutine_threadsafe(make(), self._loop)
+        return future.result(timeout=_START_TIMEOUT_S)
+
+    def _call_sync(self, read: Callable[[], T]) -> T:
+        async def go() -> T:
+            return read()
+
+        return self._call(go)

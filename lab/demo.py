@@ -1,0 +1,48 @@
+"""The demo topology: one host per environment (Lab, InternalStage, InternalProd).
+
+Fixed loopback ports for `python -m lab --demo` (written down in lab/README.md, so a demo
+bot config can point at them); tests use the same topology on ephemeral ports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Final
+
+from lab.model import LabHostSpec
+
+DEMO_CONTROL_PORT: Final = 15900
+DEMO_USERNAME: Final = "lab-admin"
+DEMO_PASSWORD: Final = "lab-password"  # noqa: S105  # demo only, printed at start
+
+_DEMO: Final = (
+    # Stage runs ahead of prod; each keeps its current release and two older ones.
+    LabHostSpec(
+        "lab-web01", "Lab", ("1.4.0", "1.4.1", "1.4.2"), "1.4.2", winrm_port=15985, http_port=18081
+    ),
+    LabHostSpec(
+        "stage-web01",
+        "InternalStage",
+        ("1.3.9", "1.4.0", "1.4.1"),
+        "1.4.1",
+        winrm_port=15986,
+        http_port=18082,
+    ),
+    LabHostSpec(
+        "prod-web01",
+        "InternalProd",
+        ("1.3.8", "1.3.9", "1.4.0"),
+        "1.4.0",
+        winrm_port=15987,
+        http_port=18083,
+    ),
+)
+# In the package store but deployed nowhere yet: something to deploy in a demo.
+DEMO_EXTRA_PACKAGES: Final = ("1.4.3",)
+
+
+def demo_hosts(*, fixed_ports: bool = True) -> list[LabHostSpec]:
+    """The three demo hosts; with fixed_ports=False every port is ephemeral (for tests)."""
+    if fixed_ports:
+        return list(_DEMO)
+    return [replace(spec, winrm_port=0, http_port=0) for spec in _DEMO]

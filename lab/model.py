@@ -1,0 +1,176 @@
+"""The state of one simulated MCMS host and the faults a test can inject into it.
+
+A `SimHost` lives on the lab's event loop and is only touched there; everything that leaves
+the loop is a JSON snapshot. Names are matched case-insensitively, as Windows does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+PORTAL_CHECKS: Final = ("health", "swagger", "kerberos")
+
+# target → modes it accepts; see lab/README.md for what each one does.
+FAULT_MODES: Final[dict[str, frozenset[str]]] = {
+    "winrm": frozenset({"hang", "stall", "auth", "garbage", "down"}),
+    "http": frozenset({"down", "slow", "error"}),
+    **{check: frozenset({"down", "slow", "error"}) for check in PORTAL_CHECKS},
+    "site": frozenset({"stuck"}),
+    "pool": frozenset({"stuck"}),
+    "service": frozenset({"stuck"}),
+}
+
+
+@dataclass(frozen=True)
+class LabHostSpec:
+    """One simulated host: its IIS site, app pool, Worker service and kept releases."""
+
+    name: str
+    environment: str
+    releases: tuple[str, ...] = ("1.4.0", "1.4.1", "1.4.2")
+    current: str | None = None  # the release the site points at; None = the last one
+    site: str = "MCMS"
+    app_pool: str = "MCMS"
+    service: str = "MCMS.Worker"
+    releases_root: str = "D:\\MCMS\\releases"
+    username: str = "lab-admin"
+    password: str = "lab-password"  # noqa: S105  # demo credentials, never a real secret
+    winrm_port: int = 0  # 0 = an ephemeral port
+    http_port: int = 0
+    serving: bool = True  # site and pool Started, service Running at start
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One injected misbehaviour; `delay_s` is used by mode "slow"."""
+
+    target: str
+    mode: str
+    delay_s: float = 0.0
+
+    @classmethod
+    def parse(cls, target: str, mode: str, delay_s: float = 0.0) -> Fault:
+        modes = FAULT_MODES.get(target)
+        if modes is None:
+            raise ValueError(f"unknown fault target {target!r} (known: {', '.join(FAULT_MODES)})")
+        if mode not in modes:
+            raise ValueError(f"target {target!r} takes mode {' | '.join(sorted(modes))}")
+        if not 0 <= delay_s <= 600:
+            raise ValueError("delay_s must be within 0..600")
+        if mode == "slow" and delay_s <= 0:
+            raise ValueError('mode "slow" needs delay_s > 0')
+        return cls(target, mode, delay_s)
+
+
+@dataclass(frozen=True)
+class ScriptCall:
+    """One script the host received: its op, the decoded params and their exact JSON text."""
+
+    op: str
+    params: dict[str, Any]
+    raw_json: str
+
+
+@dataclass
+class Site:
+    state: str
+    physical_path: str
+
+
+@dataclass
+class SimHost:
+    """Mutable host state; touched only on the lab's loop."""
+
+    spec: LabHostSpec
+    sites: dict[str, Site] = field(default_factory=dict)
+    pools: dict[str, str] = field(default_factory=dict)
+    recycles: dict[str, int] = field(default_factory=dict)
+    services: dict[str, str] = field(default_factory=dict)
+    release_dirs: list[str] = field(default_factory=list)
+    faults: dict[str, Fault] = field(default_factory=dict)
+    calls: list[ScriptCall] = field(default_factory=list)
+    winrm_requests: int = 0
+    winrm_actions: list[str] = field(default_factory=list)
+    http_requests: int = 0
+
+    @classmethod
+    def from_spec(cls, spec: LabHostSpec) -> SimHost:
+        current = spec.current or (spec.releases[-1] if spec.releases else None)
+        if current is not None and current not in spec.releases:
+            raise ValueError(f"{spec.name}: current release {current} is not in its releases")
+        up = spec.serving
+        path = f"{spec.releases_root}\\{current}" if current else f"{spec.releases_root}\\empty"
+        return cls(
+            spec=spec,
+            sites={spec.site: Site("Started" if up else "Stopped", path)},
+            pools={spec.app_pool: "Started" if up else "Stopped"},
+            recycles={spec.app_pool: 0},
+            services={spec.service: "Running" if up else "Stopped"},
+            release_dirs=list(spec.releases),
+        )
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def find(self, table: dict[str, Any], name: str) -> str | None:
+        """The stored spelling of `name` in `table`, matched case-insensitively."""
+        return next((k for k in table if k.casefold() == name.casefold()), None)
+
+    def table(self, kind: str) -> dict[str, Any]:
+        """Sites, app pools or services by name; kind is "site", "pool" or "service"."""
+        tables: dict[str, dict[str, Any]] = {
+            "site": self.sites,
+            "pool": self.pools,
+            "service": self.services,
+        }
+        return tables[kind]
+
+    def get_state(self, kind: str, name: str) -> str:
+        return self.sites[name].state if kind == "site" else str(self.table(kind)[name])
+
+    def set_state(self, kind: str, name: str, state: str) -> None:
+        if kind == "site":
+            self.sites[name].state = state
+        else:
+            self.table(kind)[name] = state
+
+    @property
+    def serving(self) -> bool:
+        """The portal answers only while the MCMS site and its app pool are both started."""
+        site = self.sites.get(self.spec.site)
+        return (
+            site is not None
+            and site.state == "Started"
+            and self.pools.get(self.spec.app_pool) == "Started"
+        )
+
+    @property
+    def current_release(self) -> str | None:
+        site = self.sites.get(self.spec.site)
+        if site is None:
+            return None
+        leaf = site.physical_path.rstrip("\\").rsplit("\\", 1)[-1]
+        return leaf if leaf in self.release_dirs else None
+
+    def snapshot(self, shells_open: int) -> dict[str, Any]:
+        return {
+            "name": self.spec.name,
+            "environment": self.spec.environment,
+            "sites": {
+                n: {"state": s.state, "physical_path": s.physical_path}
+                for n, s in self.sites.items()
+            },
+            "app_pools": {
+                n: {"state": s, "recycles": self.recycles.get(n, 0)} for n, s in self.pools.items()
+            },
+            "services": dict(self.services),
+            "releases_root": self.spec.releases_root,
+            "releases": list(self.release_dirs),
+            "current_release": self.current_release,
+            "serving": self.serving,
+            "faults": {t: {"mode": f.mode, "delay_s": f.delay_s} for t, f in self.faults.items()},
+            "winrm": {"requests": self.winrm_requests, "shells_open": shells_open},
+            "http_requests": self.http_requests,
+        }

@@ -1,0 +1,239 @@
+"""A test double for PowerShell on a simulated host: recognises our scripts, not a language.
+
+The bot sends `powershell.exe ... -EncodedCommand <bootstrap>` and the composed script on
+stdin (adapters/ps_scripts.py). This module checks both look like that, finds the
+`# mcms-op: <op>` marker and the base64 JSON parameters, binds them against the received
+script's own `param()` block (so a script and its Python caller cannot drift apart
+unnoticed), applies the operation to the `SimHost` and prints the JSON line the real script
+would print — or the error JSON and exit code 1 where the real one would fail.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from lab.model import ScriptCall, SimHost
+
+MAX_COMMAND_LINE: Final = 8191  # cmd.exe's limit on Windows
+_MARKER: Final = re.compile(r"^\s*# mcms-op: ([a-z][a-z-]*)\s*$", re.MULTILINE)
+_PARAMS_B64: Final = re.compile(r"FromBase64String\('([A-Za-z0-9+/=]*)'\)")
+_ENCODED: Final = re.compile(r"-EncodedCommand\s+([A-Za-z0-9+/=]+)", re.IGNORECASE)
+_PARAM_BLOCK: Final = re.compile(r"^param\(", re.MULTILINE | re.IGNORECASE)
+_VALIDATE_SET: Final = re.compile(r"ValidateSet\(([^)]*)\)", re.IGNORECASE)
+_VARIABLE: Final = re.compile(r"\$([A-Za-z][A-Za-z0-9]*)")
+
+
+@dataclass(frozen=True)
+class ScriptRun:
+    """What the process printed; `duration_s` is how long the real script would have run."""
+
+    stdout: bytes
+    stderr: bytes
+    exit_code: int
+    duration_s: float = 0.0
+
+
+class ScriptError(Exception):
+    """The real script would have thrown: becomes the prelude's error JSON and exit 1."""
+
+
+def check_command_line(command: str, arguments: str) -> str | None:
+    """None when this is our stdin bootstrap; otherwise why PowerShell would not run it."""
+    if len(command) + 1 + len(arguments) > MAX_COMMAND_LINE:
+        return "The command line is too long."
+    match = _ENCODED.search(arguments)
+    if not command.lower().startswith("powershell") or match is None:
+        return f"lab: only powershell -EncodedCommand is simulated, got {command!r}"
+    try:
+        bootstrap = base64.b64decode(match.group(1), validate=True).decode("utf-16-le")
+    except (binascii.Error, UnicodeDecodeError):
+        return "lab: -EncodedCommand is not base64 of UTF-16LE"
+    if "[Console]::In.ReadToEnd()" not in bootstrap:
+        return "lab: the bootstrap does not read its script from stdin"
+    return None
+
+
+def run_script(host: SimHost, stdin: bytes) -> ScriptRun:
+    """Apply one composed script to `host`; never raises for a bad script."""
+    try:
+        text = stdin.decode("ascii")
+    except UnicodeDecodeError:
+        # The real console would decode stdin with the shell's code page and mangle it.
+        return _failed("lab: non-ASCII bytes on stdin would be mangled by the console code page")
+    markers = _MARKER.findall(text)
+    payloads = _PARAMS_B64.findall(text)
+    if len(markers) != 1 or len(payloads) != 1 or "} @a" not in text:
+        return _failed("lab: stdin is not one composed mcms script (marker, parameters, splat)")
+    op = markers[0]
+    raw = base64.b64decode(payloads[0]).decode("utf-8")
+    params = json.loads(raw)
+    if not isinstance(params, dict):
+        return _failed("lab: the parameters are not a JSON object")
+    host.calls.append(ScriptCall(op, params, raw))
+    try:
+        _bind(text, params)
+    except ScriptError as exc:
+        return _failed(str(exc))
+    return apply_op(host, op, params)
+
+
+def apply_op(host: SimHost, op: str, params: dict[str, Any]) -> ScriptRun:
+    """What the script `op` prints when run on `host` with already-bound `params`."""
+    handler = _OPS.get(op)
+    if handler is None:
+        return _failed(f"lab: no simulation for op {op!r}")
+    try:
+        result, duration = handler(host, params)
+    except (ScriptError, KeyError) as exc:
+        return _failed(str(exc))
+    line = json.dumps(result, ensure_ascii=False, separators=(",", ":"))
+    return ScriptRun((line + "\r\n").encode("utf-8"), b"", 0, duration)
+
+
+def _failed(message: str) -> ScriptRun:
+    line = json.dumps({"ok": False, "error": message}, separators=(",", ":"))
+    return ScriptRun((line + "\r\n").encode("utf-8"), b"", 1)
+
+
+def _bind(text: str, params: dict[str, Any]) -> None:
+    """PowerShell's parameter binding, for the shapes our param() blocks use."""
+    declared: dict[str, tuple[bool, list[str] | None]] = {}
+    for decl in _param_declarations(text):
+        names = [n for n in _VARIABLE.findall(decl) if n.lower() not in ("true", "false", "null")]
+        if not names:
+            continue
+        mandatory = re.search(r"Mandatory\s*=\s*\$true", decl, re.IGNORECASE) is not None
+        allowed = _VALIDATE_SET.search(decl)
+        choices = re.findall(r"'([^']*)'", allowed.group(1)) if allowed else None
+        declared[names[0].lower()] = (mandatory, choices)
+    for key, value in params.items():
+        if key.lower() not in declared:
+            raise ScriptError(f"A parameter cannot be found that matches parameter name '{key}'.")
+        choices = declared[key.lower()][1]
+        if choices is not None and str(value).lower() not in [c.lower() for c in choices]:
+            raise ScriptError(
+                f"Cannot validate argument on parameter '{key}'. The argument \"{value}\" does "
+                f'not belong to the set "{",".join(choices)}"'
+            )
+    given = {k.lower() for k in params}
+    missing = [n for n, (mandatory, _) in declared.items() if mandatory and n not in given]
+    if missing:
+        raise ScriptError(f"missing mandatory parameters: {', '.join(missing)}")
+
+
+def _param_declarations(text: str) -> list[str]:
+    """The top-level comma-separated pieces of the first `param(...)` block."""
+    start = _PARAM_BLOCK.search(text)
+    if start is None:
+        return []
+    depth, piece, pieces = 1, "", []
+    for ch in text[start.end() :]:
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+            if depth == 0:
+                break
+        if ch == "," and depth == 1:
+            pieces.append(piece)
+            piece = ""
+        else:
+            piece += ch
+    return [*pieces, piece]
+
+
+Handler = Callable[[SimHost, dict[str, Any]], tuple[dict[str, Any], float]]
+
+
+def _echo(host: SimHost, p: dict[str, Any]) -> tuple[dict[str, Any], float]:
+    text = str(p.get("Text") or "")
+    # .Length of a .NET string counts UTF-16 code units, so an emoji counts two.
+    length = len(text.encode("utf-16-le")) // 2
+    return {"ok": True, "op": "echo", "text": text, "length": length}, 0.0
+
+
+def _read_state(host: SimHost, p: dict[str, Any]) -> tuple[dict[str, Any], float]:
+    site_key = host.find(host.sites, p["Site"])
+    pool_key = host.find(host.pools, p["AppPool"])
+    svc_key = host.find(host.services, p["Service"])
+    site = host.sites[site_key] if site_key else None
+    root_matches = str(p["ReleasesRoot"]).rstrip("\\").casefold() == (
+        host.spec.releases_root.rstrip("\\").casefold()
+    )
+    return {
+        "ok": True,
+        "op": "read-state",
+        "site_state": site.state if site else "Missing",
+        "pool_state": host.pools[pool_key] if pool_key else "Missing",
+        "service_state": host.services[svc_key] if svc_key else "Missing",
+        "physical_path": site.physical_path if site else None,
+        # Get-ChildItem lists folders by name; the bot sorts versions itself.
+        "releases": sorted(host.release_dirs) if root_matches else [],
+    }, 0.0
+
+
+_WORDS: Final = {
+    # kind: (Start word, Stop word, Start pending, Stop pending)
+    "site": ("Started", "Stopped", "Starting", "Stopping"),
+    "pool": ("Started", "Stopped", "Starting", "Stopping"),
+    "service": ("Running", "Stopped", "StartPending", "StopPending"),
+}
+
+
+def _control(kind: str, key: str, op: str) -> Handler:
+    def handler(host: SimHost, p: dict[str, Any]) -> tuple[dict[str, Any], float]:
+        name, action = str(p[key]), str(p["Action"]).capitalize()
+        timeout = float(p.get("TimeoutSec", 30))
+        started, stopped, start_pending, stop_pending = _WORDS[kind]
+        stored = host.find(host.table(kind), name)
+        if stored is None:
+            raise ScriptError(_MISSING[kind].format(name=name, host=host.name))
+        before = host.get_state(kind, stored)
+        want = stopped if action == "Stop" else started
+        if action == "Recycle" and before != started:
+            raise ScriptError(
+                f"cannot recycle application pool '{name}': it is {before}; start it instead"
+            )
+        stuck = kind in host.faults  # the only mode of these targets is "stuck"
+        changed = action == "Recycle" or before != want
+        now = want
+        if stuck and changed:
+            now = stop_pending if action == "Stop" else start_pending
+        host.set_state(kind, stored, now)
+        if action == "Recycle" and not stuck:
+            host.recycles[stored] = host.recycles.get(stored, 0) + 1
+        result = {
+            "ok": True,
+            "op": op,
+            "name": name,
+            "action": action,
+            "before": before,
+            "state": now,
+            "changed": changed,
+            "reached": now == want,
+        }
+        # A stuck component makes the real script wait its whole TimeoutSec.
+        return result, timeout if now != want else 0.0
+
+    return handler
+
+
+_MISSING: Final = {
+    "site": "IIS site '{name}' does not exist on {host}",
+    "pool": "IIS application pool '{name}' does not exist on {host}",
+    "service": "Cannot find any service with service name '{name}'.",
+}
+
+_OPS: Final[dict[str, Handler]] = {
+    "echo": _echo,
+    "read-state": _read_state,
+    "site-control": _control("site", "Site", "site-control"),
+    "pool-control": _control("pool", "AppPool", "pool-control"),
+    "service-control": _control("service", "Service", "service-control"),
+}

@@ -1,0 +1,92 @@
+"""The lab on its event loop: every simulated host with its two listeners, and the faults.
+
+Only code running on the lab's loop touches this; `lab.core.Lab` is the thread-safe facade
+and `lab.control` the HTTP one. After every change (a script ran, a fault was set) `sync`
+opens or closes the listeners so the ports tell the truth about the simulated state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from lab.listener import Listener
+from lab.model import Fault, LabHostSpec, SimHost
+from lab.portal import make_portal_app
+from lab.wsman import WinRMEndpoint
+
+
+class HostRuntime:
+    """One simulated host: its state, WinRM endpoint and the two listeners."""
+
+    def __init__(self, spec: LabHostSpec, bind: str) -> None:
+        self.sim = SimHost.from_spec(spec)
+        self.winrm = WinRMEndpoint(self.sim, self.sync)
+        self.winrm_listener = Listener(self.winrm.make_app, bind, spec.winrm_port)
+        self.portal_listener = Listener(lambda: make_portal_app(self.sim), bind, spec.http_port)
+
+    async def start(self) -> None:
+        await self.winrm_listener.open()
+        # Bind once even when not serving, so the port is known (and stable) from the start.
+        await self.portal_listener.open()
+        await self.sync()
+
+    async def sync(self) -> None:
+        faults = self.sim.faults
+        winrm_down = faults.get("winrm", Fault("winrm", "")).mode == "down"
+        portal_down = faults.get("http", Fault("http", "")).mode == "down"
+        await self.winrm_listener.set_open(not winrm_down)
+        await self.portal_listener.set_open(self.sim.serving and not portal_down)
+
+    async def stop(self) -> None:
+        await self.winrm.aclose()
+        await self.winrm_listener.close()
+        await self.portal_listener.close()
+
+    def snapshot(self) -> dict[str, Any]:
+        state = self.sim.snapshot(shells_open=len(self.winrm.shells))
+        state["winrm_port"] = self.winrm_listener.port
+        state["http_port"] = self.portal_listener.port
+        state["portal_listening"] = self.portal_listener.is_open
+        return state
+
+
+class LabRuntime:
+    """All hosts of one lab, by host name."""
+
+    def __init__(self, specs: Sequence[LabHostSpec], bind: str) -> None:
+        names = [s.name for s in specs]
+        if len(set(names)) != len(names) or not names:
+            raise ValueError(f"lab host names must be unique and non-empty: {names}")
+        self.hosts = {spec.name: HostRuntime(spec, bind) for spec in specs}
+
+    def host(self, name: str) -> HostRuntime:
+        runtime = self.hosts.get(name)
+        if runtime is None:
+            raise KeyError(f"no lab host {name!r} (known: {', '.join(self.hosts)})")
+        return runtime
+
+    async def start(self) -> None:
+        for runtime in self.hosts.values():
+            await runtime.start()
+
+    async def stop(self) -> None:
+        for runtime in self.hosts.values():
+            await runtime.stop()
+
+    async def set_fault(self, host: str, fault: Fault) -> None:
+        runtime = self.host(host)
+        runtime.sim.faults[fault.target] = fault
+        await runtime.sync()
+
+    async def clear_faults(self, host: str | None = None, target: str | None = None) -> None:
+        for name in [host] if host is not None else list(self.hosts):
+            runtime = self.host(name)
+            if target is None:
+                runtime.sim.faults.clear()
+            else:
+                runtime.sim.faults.pop(target, None)
+            await runtime.sync()
+
+    def snapshot(self) -> dict[str, Any]:
+        return {name: runtime.snapshot() for name, runtime in self.hosts.items()}

@@ -1,0 +1,63 @@
+"""Pytest fixtures for the simulated lab (lab/), shared by every lab-backed test.
+
+Use them from a test module with
+    pytest_plugins = ["tests.lab_fixtures"]  # in a test module (the lead owns conftest.py)
+Each test gets a fresh lab (the demo topology on ephemeral loopback ports, files under
+tmp_path): starting one takes a few milliseconds, and no state leaks between tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from adapters.hostops import HostOps
+from adapters.winrm import WinRMShell
+from lab.core import Lab
+from lab.demo import DEMO_PASSWORD, DEMO_USERNAME, demo_hosts
+
+ShellFactory = Callable[..., WinRMShell]
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[Lab]:
+    """A running lab: hosts lab-web01 (Lab), stage-web01 (InternalStage), prod-web01."""
+    with Lab(demo_hosts(fixed_ports=False), tmp_path / "lab") as running:
+        yield running
+
+
+@pytest.fixture
+def lab_host(lab: Lab) -> str:
+    """The name of the lab's host for the Lab environment."""
+    return lab.host_for("Lab")
+
+
+@pytest.fixture
+def lab_shell(lab: Lab) -> ShellFactory:
+    """Makes a WinRMShell to a lab host: `lab_shell(host, password="wrong")`."""
+
+    def make(
+        host: str,
+        *,
+        username: str = DEMO_USERNAME,
+        password: str = DEMO_PASSWORD,
+        operation_timeout_s: float = 10,
+    ) -> WinRMShell:
+        return WinRMShell(
+            lab.winrm_url(host),
+            "basic",
+            username,
+            password,
+            operation_timeout_s=operation_timeout_s,
+            host=host,
+        )
+
+    return make
+
+
+@pytest.fixture
+def lab_ops(lab_shell: ShellFactory, lab_host: str) -> HostOps:
+    """HostOps over real WinRM to the Lab environment's host."""
+    return HostOps(lab_shell(lab_host))

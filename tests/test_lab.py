@@ -1,0 +1,221 @@
+"""The simulated lab itself: the portal follows the site and pool, faults, packages, CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from adapters.ps_scripts import compose
+from lab.core import Lab
+from lab.demo import DEMO_CONTROL_PORT, demo_hosts
+from lab.model import LabHostSpec, SimHost
+from lab.powershell import run_script
+
+pytest_plugins = ["tests.lab_fixtures"]
+
+CHECKS = {"health": "/health", "swagger": "/swagger/index.html", "kerberos": "/api/auth/kerberos"}
+SERVING = {"health": 200, "swagger": 200, "kerberos": 401}
+REFUSED = dict.fromkeys(CHECKS, "refused")
+
+
+async def probe(url: str) -> int | str:
+    """What a smoke probe sees: an HTTP status, "refused" or "dropped"."""
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session,
+            session.get(url) as response,
+        ):
+            return response.status
+    except aiohttp.ClientConnectorError as exc:
+        return "refused" if isinstance(exc.os_error, ConnectionRefusedError) else "no-connect"
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+        return "dropped"
+
+
+async def portal(lab: Lab, host: str) -> dict[str, int | str]:
+    return {name: await probe(lab.http_base(host) + path) for name, path in CHECKS.items()}
+
+
+async def control(lab: Lab, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, lab.control_url + path, json=body) as response,
+    ):
+        return response.status, await response.json()
+
+
+def scene(lab: Lab, host: str, op: str, **params: Any) -> None:
+    result = lab.apply(host, op, params)
+    assert result["ok"], result
+
+
+async def test_portal_answers_like_mcms_while_site_and_pool_are_started(
+    lab: Lab, lab_host: str
+) -> None:
+    assert await portal(lab, lab_host) == SERVING
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(lab.http_base(lab_host) + "/health") as r,
+    ):
+        assert (await r.json())["version"] == "1.4.2"
+
+
+@pytest.mark.parametrize(
+    ("op", "params"),
+    [
+        ("site-control", {"Site": "MCMS", "Action": "Stop"}),
+        ("pool-control", {"AppPool": "MCMS", "Action": "Stop"}),
+    ],
+    ids=["site-stopped", "pool-stopped"],
+)
+async def test_portal_refuses_connections_while_site_or_pool_is_stopped(
+    lab: Lab, lab_host: str, op: str, params: dict[str, str]
+) -> None:
+    scene(lab, lab_host, op, **params)
+    assert await portal(lab, lab_host) == REFUSED
+
+    scene(lab, lab_host, op, **{**params, "Action": "Start"})
+    assert await portal(lab, lab_host) == SERVING
+
+
+async def test_stopping_the_worker_service_leaves_the_portal_up(lab: Lab, lab_host: str) -> None:
+    scene(lab, lab_host, "service-control", Service="MCMS.Worker", Action="Stop")
+    assert await portal(lab, lab_host) == SERVING
+
+
+async def test_faults_on_one_host_leave_the_others_alone(lab: Lab) -> None:
+    stage, prod = lab.host_for("InternalStage"), lab.host_for("InternalProd")
+    lab.set_fault(stage, "http", "down")
+
+    assert await portal(lab, stage) == REFUSED
+    assert await portal(lab, prod) == SERVING
+
+
+async def test_fault_api_makes_one_check_slow_failing_or_dropped(lab: Lab, lab_host: str) -> None:
+    status, _ = await control(
+        lab, "PUT", f"/faults/{lab_host}/health", {"mode": "slow", "delay_s": 0.5}
+    )
+    assert status == 200
+    started = time.monotonic()
+    assert await probe(lab.http_base(lab_host) + "/health") == 200
+    assert time.monotonic() - started >= 0.5
+
+    await control(lab, "PUT", f"/faults/{lab_host}/swagger", {"mode": "error"})
+    await control(lab, "PUT", f"/faults/{lab_host}/kerberos", {"mode": "down"})
+    assert await portal(lab, lab_host) == {"health": 200, "swagger": 500, "kerberos": "dropped"}
+
+    status, state = await control(lab, "DELETE", "/faults")
+    assert status == 200 and state[lab_host]["faults"] == {}
+    assert await portal(lab, lab_host) == SERVING
+
+
+async def test_fault_api_closes_the_whole_portal_port(lab: Lab, lab_host: str) -> None:
+    await control(lab, "PUT", f"/faults/{lab_host}/http", {"mode": "down"})
+    assert await portal(lab, lab_host) == REFUSED
+
+    status, state = await control(lab, "DELETE", f"/faults/{lab_host}/http")
+    assert status == 200 and state["portal_listening"] is True
+    assert await portal(lab, lab_host) == SERVING
+
+
+async def test_fault_api_reports_state_and_refuses_unknown_faults(lab: Lab, lab_host: str) -> None:
+    status, state = await control(lab, "GET", f"/state/{lab_host}")
+    assert status == 200
+    assert state["current_release"] == "1.4.2" and state["releases"] == ["1.4.0", "1.4.1", "1.4.2"]
+    assert state["sites"]["MCMS"] == {
+        "state": "Started",
+        "physical_path": "D:\\MCMS\\releases\\1.4.2",
+    }
+
+    status, body = await control(lab, "PUT", f"/faults/{lab_host}/winrm", {"mode": "explode"})
+    assert status == 400 and "hang" in body["error"]
+    status, body = await control(lab, "PUT", f"/faults/{lab_host}/dns", {"mode": "down"})
+    assert status == 400 and "unknown fault target" in body["error"]
+    status, body = await control(lab, "GET", "/state/no-such-host")
+    assert status == 404
+
+
+def test_package_store_has_a_zip_and_its_sha256_for_every_version(lab: Lab) -> None:
+    versions = {v for spec in demo_hosts() for v in spec.releases}
+    for version in versions:
+        package = lab.package_path(version)
+        digest, _, name = (lab.packages_dir / f"{package.name}.sha256").read_text().partition("  ")
+        assert hashlib.sha256(package.read_bytes()).hexdigest() == digest
+        assert name.strip() == f"MCMS_Setup_{version}.zip"
+        with zipfile.ZipFile(package) as archive:
+            assert archive.read("MCMS/VERSION").decode().strip() == version
+
+
+def test_packages_are_identical_across_labs(tmp_path: Path, lab: Lab) -> None:
+    """Deterministic zips: a version's digest does not depend on when the lab started."""
+    with Lab([LabHostSpec("other01", "Lab")], tmp_path / "other") as other:
+        assert other.package_digests["1.4.2"] == lab.package_digests["1.4.2"]
+
+
+def test_powershell_double_binds_parameters_against_the_received_param_block() -> None:
+    host = SimHost.from_spec(LabHostSpec("web01", "Lab"))
+    script = compose("web01", "echo", {"Text": "hi"}).replace("[string]$Text", "[string]$Other")
+    run = run_script(host, script.encode("ascii"))
+
+    assert run.exit_code == 1
+    assert "cannot be found that matches parameter name 'Text'" in json.loads(run.stdout)["error"]
+
+
+def test_powershell_double_refuses_non_ascii_stdin() -> None:
+    host = SimHost.from_spec(LabHostSpec("web01", "Lab"))
+    run = run_script(host, "# mcms-op: echo\n‘x’".encode())
+    assert run.exit_code == 1 and "code page" in json.loads(run.stdout)["error"]
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.mark.slow
+def test_demo_cli_serves_the_fixed_ports_and_stops_on_sigterm(tmp_path: Path) -> None:
+    ports = [DEMO_CONTROL_PORT, 15985, 15986, 15987, 18081, 18082, 18083]
+    if not all(_port_free(p) for p in ports):
+        pytest.skip("a demo lab already runs on this machine")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lab", "--demo", "--root", str(tmp_path / "lab")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    try:
+        assert proc.stdout is not None
+        banner = [proc.stdout.readline() for _ in range(3)]
+        assert "control API http://127.0.0.1:15900" in banner[0]
+        assert "http://127.0.0.1:15985/wsman" in banner[1] and "18081" in banner[1]
+        with socket.create_connection(("127.0.0.1", 18083), timeout=2):
+            pass
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "lab stopped" in out
+    assert all(_port_free(p) for p in ports)

@@ -1,0 +1,83 @@
+"""A syntax gate for the remote PowerShell: no Windows here, but tree-sitter parses it.
+
+Every constant script, the bootstrap and composed scripts (with hostile values) must parse
+without errors; a deliberately broken script must not, so the gate is known to bite.
+"""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+import tree_sitter_powershell
+from tree_sitter import Language, Parser
+
+from adapters import ps_scripts
+from adapters.ps_scripts import SCRIPTS, JsonValue
+
+PARSER = Parser(Language(tree_sitter_powershell.language()))
+HOSTILE = "'; Remove-Item C:\\ -Recurse #\" $(calc) `whoami` ‘x’ “y” @{a=1}\r\n}}) 🙂 '@ \"@"
+VALID_PARAMS: dict[str, dict[str, JsonValue]] = {
+    "echo": {"Text": HOSTILE},
+    "read-state": {
+        "Site": "MCMS",
+        "AppPool": "MCMS",
+        "Service": "MCMS.Worker",
+        "ReleasesRoot": "D:\\MCMS\\releases",
+    },
+    "site-control": {"Site": "MCMS", "Action": "Start", "TimeoutSec": 30},
+    "pool-control": {"AppPool": "MCMS", "Action": "Recycle", "TimeoutSec": 30},
+    "service-control": {"Service": "MCMS.Worker", "Action": "Stop", "TimeoutSec": 30},
+}
+
+
+def parses_cleanly(source: str) -> bool:
+    return PARSER.parse(source.encode("utf-8")).root_node.has_error is False
+
+
+@pytest.mark.parametrize("op", sorted(SCRIPTS))
+def test_constant_script_parses(op: str) -> None:
+    assert parses_cleanly(SCRIPTS[op].body)
+
+
+@pytest.mark.parametrize("op", sorted(SCRIPTS))
+def test_composed_script_parses_and_is_ascii(op: str) -> None:
+    composed = ps_scripts.compose("test-host", op, VALID_PARAMS[op])
+    assert parses_cleanly(composed)
+    assert composed.isascii()
+
+
+def test_bootstrap_parses_and_decodes_from_its_command_line_form() -> None:
+    assert parses_cleanly(ps_scripts.BOOTSTRAP)
+    encoded = ps_scripts.encoded_bootstrap()
+    assert base64.b64decode(encoded).decode("utf-16-le") == ps_scripts.BOOTSTRAP
+    # The command line stays far below Windows' 8,191 characters whatever the payload.
+    command_line = " ".join([ps_scripts.POWERSHELL, *ps_scripts.POWERSHELL_ARGS, encoded])
+    assert len(command_line) < 1000
+
+
+def test_every_op_covered_by_this_gate() -> None:
+    assert set(VALID_PARAMS) == set(SCRIPTS)
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        "param([string]$Site)\nif ($Site) { Write-Output 'x'\n",  # missing brace
+        "param([string]$Site\nWrite-Output 'x'\n",  # missing paren
+        "Write-Output 'unterminated\n",  # unterminated quote
+    ],
+    ids=["missing-brace", "missing-paren", "unterminated-quote"],
+)
+def test_the_gate_detects_broken_scripts(broken: str) -> None:
+    assert not parses_cleanly(broken)
+
+
+def test_the_gate_detects_a_broken_constant_spliced_into_the_prelude(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A script missing its closing brace must break the composed script too."""
+    spec = SCRIPTS["echo"]
+    broken = ps_scripts.ScriptSpec(spec.op, spec.params, spec.body + "if ($Text) {\n")
+    monkeypatch.setitem(ps_scripts.SCRIPTS, "echo", broken)
+    assert not parses_cleanly(ps_scripts.compose("test-host", "echo", {"Text": "x"}))

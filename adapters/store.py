@@ -20,6 +20,7 @@ from pathlib import Path
 import aiosqlite
 
 from adapters.clock import Clock, utc_now
+from adapters.store_exec import ExecStore
 from adapters.store_rows import (
     ConversationRef,
     Deployment,
@@ -32,7 +33,6 @@ from adapters.store_rows import (
     from_text,
     to_text,
 )
-from adapters.store_runs import RunStore
 from adapters.store_schema import (
     MIGRATIONS,
     Migration,
@@ -60,7 +60,7 @@ BUSY_TIMEOUT_MS = 5000
 _DEPLOYMENT = "SELECT * FROM deployments WHERE environment = ?"
 
 
-class Store(RunStore):
+class Store(ExecStore):
     """One connection to the state database; open with `await Store.open(path)`."""
 
     @classmethod

@@ -25,6 +25,8 @@ REQUEST_STATES = (
     "interrupted",
     "rejected",
     "expired",
+    # Approved, but the plan changed before it ran (new package, other hosts): never runs.
+    "void",
 )
 RUN_STATES = ("running", "succeeded", "failed", "cancelled", "interrupted")
 STEP_STATES = ("pending", "running", "passed", "failed", "skipped", "cancelled", "interrupted")

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from adapters.audit import AuditLog
 from adapters.errors import AuthenticationFailed
-from adapters.hostops import HostOps, HostState
+from adapters.hostops import HostOps
+from adapters.ps_scripts import JsonValue
 from adapters.smoke import CheckResult, run_checks
 from adapters.smoke_log import write_smoke_log
 from adapters.store import Store
@@ -17,35 +19,38 @@ from adapters.timeline import Timeline
 from adapters.winrm import WinRMShell
 from bot.logs import make_redactor
 from commands.config import Config, Host, secret
-from commands.context import HostReader, Services
+from commands.context import Services
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class _MissingCredentials:
-    """A host whose credential env vars are unset: fail clearly, before any network call."""
+class _NoCredentialsShell:
+    """Stands in for a host whose credential env vars are unset: every call fails clearly,
+    before any network traffic."""
 
     def __init__(self, host: Host, missing: list[str]) -> None:
-        self._host, self._missing = host, missing
+        self.host = host.name
+        self._missing = missing
 
-    async def read_state(
-        self, site: str, app_pool: str, service: str, releases_root: str, *, timeout_s: float
-    ) -> HostState:
+    async def run(
+        self, op: str, params: Mapping[str, JsonValue], *, timeout_s: float
+    ) -> dict[str, Any]:
         raise AuthenticationFailed(
-            f"{self._host.name}: no WinRM credentials — set {' and '.join(self._missing)} "
-            "in the bot's environment and restart it"
+            f"{self.host}: no WinRM credentials — set {' and '.join(self._missing)} "
+            "in the bot's environment and restart it",
+            host=self.host,
         )
 
 
-def host_reader(host: Host) -> HostReader:
+def host_ops(host: Host) -> HostOps:
     user, password = secret(host.username_env), secret(host.password_env)
     if user is None or password is None:
         missing = [
             n for n, v in ((host.username_env, user), (host.password_env, password)) if not v
         ]
-        return _MissingCredentials(host, missing)
+        return HostOps(_NoCredentialsShell(host, missing), host=host.name)
     shell = WinRMShell(
         str(host.winrm_url),
         host.transport,
@@ -91,8 +96,9 @@ async def open_runtime(config: Config, base: Path | None = None) -> Runtime:
         config=config,
         audit=audit,
         store=store,
+        timeline=timeline,
         probe=run_checks,
-        hosts=host_reader,
+        hosts=host_ops,
         write_smoke_log=smoke_log,
         now=utc_now,
     )

@@ -194,7 +194,9 @@ class TeamsBot(ActivityHandler):  # type: ignore[misc]
             correlation_id=_correlation_id(activity),
         )
         reply = await self._dispatcher.handle(invocation)
-        await turn_context.send_activity(_reply_activity(reply))
+        response = await turn_context.send_activity(_reply_activity(reply))
+        if reply.on_sent is not None and response is not None and response.id:
+            await reply.on_sent(response.id)
 
     async def on_invoke_activity(self, turn_context: TurnContext) -> Any:
         activity = turn_context.activity

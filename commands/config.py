@@ -150,26 +150,48 @@ class Watch(_Strict):
     reminder_minutes: int = Field(default=30, ge=1)
 
 
+class Timeouts(_Strict):
+    """Deadlines of the run's steps, in seconds; a step past its deadline fails the run."""
+
+    stop_s: float = Field(default=90, gt=0, le=1800)
+    start_s: float = Field(default=120, gt=0, le=1800)
+    deploy_s: float = Field(default=600, gt=0, le=3600)
+    smoke_s: float = Field(default=180, gt=0, le=3600)
+    precheck_s: float = Field(default=30, gt=0, le=600)
+
+
+_WINDOWS_DIR = re.compile(r"([A-Za-z]:\\|\\\\[A-Za-z0-9._-]+\\)[A-Za-z0-9 ._$\\-]*")
+
+
+def _check_windows_dir(v: str) -> str:
+    if not _WINDOWS_DIR.fullmatch(v) or ".." in v.split("\\"):
+        raise ValueError(
+            f"{v!r} must be an absolute Windows path like D:\\MCMS\\releases or "
+            "\\\\server\\share\\dir (ASCII, no '..')"
+        )
+    return v.rstrip("\\")
+
+
 class Environment(_Strict):
     description: str = ""
     hosts: list[Host] = Field(min_length=1)
     iis: Iis
     worker: Worker
     releases_root: str = Field(min_length=3)
-    keep_releases: int = Field(default=3, ge=1, le=20)
+    keep_releases: int = Field(default=3, ge=2, le=20)
+    # Where the bot verifies packages (MCMS_Setup_<version>.zip + .sha256)...
     package_store: Path
+    # ...and the same store as the hosts see it (a share or a synced local folder).
+    host_package_dir: str = "D:\\MCMS\\packages"
     smoke: list[SmokeCheck] = Field(min_length=1)
     approval: Approval = Approval()
     watch: Watch = Watch()
+    timeouts: Timeouts = Timeouts()
 
-    @field_validator("releases_root")
+    @field_validator("releases_root", "host_package_dir")
     @classmethod
     def _root(cls, v: str) -> str:
-        if not re.fullmatch(r"[A-Za-z]:\\[A-Za-z0-9 ._\\-]*", v):
-            raise ValueError(
-                f"{v!r} must be an absolute Windows path like D:\\MCMS\\releases (ASCII only)"
-            )
-        return v.rstrip("\\")
+        return _check_windows_dir(v)
 
     @model_validator(mode="after")
     def _unique(self) -> Environment:

@@ -1,8 +1,9 @@
-"""What a command may use: the config and the adapters, seen through small Protocols.
+"""What a command may use: the config and the adapters, grouped in `Services`.
 
-commands/ never imports aiohttp, botbuilder, aiosqlite or pywinrm (an import test keeps it
-so); the concrete adapters are wired in bot/services.py and the tests use the same ones
-against the lab on loopback.
+commands/ never imports aiohttp, botbuilder, aiosqlite or pywinrm at run time (an import
+test keeps it so): the store and the host operations are named here for the type checker
+only, and the concrete objects are wired in bot/services.py. Tests use the same adapters
+against the lab and a real SQLite file.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from adapters.smoke import CheckResult, SmokeTarget
 from commands.config import Config, Host
 
 if TYPE_CHECKING:
-    from adapters.hostops import HostState
-    from adapters.store import Deployment, LockResult, SmokeRecord
+    from adapters.hostops import HostOps
+    from adapters.store import Store
 
 
 class AuditSink(Protocol):
@@ -39,36 +40,14 @@ class AuditSink(Protocol):
         ...
 
 
-class StateStore(Protocol):
-    async def record_smoke(
-        self, environment: str, passed: bool, results: list[dict[str, Any]], at: datetime
-    ) -> None:
-        """Remember the latest smoke outcome of an environment."""
-        ...
-
-    async def last_smoke(self, environment: str) -> SmokeRecord | None:
-        """The most recent smoke outcome, or None if none ran yet."""
-        ...
-
-    async def current_deployment(self, environment: str) -> Deployment | None:
-        """What the deployment history says is current, or None on a fresh install."""
-        ...
-
-    async def lock_holder(self, environment: str) -> LockResult | None:
-        """The run holding the environment lock, or None when it is free."""
-        ...
-
-
-class HostReader(Protocol):
-    async def read_state(
-        self, site: str, app_pool: str, service: str, releases_root: str, *, timeout_s: float
-    ) -> HostState:
-        """Read site, app pool, Worker and release folders of one host in one round trip."""
+class TimelineSink(Protocol):
+    async def append(self, text: str) -> Path:
+        """Append one human line to today's Timeline_YYYY-MM-DD.md."""
         ...
 
 
 Probe = Callable[[Sequence[SmokeTarget]], Awaitable[list[CheckResult]]]
-HostFactory = Callable[[Host], HostReader]
+HostFactory = Callable[[Host], "HostOps"]
 SmokeLogWriter = Callable[[str, Sequence[CheckResult], datetime], Path]
 
 
@@ -78,8 +57,13 @@ class Services:
 
     config: Config
     audit: AuditSink
-    store: StateStore
+    timeline: TimelineSink
+    store: Store
     probe: Probe
     hosts: HostFactory
     write_smoke_log: SmokeLogWriter
     now: Callable[[], datetime]
+
+
+def actor_fields(name: str, aad_object_id: str | None) -> dict[str, str | None]:
+    return {"name": name, "aad_object_id": aad_object_id}

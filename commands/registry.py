@@ -76,7 +76,16 @@ class Registry:
 
 def default_registry() -> Registry:
     # Imported here so each command module can import this one for its types.
+    from commands import cancel, deploy, rollback, smoke, status
     from commands import help as help_cmd
-    from commands import smoke, status
 
-    return Registry([help_cmd.COMMAND, status.COMMAND, smoke.COMMAND])
+    return Registry(
+        [
+            help_cmd.COMMAND,
+            status.COMMAND,
+            smoke.COMMAND,
+            rollback.COMMAND,
+            deploy.COMMAND,
+            cancel.COMMAND,
+        ]
+    )

@@ -6,6 +6,7 @@ Nothing here knows botbuilder: bot/teams.py turns an activity into an `Invocatio
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -40,6 +41,9 @@ class Reply:
     # distinguish a refusal from an answer without parsing the text.
     refused: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    # Called with the id Teams gave the posted reply: an approval card must be edited later
+    # (decided, expired) for everyone, and that needs the id of the message that holds it.
+    on_sent: Callable[[str], Awaitable[None]] | None = None
 
 
 class Dispatcher(Protocol):

@@ -7,6 +7,7 @@ HTTP. Tests read like a conversation: `await chat.say("smoke Lab")`, then `chat.
 
 from __future__ import annotations
 
+import asyncio
 import tomllib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -16,12 +17,15 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot.server import build_app
+from bot.outbound import RetryPolicy
+from bot.server import QUEUE_KEY, build_app
 from bot.services import Runtime, open_runtime
 from commands.config import Config
-from tests.teams_factory import ALEX, TENANT, User, make_message
+from tests.teams_factory import ALEX, TENANT, User, make_invoke, make_message
 
 if TYPE_CHECKING:
+    from adapters.store import Store
+    from adapters.store_rows import Request
     from lab.core import Lab
     from tests.fake_connector import ConnectorCall, FakeConnector
 
@@ -58,6 +62,8 @@ def lab_config(lab: Lab, tmp_path: Path) -> Config:
         "smoke_logs_dir": str(tmp_path / "artifacts" / "offline" / "logs"),
         "timeline_dir": str(tmp_path / "docs" / "logs"),
     }
+    # Production's two-person rule, as in docs/config.example.toml.
+    raw["environments"]["InternalProd"]["approval"]["self_approval"] = False
     raw["people"].append(
         {
             "name": ADELE.name,
@@ -121,6 +127,69 @@ class Chat:
     def winrm_requests(self) -> int:
         return sum(self.lab.winrm_requests(h) for h in self.lab.hosts)
 
+    @property
+    def store(self) -> Store:
+        return self.runtime.store
+
+    async def click(
+        self,
+        verb: str,
+        card: dict[str, Any],
+        *,
+        user: User = ALEX,
+        tenant: str = TENANT,
+        data: dict[str, Any] | None = None,
+        reply_to_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Click a card's button (Action.Execute); returns the invoke response body."""
+        action = next(a for a in card.get("actions", []) if a.get("verb") == verb)
+        sent = dict(action["data"]) if data is None else data
+        activity = make_invoke(
+            verb,
+            sent,
+            reply_to_id=reply_to_id or self.card_message_id(card),
+            user=user,
+            tenant=tenant,
+            service_url=self.connector.url,
+        )
+        response = await self.client.post("/api/messages", json=activity)
+        self.http_statuses.append(response.status)
+        assert response.status == 200, await response.text()
+        body: dict[str, Any] = await response.json()
+        return body
+
+    def card_message_id(self, card: dict[str, Any]) -> str:
+        """The id the connector gave the message that carries `card`."""
+        for call in self.replies:
+            for att in call.body.get("attachments") or []:
+                if att.get("content") == card and call.assigned_id:
+                    return call.assigned_id
+        raise AssertionError("that card was never posted")
+
+    async def wait_request(self, request_id: str, *states: str, timeout: float = 20) -> Request:
+        """Wait until the request reaches one of `states`; then until chat is quiet."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            request = await self.store.get_request(request_id)
+            if request is not None and request.state in states:
+                break
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"{request_id} stuck in {request and request.state}")
+            await asyncio.sleep(0.05)
+        await self.settle()
+        return request
+
+    async def settle(self) -> None:
+        """Wait until every queued outbound message was delivered."""
+        await self.client.server.app[QUEUE_KEY].drain()
+
+    def puts(self, activity_id: str) -> list[ConnectorCall]:
+        return [
+            c
+            for c in self.connector.activities
+            if c.method == "PUT" and c.activity_id == activity_id
+        ]
+
 
 @pytest.fixture
 async def chat(
@@ -134,7 +203,10 @@ async def chat(
         monkeypatch.delenv(name, raising=False)
     config = lab_config(lab, tmp_path)
     runtime = await open_runtime(config)
-    client = TestClient(TestServer(build_app(runtime), host="127.0.0.1"))
+    # Fast pacing keeps the suite quick; tests/test_outbound.py proves the real pacing.
+    policy = RetryPolicy(min_interval_s=0.02, backoff_base_s=0.05, retry_after_cap_s=2)
+    app = build_app(runtime, sweep_s=0.2, outbound_policy=policy)
+    client = TestClient(TestServer(app, host="127.0.0.1"))
     await client.start_server()
     try:
         yield Chat(client, fake_connector, runtime, lab, config)

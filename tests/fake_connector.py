@@ -32,6 +32,7 @@ class ConnectorCall:
     body: dict[str, Any]
     authorization: str | None
     status: int  # what the fake answered
+    assigned_id: str | None = None  # the id the fake answered with (a new message's id)
 
 
 @dataclass
@@ -108,7 +109,9 @@ class FakeConnector:
         fault.remaining -= 1
         return fault
 
-    async def _record(self, request: web.Request, status: int) -> None:
+    async def _record(
+        self, request: web.Request, status: int, assigned_id: str | None = None
+    ) -> None:
         body: dict[str, Any] = {}
         if request.can_read_body:
             body = await request.json()
@@ -123,6 +126,7 @@ class FakeConnector:
                     body=body,
                     authorization=request.headers.get("Authorization"),
                     status=status,
+                    assigned_id=assigned_id,
                 )
             )
             self._changed.notify_all()
@@ -134,12 +138,14 @@ class FakeConnector:
             headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
             error = {"error": {"code": "Throttled" if fault.status == 429 else "ServiceError"}}
             return web.json_response(error, status=fault.status, headers=headers)
-        await self._record(request, 200)
         if request.method == "DELETE":
+            await self._record(request, 200)
             return web.Response(status=200)
         # An edit keeps its id; a new message gets a fresh one, as the real connector does.
         new_id = request.match_info["activity_id"] if request.method == "PUT" else None
-        return web.json_response({"id": new_id or f"fake-{next(self._ids)}"})
+        assigned = new_id or f"fake-{next(self._ids)}"
+        await self._record(request, 200, assigned)
+        return web.json_response({"id": assigned})
 
     async def _create_conversation(self, request: web.Request) -> web.Response:
         await self._record(request, 200)

@@ -30,7 +30,14 @@ async def test_help_lists_every_command_with_usage_and_who_may_run_it(chat: Chat
     rows = table_rows(chat.cards[-1])
     assert rows[0] == ["Command", "What it does", "Who may run it"]
     by_usage = {r[0]: r for r in rows[1:]}
-    assert set(by_usage) == {"help", "status [environment]", "smoke <environment>"}
+    assert set(by_usage) == {
+        "help",
+        "status [environment]",
+        "smoke <environment>",
+        "rollback <environment> [version]",
+        "deploy <environment> <version>",
+        "cancel <run id>",
+    }
     assert by_usage["smoke <environment>"][2] == "operators"
     assert by_usage["help"][2] == "anyone in an allowed tenant"
     assert reply.path.endswith("/activities/" + reply.body["replyToId"])

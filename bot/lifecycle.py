@@ -1,0 +1,152 @@
+"""What happens at start and in the background: recovering from a crash, expiring requests.
+
+At start, before the executor takes work: every run left `running` by a dead process is
+marked `interrupted`, its lock released, its card and conversation told (with the last
+completed step); an approval that never became a run is marked `interrupted` too.
+Every `sweep_s` seconds: pending requests past their expiry become `expired` and their
+card turns "Expired" for everyone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import replace
+
+from adapters.store_rows import InterruptedRun
+from bot.executor import Reporter
+from commands.approval_card import render_approval_card
+from commands.context import Services
+from commands.plan import Plan
+from commands.run_card import RunView, render_run_card
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SWEEP_S = 15.0
+
+
+async def _tell_interrupted(services: Services, reporter: Reporter, run: InterruptedRun) -> None:
+    request = await services.store.get_request(run.request_id)
+    if request is None:
+        return
+    plan = Plan.from_json(request.plan_json)
+    last = run.last_completed_step or "none"
+    note = (
+        f"Interrupted by a bot restart during step '{run.current_step or 'starting'}' "
+        f"(last completed: {last}). The {run.environment} lock is released. Check "
+        f"`status {run.environment}` before retrying: hosts are as that step left them."
+    )
+    await services.audit.append(
+        "Interrupted",
+        environment=run.environment,
+        request_id=run.request_id,
+        run_id=run.run_id,
+        step=run.current_step,
+        status="interrupted",
+        detail={"last_completed_step": last},
+    )
+    await services.timeline.append(
+        f"{request.command} {run.environment} → {request.version} interrupted by a restart "
+        f"({run.run_id}, during {run.current_step or 'start'})"
+    )
+    if not run.conversation_id:
+        return
+    stored = await services.store.get_run(run.run_id)
+    steps = await services.store.list_steps(run.run_id)
+    view = RunView.start(
+        run.run_id,
+        request.id,
+        plan,
+        request.requester_name,
+        request.decided_by_name or "?",
+        stored.started_at if stored else services.now(),
+    )
+    for index, state, duration_ms, error in steps:
+        if index < len(view.steps):
+            view = view.with_step(index, state=state, duration_ms=duration_ms, error=error)
+    view = replace(view.finish("interrupted", services.now(), note))
+    if run.progress_activity_id:
+        await reporter.update(
+            run.conversation_id,
+            run.progress_activity_id,
+            f"{run.run_id}: interrupted",
+            render_run_card(view, services.config.tz),
+            final=True,
+        )
+    await reporter.post(
+        run.conversation_id,
+        f"⚠️ {run.run_id} ({plan.kind} {run.environment} → {plan.target_version}): {note}",
+        None,
+    )
+
+
+async def recover(services: Services, reporter: Reporter) -> list[str]:
+    """Settle what a dead process left behind; returns the ids of the runs it interrupted."""
+    interrupted = await services.store.mark_running_runs_interrupted()
+    for run in interrupted:
+        try:
+            await _tell_interrupted(services, reporter, run)
+        except Exception:
+            log.exception("could not report interrupted run %s", run.run_id)
+    for request in await services.store.approved_without_run():
+        if await services.store.transition_request(
+            request.id, ["approved"], "interrupted", reason="bot restarted before the run began"
+        ):
+            await services.audit.append(
+                "Interrupted",
+                environment=request.environment,
+                request_id=request.id,
+                status="interrupted",
+                detail={
+                    "note": "approved, but the bot restarted before the run began; nothing ran"
+                },
+            )
+            if request.conversation_id:
+                await reporter.post(
+                    request.conversation_id,
+                    f"⚠️ {request.id} was approved but the bot restarted before it ran; nothing "
+                    f"ran. Ask again with `{request.command} {request.environment}`.",
+                    None,
+                )
+    return [r.run_id for r in interrupted]
+
+
+async def expire_due(services: Services, reporter: Reporter) -> list[str]:
+    """Expire every pending request past its deadline; returns their ids."""
+    expired = []
+    for request in await services.store.expired_pending(services.now()):
+        if not await services.store.transition_request(request.id, ["pending"], "expired"):
+            continue  # decided in the meantime: that decision stands
+        expired.append(request.id)
+        await services.audit.append(
+            "Expired", environment=request.environment, request_id=request.id, status="expired"
+        )
+        await services.timeline.append(
+            f"{request.command} {request.environment} → {request.version} expired unapproved "
+            f"({request.id})"
+        )
+        fresh = await services.store.get_request(request.id)
+        if fresh and fresh.conversation_id and fresh.card_activity_id:
+            card = render_approval_card(
+                fresh, Plan.from_json(fresh.plan_json), services.config.tz, services.now()
+            )
+            await reporter.update(
+                fresh.conversation_id,
+                fresh.card_activity_id,
+                f"{fresh.id}: expired",
+                card,
+                final=True,
+            )
+    return expired
+
+
+async def expiry_loop(
+    services: Services, reporter: Reporter, sweep_s: float = DEFAULT_SWEEP_S
+) -> None:
+    """Run until cancelled; a failing sweep is logged and retried at the next tick."""
+    while True:
+        try:
+            await expire_due(services, reporter)
+        except Exception:
+            log.exception("expiry sweep failed")
+        await asyncio.sleep(sweep_s)

@@ -1,0 +1,73 @@
+"""`cancel <run>` — stop a run at its next step boundary (a step in flight is not cut)."""
+
+from __future__ import annotations
+
+import re
+
+from commands.context import actor_fields
+from commands.registry import Command, CommandCall
+from commands.types import Reply
+
+RUN_ID = re.compile(r"^run-[0-9a-f]{8}$")
+
+
+async def run(call: CommandCall) -> Reply:
+    services, inv = call.services, call.invocation
+    if not call.args:
+        return Reply(
+            "`cancel` needs a run id: `cancel run-…` (see the progress card).",
+            refused=True,
+            extra={"reason": "missing-run"},
+        )
+    run_id = call.args[0].lower()
+    found = await services.store.get_run(run_id) if RUN_ID.fullmatch(run_id) else None
+    if found is None:
+        return Reply(
+            f"There is no run `{call.args[0]}`. The id is on the progress card (run-…).",
+            refused=True,
+            extra={"reason": "unknown-run"},
+        )
+    if not services.config.has_role(inv.actor.aad_object_id, "operator", found.environment):
+        return Reply(
+            f"Cancelling `{run_id}` needs the **operator** role for {found.environment}.",
+            refused=True,
+            extra={"reason": "role"},
+        )
+    if found.state != "running":
+        return Reply(
+            f"Run `{run_id}` is not running (it {found.state}); nothing to cancel.",
+            refused=True,
+            extra={"reason": "not-running"},
+        )
+    flagged = await services.store.request_cancel(run_id, inv.actor.name, services.now())
+    if not flagged:
+        return Reply(
+            f"Run `{run_id}` is already being cancelled, or has just ended.",
+            refused=True,
+            extra={"reason": "already-cancelling"},
+        )
+    await services.audit.append(
+        "CancelRequested",
+        environment=found.environment,
+        request_id=found.request_id,
+        run_id=run_id,
+        actor=actor_fields(inv.actor.name, inv.actor.aad_object_id),
+        step=found.current_step,
+    )
+    step = found.current_step or "its first step"
+    return Reply(
+        f"Cancel requested for `{run_id}` ({found.environment}). It stops after *{step}* "
+        "finishes — a step in flight is not cut, so the host is never left half-switched. "
+        "The progress card will say where it stopped."
+    )
+
+
+COMMAND = Command(
+    name="cancel",
+    usage="<run id>",
+    summary="Stop a running rollback/deploy at its next step boundary.",
+    role="operator",
+    env_arg="none",
+    max_extra_args=1,
+    run=run,
+)

@@ -1,0 +1,210 @@
+"""Shared by `rollback` and `deploy`: read the hosts, pick the target, plan, ask for approval.
+
+Nothing is requested unless every check passes: the environment is free, every host
+answers, the target exists in the package store with a matching SHA-256. The reply is the
+approval card; its message id is stored once Teams has it, so the card can be edited later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from adapters.errors import RemoteError
+from adapters.hostops import HostState
+from adapters.packages import PackageStore
+from adapters.store_rows import Request
+from commands.approval_card import render_approval_card
+from commands.config import Environment
+from commands.context import Services, actor_fields
+from commands.plan import Kind, Plan, build_plan
+from commands.registry import CommandCall
+from commands.status import HOST_READ_TIMEOUT_S, version_from_path
+from commands.target import NoTarget, resolve_target
+from commands.timefmt import show
+from commands.types import Reply
+
+
+def new_request_id() -> str:
+    # Short enough to read out at 3 a.m., random enough that a card cannot guess another.
+    return "R-" + secrets.token_hex(4)
+
+
+@dataclass(frozen=True)
+class Situation:
+    """What the hosts and the history say about an environment right now."""
+
+    current: str | None
+    previous_stable: str | None
+    kept: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Refusal:
+    message: str
+    reason: str
+
+
+async def busy_refusal(services: Services, environment: str) -> Refusal | None:
+    """Who holds the environment, in words, or None when it is free."""
+    lock = await services.store.lock_holder(environment)
+    if lock is None or lock.holder_run_id is None:
+        return None
+    run = await services.store.get_run(lock.holder_run_id)
+    step = run.current_step if run and run.current_step else "starting"
+    since = show(lock.since, services.config.tz) if lock.since else "?"
+    return Refusal(
+        f"{environment} is busy: run `{lock.holder_run_id}` requested by {lock.holder_name} "
+        f"is at step *{step}* (since {since}). Wait for it to finish, or `cancel "
+        f"{lock.holder_run_id}`. Nothing was requested.",
+        "busy",
+    )
+
+
+async def read_situation(
+    services: Services, environment: str, env: Environment
+) -> Situation | Refusal:
+    async def read(host_index: int) -> HostState:
+        host = env.hosts[host_index]
+        return await services.hosts(host).read_state(
+            env.iis.site,
+            env.iis.app_pool,
+            env.worker.service,
+            env.releases_root,
+            timeout_s=HOST_READ_TIMEOUT_S,
+        )
+
+    try:
+        states = await asyncio.gather(*(read(i) for i in range(len(env.hosts))))
+    except RemoteError as exc:
+        return Refusal(
+            f"I could not read {exc.host or 'a host'} of {environment}: {exc}. "
+            "Nothing was requested.",
+            "host-unreachable",
+        )
+    history = await services.store.current_deployment(environment)
+    paths = {version_from_path(s.physical_path) for s in states}
+    if history is not None:
+        current: str | None = history.version
+    elif len(paths) == 1:
+        current = paths.pop()
+    else:
+        listing = ", ".join(f"{s.host}: {s.physical_path}" for s in states)
+        return Refusal(
+            f"The hosts of {environment} do not agree on the current version ({listing}). "
+            "Fix that by hand first. Nothing was requested.",
+            "hosts-disagree",
+        )
+    previous = None
+    if current is not None:
+        stable = await services.store.previous_stable(environment, current)
+        previous = stable.version if stable else None
+    # Only a release kept on every host can be switched to without copying.
+    kept = set(states[0].releases).intersection(*(s.releases for s in states[1:]))
+    return Situation(current, previous, tuple(sorted(kept)))
+
+
+async def request_change(call: CommandCall, kind: Kind, requested: str | None) -> Reply:
+    services, environment = call.services, call.env()
+    env = services.config.environments[environment]
+    inv = call.invocation
+
+    async def refuse(refusal: Refusal) -> Reply:
+        await services.audit.append(
+            "Refused",
+            environment=environment,
+            actor=actor_fields(inv.actor.name, inv.actor.aad_object_id),
+            status=refusal.reason,
+            detail={
+                "command": kind,
+                "version": requested or "",
+                "reply": refusal.message,
+                "correlation_id": inv.correlation_id,
+            },
+        )
+        return Reply(refusal.message, refused=True, extra={"reason": refusal.reason})
+
+    busy = await busy_refusal(services, environment)
+    if busy:
+        return await refuse(busy)
+    situation = await read_situation(services, environment, env)
+    if isinstance(situation, Refusal):
+        return await refuse(situation)
+    target = await resolve_target(
+        kind,
+        environment,
+        PackageStore(env.package_store),
+        requested=requested,
+        current=situation.current,
+        previous_stable=situation.previous_stable,
+        kept_on_host=situation.kept,
+    )
+    if isinstance(target, NoTarget):
+        return await refuse(Refusal(target.message, "no-target"))
+    plan = build_plan(
+        kind,
+        environment,
+        env,
+        current_version=situation.current,
+        target_version=target.version,
+        sha256=target.package.sha256,
+        package=target.package.file_name,
+        source=target.source,
+        smoke_deadline_s=int(env.timeouts.smoke_s),
+    )
+    return await _create_request(call, plan)
+
+
+async def _create_request(call: CommandCall, plan: Plan) -> Reply:
+    services, inv = call.services, call.invocation
+    now = services.now()
+    ttl = services.config.environments[plan.environment].approval.ttl_minutes
+    request = Request(
+        id=new_request_id(),
+        environment=plan.environment,
+        command=plan.kind,
+        plan_json=plan.to_json(),
+        plan_hash=plan.hash,
+        requester_name=inv.actor.name,
+        requester_id=inv.actor.aad_object_id,
+        conversation_id=inv.conversation_id,
+        state="pending",
+        created_at=now,
+        expires_at=now + timedelta(minutes=ttl),
+        version=plan.target_version,
+        current_version=plan.current_version,
+    )
+    await services.store.create_request(request)
+    await services.audit.append(
+        "Requested",
+        environment=plan.environment,
+        request_id=request.id,
+        actor=actor_fields(inv.actor.name, inv.actor.aad_object_id),
+        status="pending",
+        detail={
+            "command": plan.kind,
+            "from": plan.current_version,
+            "to": plan.target_version,
+            "sha256": plan.sha256,
+            "source": plan.source,
+            "plan_hash": plan.hash,
+            "hosts": list(plan.hosts),
+            "expires_at": request.expires_at.isoformat() if request.expires_at else None,
+        },
+    )
+    await services.timeline.append(
+        f"{plan.kind} {plan.environment} {plan.current_version or '?'} → {plan.target_version} "
+        f"requested by {inv.actor.name} ({request.id})"
+    )
+
+    async def remember_card(activity_id: str) -> None:
+        await services.store.set_card_activity(request.id, activity_id)
+
+    card = render_approval_card(request, plan, services.config.tz, now)
+    text = (
+        f"{plan.kind.capitalize()} {plan.environment} {plan.current_version or '?'} → "
+        f"{plan.target_version}: waiting for approval ({request.id})."
+    )
+    return Reply(text, card=card, extra={"request_id": request.id}, on_sent=remember_card)

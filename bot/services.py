@@ -79,7 +79,9 @@ class Runtime:
         await self.store.close()
 
 
-async def open_runtime(config: Config, base: Path | None = None) -> Runtime:
+async def open_runtime(
+    config: Config, base: Path | None = None, clock: Callable[[], datetime] = utc_now
+) -> Runtime:
     def at(path: Path) -> Path:
         return path if path.is_absolute() or base is None else base / path
 
@@ -100,6 +102,6 @@ async def open_runtime(config: Config, base: Path | None = None) -> Runtime:
         probe=run_checks,
         hosts=host_ops,
         write_smoke_log=smoke_log,
-        now=utc_now,
+        now=clock,
     )
     return Runtime(services, store, timeline)

@@ -127,11 +127,14 @@ def _card_attachment(card: dict[str, Any]) -> Any:
 
 
 def _reply_activity(reply: Reply) -> Any:
-    # One activity: Teams renders the text above the card, and the text is what shows in
-    # notifications and the chat list (a card alone shows as "sent a card").
+    # A card goes alone, with the text as its summary (what notifications and the chat list
+    # show): text + card in one activity makes the Agents Playground split it in two and
+    # answer without an id, so the card could never be edited (see bot/sender.py).
     if reply.card is None:
         return MessageFactory.text(reply.text)
-    return MessageFactory.attachment(_card_attachment(reply.card), text=reply.text or None)
+    activity = MessageFactory.attachment(_card_attachment(reply.card))
+    activity.summary = reply.text or None
+    return activity
 
 
 def _invoke_body(result: CardActionResult) -> Any:

@@ -101,7 +101,24 @@ async def decide(
             "stale card). Nothing was run.",
             request,
         )
+    if request.state in ("expired", "void"):
+        message = (
+            f"Request {request.id} is {request.state}; nothing was run. Ask again with "
+            f"`{request.command} {request.environment}`."
+        )
+        await refuse("Expired" if request.state == "expired" else "Void", message, request)
+        return Decision("expired", request, "Expired", message)
     if request.state != "pending":
+        # A double click, a click on a stale copy, or Teams retrying the invoke: the decision
+        # already taken stands, and the clicker gets the decided card.
+        await services.audit.append(
+            "DecisionIgnored",
+            environment=request.environment,
+            request_id=request.id,
+            actor=who,
+            status=request.state,
+            detail={"verb": verb},
+        )
         return Decision("decided-already", request)
     now = services.now()
     if request.expires_at is not None and now >= request.expires_at:

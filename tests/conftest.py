@@ -11,6 +11,7 @@ import asyncio
 import tomllib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from bot.outbound import RetryPolicy
-from bot.server import QUEUE_KEY, build_app
+from bot.server import EXECUTOR_KEY, QUEUE_KEY, build_app
 from bot.services import Runtime, open_runtime
 from commands.config import Config
 from tests.teams_factory import ALEX, TENANT, User, make_invoke, make_message
@@ -52,6 +53,8 @@ def lab_config(lab: Lab, tmp_path: Path) -> Config:
         for h in env["hosts"]:
             h["name"] = host
             h["winrm_url"] = lab.winrm_url(host)
+        # Short deadlines keep failure tests fast; the lab answers in milliseconds.
+        env["timeouts"] = {"stop_s": 3, "start_s": 3, "deploy_s": 10, "smoke_s": 4, "precheck_s": 4}
         for check in env["smoke"]:
             path = check["url"].split("/", 3)[3]
             check["url"] = f"{base}/{path}"
@@ -75,6 +78,19 @@ def lab_config(lab: Lab, tmp_path: Path) -> Config:
     return Config.model_validate(raw)
 
 
+class ShiftableClock:
+    """The real UTC clock, plus an offset a test can advance (expiry without waiting)."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, **delta: float) -> None:
+        self.offset += timedelta(**delta)
+
+
 @dataclass
 class Chat:
     """Say things as a Teams user; read what the bot posted to the connector."""
@@ -84,6 +100,7 @@ class Chat:
     runtime: Runtime
     lab: Lab
     config: Config
+    clock: ShiftableClock
     http_statuses: list[int] = field(default_factory=list)
 
     async def say(
@@ -95,7 +112,6 @@ class Chat:
         conversation_type: str = "personal",
     ) -> ConnectorCall:
         """Send one message; returns the bot's reply (exactly one is expected)."""
-        before = len(self.connector.activities)
         activity = make_message(
             text,
             user=user,
@@ -106,9 +122,17 @@ class Chat:
         response = await self.client.post("/api/messages", json=activity)
         self.http_statuses.append(response.status)
         assert response.status < 300, await response.text()
-        new = (await self.connector.wait_for_calls(before + 1))[before:]
-        replies = [c for c in new if c.method == "POST"]
-        assert len(replies) == 1, f"expected one reply, got {new}"
+        # The reply is POSTed to .../activities/<the message's id>; a run may post meanwhile.
+        for _ in range(200):
+            replies = [
+                c
+                for c in self.connector.activities
+                if c.method == "POST" and c.activity_id == activity["id"]
+            ]
+            if replies:
+                break
+            await asyncio.sleep(0.01)
+        assert len(replies) == 1, f"expected one reply to {text!r}, got {len(replies)}"
         return replies[0]
 
     @property
@@ -171,7 +195,8 @@ class Chat:
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             request = await self.store.get_request(request_id)
-            if request is not None and request.state in states:
+            idle = self.client.server.app[EXECUTOR_KEY].running == 0
+            if request is not None and request.state in states and idle:
                 break
             if asyncio.get_running_loop().time() > deadline:
                 raise AssertionError(f"{request_id} stuck in {request and request.state}")
@@ -202,14 +227,15 @@ async def chat(
     for name in ("MCMS_BOT_APP_ID", "MCMS_BOT_APP_PASSWORD", "MCMS_BOT_APP_TENANT_ID"):
         monkeypatch.delenv(name, raising=False)
     config = lab_config(lab, tmp_path)
-    runtime = await open_runtime(config)
+    clock = ShiftableClock()
+    runtime = await open_runtime(config, clock=clock)
     # Fast pacing keeps the suite quick; tests/test_outbound.py proves the real pacing.
     policy = RetryPolicy(min_interval_s=0.02, backoff_base_s=0.05, retry_after_cap_s=2)
     app = build_app(runtime, sweep_s=0.2, outbound_policy=policy)
     client = TestClient(TestServer(app, host="127.0.0.1"))
     await client.start_server()
     try:
-        yield Chat(client, fake_connector, runtime, lab, config)
+        yield Chat(client, fake_connector, runtime, lab, config, clock)
     finally:
         await client.close()
         await runtime.close()

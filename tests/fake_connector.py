@@ -34,6 +34,11 @@ class ConnectorCall:
     status: int  # what the fake answered
     assigned_id: str | None = None  # the id the fake answered with (a new message's id)
 
+    @property
+    def text(self) -> str:
+        """What a person reads first: the text, or a card message's summary."""
+        return str(self.body.get("text") or self.body.get("summary") or "")
+
 
 @dataclass
 class _Fault:

@@ -131,31 +131,31 @@ async def test_channel_mention_is_answered_in_its_thread(chat: Chat) -> None:
 
 async def test_unknown_command_suggests_the_closest_and_runs_nothing(chat: Chat) -> None:
     reply = await chat.say("smok Lab")
-    assert "I don't know the command `smok`" in reply.body["text"]
-    assert "Did you mean `smoke`?" in reply.body["text"]
-    assert "help" in reply.body["text"]
+    assert "I don't know the command `smok`" in reply.text
+    assert "Did you mean `smoke`?" in reply.text
+    assert "help" in reply.text
     assert chat.winrm_requests() == 0
 
 
 async def test_unknown_environment_suggests_the_closest_and_runs_nothing(chat: Chat) -> None:
     reply = await chat.say("status internalprd")
-    assert "There is no environment `internalprd`" in reply.body["text"]
-    assert "Did you mean `status InternalProd`?" in reply.body["text"]
+    assert "There is no environment `internalprd`" in reply.text
+    assert "Did you mean `status InternalProd`?" in reply.text
     reply = await chat.say("smoke")
-    assert "`smoke` needs an environment" in reply.body["text"]
+    assert "`smoke` needs an environment" in reply.text
     reply = await chat.say("smoke Lab now please")
-    assert "Nothing was run" in reply.body["text"]
+    assert "Nothing was run" in reply.text
     assert chat.winrm_requests() == 0
     assert not list(Path(chat.config.paths.smoke_logs_dir).glob("*.log"))
 
 
 async def test_foreign_tenant_is_refused_before_any_command(chat: Chat) -> None:
     reply = await chat.say("status Lab", tenant=FOREIGN_TENANT)
-    assert f"tenant `{FOREIGN_TENANT}`" in reply.body["text"]
-    assert "allowed_tenants" in reply.body["text"]
+    assert f"tenant `{FOREIGN_TENANT}`" in reply.text
+    assert "allowed_tenants" in reply.text
     assert not reply.body.get("attachments")
     reply = await chat.say("help", tenant=FOREIGN_TENANT)
-    assert "not enabled for your organization" in reply.body["text"]
+    assert "not enabled for your organization" in reply.text
     assert chat.winrm_requests() == 0
     refused = [e for e in audit_events(chat) if e["event"] == "Refused"]
     assert [e["status"] for e in refused] == ["tenant", "tenant"]
@@ -163,12 +163,12 @@ async def test_foreign_tenant_is_refused_before_any_command(chat: Chat) -> None:
 
 async def test_missing_role_is_refused_naming_the_role(chat: Chat) -> None:
     reply = await chat.say("status Lab", user=STRANGER)
-    assert "not on this bot's people list" in reply.body["text"]
-    assert "**operator** role" in reply.body["text"]
-    assert STRANGER.aad_object_id in reply.body["text"]
+    assert "not on this bot's people list" in reply.text
+    assert "**operator** role" in reply.text
+    assert STRANGER.aad_object_id in reply.text
     reply = await chat.say("smoke InternalProd", user=ADELE)
-    assert "needs the **operator** role for InternalProd" in reply.body["text"]
-    assert "You have: approver" in reply.body["text"]
+    assert "needs the **operator** role for InternalProd" in reply.text
+    assert "You have: approver" in reply.text
     assert chat.winrm_requests() == 0
     assert not list(Path(chat.config.paths.smoke_logs_dir).glob("*.log"))
     # help stays open to anyone from an allowed tenant

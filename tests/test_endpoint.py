@@ -185,13 +185,14 @@ async def test_channel_mention_is_stripped_and_reply_goes_into_the_thread(bot: B
     assert reply.body["text"] == "echo: status Lab"
 
 
-async def test_reply_card_arrives_as_one_activity_with_an_adaptive_card_attachment(
-    bot: Bot,
-) -> None:
+async def test_reply_card_arrives_alone_with_the_text_as_its_summary(bot: Bot) -> None:
+    """Text + card in one activity makes the Agents Playground split it and answer without
+    an id, so the card could not be edited later: the card goes alone, text as summary."""
     await bot.send(make_message("card"))
 
     [reply] = bot.connector.calls
-    assert reply.body["text"] == "echo: card"
+    assert "text" not in reply.body
+    assert reply.body["summary"] == "echo: card"
     assert reply.body["attachments"] == [{"contentType": ADAPTIVE, "content": CARD}]
 
 

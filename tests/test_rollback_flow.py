@@ -36,7 +36,7 @@ async def request_rollback(chat: Chat, text: str = "/rollback Lab") -> tuple[dic
     reply = await chat.say(text)
     assert reply.body.get("attachments"), reply.body.get("text")
     card = chat.cards[-1]
-    request_id = reply.body["text"].split("(")[-1].rstrip(").")
+    request_id = reply.text.split("(")[-1].rstrip(").")
     return card, request_id
 
 
@@ -76,14 +76,14 @@ async def test_rollback_lab_end_to_end(chat: Chat) -> None:
     assert "run state" in " ".join(
         card_texts(chat.puts(card_id)[-1].body["attachments"][0]["content"])
     )
-    progress = next(c for c in chat.replies if "started" in (c.body.get("text") or ""))
+    progress = next(c for c in chat.replies if "started" in c.text)
     assert progress.assigned_id is not None
     edits = chat.puts(progress.assigned_id)
     assert len(edits) >= 2
     final = edits[-1].body["attachments"][0]["content"]
     assert "succeeded" in card_texts(final)[0]
     assert all(row[2] == "✅ passed" for row in table_rows(final)[1:])
-    summary = chat.replies[-1].body["text"]
+    summary = chat.replies[-1].text
     assert summary.startswith("✅ Rollback of Lab to 1.4.1 succeeded")
 
     # Every event, in order, and the chain holds.

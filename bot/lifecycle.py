@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import replace
+from dataclasses import dataclass
 
-from adapters.store_rows import InterruptedRun
+from adapters.store_rows import InterruptedRun, Request
 from bot.executor import Reporter
 from commands.approval_card import render_approval_card
 from commands.context import Services
@@ -25,17 +25,8 @@ log = logging.getLogger(__name__)
 DEFAULT_SWEEP_S = 15.0
 
 
-async def _tell_interrupted(services: Services, reporter: Reporter, run: InterruptedRun) -> None:
+async def _record_interrupted(services: Services, run: InterruptedRun) -> None:
     request = await services.store.get_request(run.request_id)
-    if request is None:
-        return
-    plan = Plan.from_json(request.plan_json)
-    last = run.last_completed_step or "none"
-    note = (
-        f"Interrupted by a bot restart during step '{run.current_step or 'starting'}' "
-        f"(last completed: {last}). The {run.environment} lock is released. Check "
-        f"`status {run.environment}` before retrying: hosts are as that step left them."
-    )
     await services.audit.append(
         "Interrupted",
         environment=run.environment,
@@ -43,16 +34,30 @@ async def _tell_interrupted(services: Services, reporter: Reporter, run: Interru
         run_id=run.run_id,
         step=run.current_step,
         status="interrupted",
-        detail={"last_completed_step": last},
+        detail={"last_completed_step": run.last_completed_step or "none"},
     )
-    await services.timeline.append(
-        f"{request.command} {run.environment} → {request.version} interrupted by a restart "
-        f"({run.run_id}, during {run.current_step or 'start'})"
+    if request is not None:
+        await services.timeline.append(
+            f"{request.command} {run.environment} → {request.version} interrupted by a "
+            f"restart ({run.run_id}, during {run.current_step or 'start'})"
+        )
+
+
+def _note(run: InterruptedRun) -> str:
+    return (
+        f"Interrupted by a bot restart during step '{run.current_step or 'starting'}' "
+        f"(last completed: {run.last_completed_step or 'none'}). The {run.environment} lock "
+        f"is released. Check `status {run.environment}` before retrying: hosts are as that "
+        "step left them."
     )
-    if not run.conversation_id:
+
+
+async def _tell_interrupted(services: Services, reporter: Reporter, run: InterruptedRun) -> None:
+    request = await services.store.get_request(run.request_id)
+    if request is None or not run.conversation_id:
         return
+    plan = Plan.from_json(request.plan_json)
     stored = await services.store.get_run(run.run_id)
-    steps = await services.store.list_steps(run.run_id)
     view = RunView.start(
         run.run_id,
         request.id,
@@ -61,37 +66,61 @@ async def _tell_interrupted(services: Services, reporter: Reporter, run: Interru
         request.decided_by_name or "?",
         stored.started_at if stored else services.now(),
     )
-    for index, state, duration_ms, error in steps:
+    for index, state, duration_ms, error in await services.store.list_steps(run.run_id):
         if index < len(view.steps):
             view = view.with_step(index, state=state, duration_ms=duration_ms, error=error)
-    view = replace(view.finish("interrupted", services.now(), note))
+    view = view.finish("interrupted", services.now(), _note(run))
     if run.progress_activity_id:
+        card = render_run_card(view, services.config.tz)
         await reporter.update(
             run.conversation_id,
             run.progress_activity_id,
             f"{run.run_id}: interrupted",
-            render_run_card(view, services.config.tz),
+            card,
             final=True,
         )
     await reporter.post(
         run.conversation_id,
-        f"⚠️ {run.run_id} ({plan.kind} {run.environment} → {plan.target_version}): {note}",
+        f"⚠️ {run.run_id} ({plan.kind} {run.environment} → {plan.target_version}): {_note(run)}",
         None,
     )
 
 
-async def recover(services: Services, reporter: Reporter) -> list[str]:
-    """Settle what a dead process left behind; returns the ids of the runs it interrupted."""
+@dataclass(frozen=True)
+class Recovered:
+    """What a dead process left, now settled in the store and the audit; still to be told."""
+
+    runs: list[InterruptedRun]
+    requests: list[Request]
+
+    async def tell(self, services: Services, reporter: Reporter) -> None:
+        """Tell each conversation; slow or failing chat must not hold up the bot's start."""
+        for run in self.runs:
+            try:
+                await _tell_interrupted(services, reporter, run)
+            except Exception:
+                log.exception("could not report interrupted run %s", run.run_id)
+        for request in self.requests:
+            if request.conversation_id:
+                await reporter.post(
+                    request.conversation_id,
+                    f"⚠️ {request.id} was approved but the bot restarted before it ran; "
+                    f"nothing ran. Ask again with `{request.command} {request.environment}`.",
+                    None,
+                )
+
+
+async def recover(services: Services) -> Recovered:
+    """Settle what a dead process left behind, before the executor takes any work."""
     interrupted = await services.store.mark_running_runs_interrupted()
     for run in interrupted:
-        try:
-            await _tell_interrupted(services, reporter, run)
-        except Exception:
-            log.exception("could not report interrupted run %s", run.run_id)
+        await _record_interrupted(services, run)
+    never_ran = []
     for request in await services.store.approved_without_run():
         if await services.store.transition_request(
             request.id, ["approved"], "interrupted", reason="bot restarted before the run began"
         ):
+            never_ran.append(request)
             await services.audit.append(
                 "Interrupted",
                 environment=request.environment,
@@ -101,14 +130,7 @@ async def recover(services: Services, reporter: Reporter) -> list[str]:
                     "note": "approved, but the bot restarted before the run began; nothing ran"
                 },
             )
-            if request.conversation_id:
-                await reporter.post(
-                    request.conversation_id,
-                    f"⚠️ {request.id} was approved but the bot restarted before it ran; nothing "
-                    f"ran. Ask again with `{request.command} {request.environment}`.",
-                    None,
-                )
-    return [r.run_id for r in interrupted]
+    return Recovered(interrupted, never_ran)
 
 
 async def expire_due(services: Services, reporter: Reporter) -> list[str]:

@@ -86,13 +86,18 @@ def build_app(
     app[QUEUE_KEY] = queue
 
     async def background(app: web.Application) -> AsyncIterator[None]:
-        # Settle what a dead process left before any new work can start.
-        interrupted = await recover(services, reporter)
-        if interrupted:
-            log.warning("marked interrupted at start: %s", ", ".join(interrupted))
+        # Settle what a dead process left before any new work can start; telling the
+        # conversations about it goes on in the background (chat may be slow or down).
+        recovered = await recover(services)
+        if recovered.runs:
+            log.warning(
+                "marked interrupted at start: %s", ", ".join(r.run_id for r in recovered.runs)
+            )
+        teller = asyncio.create_task(recovered.tell(services, reporter))
         sweeper = asyncio.create_task(expiry_loop(services, reporter, sweep_s))
         yield
         sweeper.cancel()
+        teller.cancel()
         await executor.drain(DRAIN_TIMEOUT_S)
         try:
             await asyncio.wait_for(queue.drain(), 10)

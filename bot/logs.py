@@ -36,18 +36,20 @@ class JsonFormatter(logging.Formatter):
         self._redact = redact
 
     def format(self, record: logging.LogRecord) -> str:
+        # Redact each value before serializing: JSON escapes quotes and backslashes, so a
+        # secret containing them would slip past a replace on the finished line.
         entry: dict[str, object] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "level": record.levelname,
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": self._redact(record.getMessage()),
         }
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
-                entry[key] = value
+                entry[key] = self._redact(value if isinstance(value, str) else str(value))
         if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
-        return self._redact(json.dumps(entry, default=str, ensure_ascii=False))
+            entry["exc"] = self._redact(self.formatException(record.exc_info))
+        return json.dumps(entry, ensure_ascii=False)
 
 
 class RedactingFormatter(logging.Formatter):

@@ -5,25 +5,27 @@ trip, notes/winrm-iis.md); this module turns the printed JSON into typed results
 loudly when the state reached is not the one asked for. It knows nothing of pywinrm: the
 executor passes a WinRMShell, tests may pass the lab or an in-memory twin.
 
-Room for the next step (deploy): `deploy_release(version, sha256, package_path)` and
-`switch_release(version)` will be two more constant scripts (verify SHA-256 on the host,
-expand into releases\\<version>.tmp then rename, or point physicalPath at a kept folder)
-with the same shape: validated names in, one JSON line out, a typed result back.
+The deploy step of a rollback is two more scripts of the same shape: `deploy_release`
+makes `<releases_root>\\<version>` a whole release folder (verifying the package's SHA-256
+on the host, or keeping a folder whose marker proves it whole) and prunes old ones;
+`switch_site` points the site's physicalPath at it and reads it back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from adapters.errors import BadReply, StateNotReached
 from adapters.ps_scripts import (
+    OP_DEPLOY,
     OP_ECHO,
     OP_POOL,
     OP_READ_STATE,
     OP_SERVICE,
     OP_SITE,
+    OP_SWITCH,
     VERSION_PATTERN,
     JsonValue,
 )
@@ -66,6 +68,25 @@ class HostState:
     @property
     def serving(self) -> bool:
         return self.site_state == "Started" and self.pool_state == "Started"
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    """A whole release folder for `version` on one host, and what pruning removed.
+
+    `copied` is False when a kept folder was used as it is (its marker holds the package's
+    digest); `sha256_verified` is True only when the package was hashed on the host in this
+    call. Folders that could not be pruned are listed in `prune_errors`: housekeeping, so
+    they never fail the deploy.
+    """
+
+    host: str
+    version: str
+    release_path: str
+    copied: bool
+    sha256_verified: bool
+    removed: tuple[str, ...]  # pruned release folders, oldest first
+    prune_errors: tuple[str, ...] = ()
 
 
 def version_key(version: str) -> tuple[tuple[int, ...], int, str]:
@@ -114,6 +135,73 @@ class HostOps:
             releases=tuple(kept),
         )
 
+    async def deploy_release(
+        self,
+        version: str,
+        sha256: str,
+        package_dir: str,
+        releases_root: str,
+        *,
+        keep: int,
+        protect: Sequence[str] = (),
+        timeout_s: float,
+    ) -> DeployResult:
+        """Make `<releases_root>\\<version>` whole from `<package_dir>\\MCMS_Setup_<version>.zip`.
+
+        `package_dir` is the store as the HOST sees it (a UNC share or a local folder). A
+        digest mismatch on the host raises RemoteScriptFailed and changes nothing. Then the
+        newest `keep` folders stay, and so do `protect`, `version` and whatever a site serves.
+        """
+        params: dict[str, JsonValue] = {
+            "Version": version,
+            "Sha256": sha256.lower(),
+            "PackageDir": package_dir,
+            "ReleasesRoot": releases_root,
+            "KeepCount": keep,
+            "ProtectVersions": [*dict.fromkeys([version, *protect])],
+        }
+        reply = await self._shell.run(OP_DEPLOY, params, timeout_s=timeout_s)
+        if self._field(reply, OP_DEPLOY, "version") != version:
+            raise self._bad(OP_DEPLOY, "version")
+        path = self._field(reply, OP_DEPLOY, "release_path")
+        if _leaf(path).casefold() != version.casefold():
+            raise self._bad(OP_DEPLOY, "release_path")
+        removed = self._strings(reply, OP_DEPLOY, "removed")
+        # Only version-named folders are pruned, never a protected one: else out of step.
+        if set(removed) & {version, *protect} or not all(map(VERSION_PATTERN.fullmatch, removed)):
+            raise self._bad(OP_DEPLOY, "removed")
+        return DeployResult(
+            host=self.host,
+            version=version,
+            release_path=path,
+            copied=self._flag(reply, OP_DEPLOY, "copied"),
+            sha256_verified=self._flag(reply, OP_DEPLOY, "sha256_verified"),
+            removed=tuple(sorted(removed, key=version_key)),
+            prune_errors=self._strings(reply, OP_DEPLOY, "prune_errors"),
+        )
+
+    async def switch_site(
+        self, site: str, releases_root: str, version: str, *, timeout_s: float
+    ) -> str:
+        """Point `site` at `<releases_root>\\<version>`; returns the physicalPath read back.
+
+        Refused (RemoteScriptFailed, nothing changed) when that folder does not exist; a
+        config write still locked after the script's retries fails the same way.
+        """
+        wait_s = max(1, int(timeout_s * _WAIT_SHARE))
+        params: dict[str, JsonValue] = {
+            "Site": site,
+            "ReleasesRoot": releases_root,
+            "Version": version,
+            "TimeoutSec": wait_s,
+        }
+        reply = await self._shell.run(OP_SWITCH, params, timeout_s=timeout_s)
+        path = self._field(reply, OP_SWITCH, "physical_path")
+        # The script already compared it; this catches a script and bot out of step.
+        if _leaf(path).casefold() != version.casefold():
+            raise self._bad(OP_SWITCH, "physical_path")
+        return path
+
     async def start_site(self, name: str, *, timeout_s: float) -> str:
         return await self._control(OP_SITE, "Site", name, "Start", "Started", timeout_s)
 
@@ -154,6 +242,20 @@ class HostOps:
             raise self._bad(op, key)
         return value
 
+    def _flag(self, reply: Mapping[str, Any], op: str, key: str) -> bool:
+        value = reply.get(key)
+        if not isinstance(value, bool):
+            raise self._bad(op, key)
+        return value
+
+    def _strings(self, reply: Mapping[str, Any], op: str, key: str) -> tuple[str, ...]:
+        value = reply.get(key)
+        # PowerShell 5.1 turns an empty array into null and unwraps a one-element one.
+        items = [] if value is None else [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            raise self._bad(op, key)
+        return tuple(items)
+
     def _bad(self, op: str, key: str) -> BadReply:
         return BadReply(
             f"{op} on {self.host} printed a result without a valid {key!r}: the remote script "
@@ -168,4 +270,9 @@ _TARGETS: Final = {
     OP_SERVICE: "service {name!r}",
 }
 
-__all__ = ["HostOps", "HostState", "RemoteShell", "version_key"]
+
+def _leaf(path: str) -> str:
+    return path.rstrip("\\").rsplit("\\", 1)[-1]
+
+
+__all__ = ["DeployResult", "HostOps", "HostState", "RemoteShell", "version_key"]

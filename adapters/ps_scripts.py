@@ -35,11 +35,20 @@ JsonValue: TypeAlias = str | int | float | bool | list["JsonValue"] | dict[str, 
 NAME_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
 VERSION_PATTERN: Final = re.compile(r"^[0-9]+(\.[0-9]+){1,3}(-[A-Za-z0-9]+)?$")
 WINDOWS_PATH_PATTERN: Final = re.compile(r"^[A-Za-z]:\\[A-Za-z0-9 ._\\-]*$")
+# A directory the host reads from (*Dir): a local path as above, or a UNC share; `$` only
+# ends a share name (admin shares like \\files\D$). Releases roots stay local (*Root).
+SHARE_PATH_PATTERN: Final = re.compile(
+    r"^(?:[A-Za-z]:(?:\\[A-Za-z0-9 ._-]*)+"
+    r"|\\\\[A-Za-z0-9._-]+\\[A-Za-z0-9._-]+\$?(?:\\[A-Za-z0-9 ._-]*)*)$"
+)
+SHA256_PATTERN: Final = re.compile(r"^[0-9a-fA-F]{64}$")
+_MAX_LIST: Final = 50
 _PARAM_NAME: Final = re.compile(r"^[A-Z][A-Za-z0-9]{0,39}$")
 _ACTION: Final = re.compile(r"^[A-Z][A-Za-z]{0,19}$")
 
 # Parameter keys are classified by suffix so a new script gets the right check by naming
-# its parameters well (Site, AppPool, Service, FarmName, Version, ReleasesRoot, TimeoutSec).
+# its parameters well (Site, AppPool, Service, FarmName, Version, ProtectVersions, Sha256,
+# ReleasesRoot, PackageDir, TimeoutSec, KeepCount). Other keys (echo's Text) are free text.
 _NAME_SUFFIXES: Final = ("site", "pool", "service", "name", "farm")
 
 OP_ECHO: Final = "echo"
@@ -47,6 +56,8 @@ OP_READ_STATE: Final = "read-state"
 OP_SITE: Final = "site-control"
 OP_POOL: Final = "pool-control"
 OP_SERVICE: Final = "service-control"
+OP_DEPLOY: Final = "deploy-release"
+OP_SWITCH: Final = "switch-site"
 
 # Runs on the host's command line (as -EncodedCommand): read the composed script from stdin
 # and run it. Kept tiny and constant so the command line stays far below 8,191 characters.
@@ -104,6 +115,18 @@ SCRIPTS: Final[Mapping[str, ScriptSpec]] = {
         _load(OP_SITE, ("Site", "Action", "TimeoutSec")),
         _load(OP_POOL, ("AppPool", "Action", "TimeoutSec")),
         _load(OP_SERVICE, ("Service", "Action", "TimeoutSec")),
+        _load(
+            OP_DEPLOY,
+            (
+                "Version",
+                "Sha256",
+                "PackageDir",
+                "ReleasesRoot",
+                "KeepCount",
+                "ProtectVersions",
+            ),
+        ),
+        _load(OP_SWITCH, ("Site", "ReleasesRoot", "Version", "TimeoutSec")),
     )
 }
 
@@ -151,18 +174,38 @@ def _check_param(host: str, spec: ScriptSpec, key: str, value: JsonValue) -> Non
     elif lowered.endswith("version"):
         if not (isinstance(value, str) and VERSION_PATTERN.fullmatch(value)):
             raise _refuse(host, spec.op, key, f"= {value!r} is not a version like 1.4.2")
-    elif lowered.endswith(("root", "path")):
+    elif lowered.endswith("versions"):
         if not (
-            isinstance(value, str)
-            and WINDOWS_PATH_PATTERN.fullmatch(value)
-            and ".." not in value.split("\\")
+            isinstance(value, list)
+            and len(value) <= _MAX_LIST
+            and all(isinstance(v, str) and VERSION_PATTERN.fullmatch(v) for v in value)
         ):
+            raise _refuse(host, spec.op, key, f"= {value!r} is not a list of versions")
+    elif lowered.endswith("sha256"):
+        if not (isinstance(value, str) and SHA256_PATTERN.fullmatch(value)):
+            raise _refuse(host, spec.op, key, f"= {value!r} is not a hex SHA-256 digest")
+    elif lowered.endswith(("root", "path")):
+        if not (isinstance(value, str) and WINDOWS_PATH_PATTERN.fullmatch(value) and _no_up(value)):
             raise _refuse(host, spec.op, key, f"= {value!r} is not an absolute ASCII path")
+    elif lowered.endswith("dir"):
+        if not (isinstance(value, str) and SHARE_PATH_PATTERN.fullmatch(value) and _no_up(value)):
+            raise _refuse(
+                host, spec.op, key, f"= {value!r} is not an absolute ASCII path or UNC share"
+            )
     elif lowered.endswith("sec"):
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 3600:
             raise _refuse(host, spec.op, key, f"= {value!r} is not whole seconds in 1..3600")
+    elif lowered.endswith("count"):
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100:
+            raise _refuse(host, spec.op, key, f"= {value!r} is not a whole number in 1..100")
     elif lowered == "action" and not (isinstance(value, str) and _ACTION.fullmatch(value)):
         raise _refuse(host, spec.op, key, f"= {value!r} is not an action word")
+
+
+def _no_up(path: str) -> bool:
+    """No `..` (nor `...`, which Windows trims to `..`-like oddities) segment: a path built
+    from config must not climb out of where it points."""
+    return all(seg.strip(". ") or not seg for seg in path.split("\\"))
 
 
 @dataclass(frozen=True)

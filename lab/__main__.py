@@ -28,7 +28,7 @@ def _describe(lab: Lab) -> str:
         f"  credentials {spec.username} / {spec.password} (transport basic; demo only)",
         f"  site {spec.site!r}, app pool {spec.app_pool!r}, service {spec.service!r}, "
         f"releases root {spec.releases_root}",
-        f"  packages {lab.packages_dir}",
+        f"  packages {lab.packages_dir} (hosts see it as {spec.package_dir})",
         "Ctrl-C or SIGTERM stops it.",
     ]
     return "\n".join(lines)

@@ -46,7 +46,7 @@ class Lab:
         self.bind = bind
         self.packages_dir = self.root / "packages"
         self._versions = {v for spec in hosts for v in spec.releases} | set(package_versions)
-        self._runtime = LabRuntime(hosts, bind)
+        self._runtime = LabRuntime(hosts, bind, self.packages_dir)
         self._control = Listener(lambda: make_control_app(self._runtime), bind, control_port)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -58,6 +58,8 @@ class Lab:
         if self._loop is not None:
             raise RuntimeError("the lab is already running")
         self.package_digests = build_package_store(self.packages_dir, self._versions)
+        # Before the loop runs, so no lock is needed: the hosts start with whole releases.
+        self._runtime.mark_releases(self.package_digests)
         loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=loop.run_forever, name="mcms-lab", daemon=True)
         self._loop = loop
@@ -126,6 +128,13 @@ class Lab:
     def package_path(self, version: str) -> Path:
         return self.packages_dir / f"MCMS_Setup_{version}.zip"
 
+    def host_package_dir(self, host: str) -> str:
+        """The package store as `host` sees it (a bot's host_package_dir), e.g. D:\\MCMS\\packages.
+
+        The host reads the zips of `packages_dir` through it.
+        """
+        return self._runtime.host(host).sim.spec.package_dir
+
     # --- observation and faults (thread-safe) ------------------------------------------
 
     def state(self, host: str) -> dict[str, Any]:
@@ -169,6 +178,21 @@ class Lab:
             return result
 
         return self._call(go)
+
+    def put_release(self, host: str, version: str, *, marker: str | None) -> None:
+        """Set a scene: a release folder `version` whose marker holds `marker` (None: none,
+        as an interrupted copy leaves it). The folder is not checked against any package."""
+
+        async def go() -> None:
+            sim = self._runtime.host(host).sim
+            if version not in sim.release_dirs:
+                sim.release_dirs.append(version)
+            if marker is None:
+                sim.markers.pop(version, None)
+            else:
+                sim.markers[version] = marker
+
+        self._call(go)
 
     # --- plumbing ------------------------------------------------------------------------
 

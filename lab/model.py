@@ -7,6 +7,7 @@ the loop is a JSON snapshot. Names are matched case-insensitively, as Windows do
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final
 
 PORTAL_CHECKS: Final = ("health", "swagger", "kerberos")
@@ -16,9 +17,10 @@ FAULT_MODES: Final[dict[str, frozenset[str]]] = {
     "winrm": frozenset({"hang", "stall", "auth", "garbage", "down"}),
     "http": frozenset({"down", "slow", "error"}),
     **{check: frozenset({"down", "slow", "error"}) for check in PORTAL_CHECKS},
-    "site": frozenset({"stuck"}),
+    "site": frozenset({"stuck", "config_locked"}),
     "pool": frozenset({"stuck"}),
     "service": frozenset({"stuck"}),
+    "package": frozenset({"corrupt"}),
 }
 
 
@@ -34,6 +36,8 @@ class LabHostSpec:
     app_pool: str = "MCMS"
     service: str = "MCMS.Worker"
     releases_root: str = "D:\\MCMS\\releases"
+    # The package store as this host sees it; the lab maps it onto its real packages_dir.
+    package_dir: str = "D:\\MCMS\\packages"
     username: str = "lab-admin"
     password: str = "lab-password"  # noqa: S105  # demo credentials, never a real secret
     winrm_port: int = 0  # 0 = an ephemeral port
@@ -63,6 +67,17 @@ class Fault:
         return cls(target, mode, delay_s)
 
 
+class ScriptError(Exception):
+    """The real script would have thrown: becomes the prelude's error JSON and exit 1.
+
+    `duration_s` is how long the real script would have run before throwing (retries).
+    """
+
+    def __init__(self, message: str, *, duration_s: float = 0.0) -> None:
+        super().__init__(message)
+        self.duration_s = duration_s
+
+
 @dataclass(frozen=True)
 class ScriptCall:
     """One script the host received: its op, the decoded params and their exact JSON text."""
@@ -88,6 +103,10 @@ class SimHost:
     recycles: dict[str, int] = field(default_factory=dict)
     services: dict[str, str] = field(default_factory=dict)
     release_dirs: list[str] = field(default_factory=list)
+    # Release folder → the digest its .mcms-release marker holds; absent = no marker.
+    markers: dict[str, str] = field(default_factory=dict)
+    # The real directory behind spec.package_dir (None: the host sees no packages).
+    packages_dir: Path | None = None
     faults: dict[str, Fault] = field(default_factory=dict)
     calls: list[ScriptCall] = field(default_factory=list)
     winrm_requests: int = 0
@@ -95,7 +114,7 @@ class SimHost:
     http_requests: int = 0
 
     @classmethod
-    def from_spec(cls, spec: LabHostSpec) -> SimHost:
+    def from_spec(cls, spec: LabHostSpec, packages_dir: Path | None = None) -> SimHost:
         current = spec.current or (spec.releases[-1] if spec.releases else None)
         if current is not None and current not in spec.releases:
             raise ValueError(f"{spec.name}: current release {current} is not in its releases")
@@ -108,6 +127,7 @@ class SimHost:
             recycles={spec.app_pool: 0},
             services={spec.service: "Running" if up else "Stopped"},
             release_dirs=list(spec.releases),
+            packages_dir=packages_dir,
         )
 
     @property
@@ -126,6 +146,10 @@ class SimHost:
             "service": self.services,
         }
         return tables[kind]
+
+    def fault_mode(self, target: str) -> str | None:
+        fault = self.faults.get(target)
+        return fault.mode if fault is not None else None
 
     def get_state(self, kind: str, name: str) -> str:
         return self.sites[name].state if kind == "site" else str(self.table(kind)[name])
@@ -168,6 +192,8 @@ class SimHost:
             "services": dict(self.services),
             "releases_root": self.spec.releases_root,
             "releases": list(self.release_dirs),
+            "release_markers": {r: self.markers[r] for r in self.release_dirs if r in self.markers},
+            "package_dir": self.spec.package_dir,
             "current_release": self.current_release,
             "serving": self.serving,
             "faults": {t: {"mode": f.mode, "delay_s": f.delay_s} for t, f in self.faults.items()},

@@ -18,7 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from lab.model import ScriptCall, SimHost
+from lab.model import ScriptCall, ScriptError, SimHost
+from lab.releases import deploy_release, switch_site
 
 MAX_COMMAND_LINE: Final = 8191  # cmd.exe's limit on Windows
 _MARKER: Final = re.compile(r"^\s*# mcms-op: ([a-z][a-z-]*)\s*$", re.MULTILINE)
@@ -37,10 +38,6 @@ class ScriptRun:
     stderr: bytes
     exit_code: int
     duration_s: float = 0.0
-
-
-class ScriptError(Exception):
-    """The real script would have thrown: becomes the prelude's error JSON and exit 1."""
 
 
 def check_command_line(command: str, arguments: str) -> str | None:
@@ -90,15 +87,17 @@ def apply_op(host: SimHost, op: str, params: dict[str, Any]) -> ScriptRun:
         return _failed(f"lab: no simulation for op {op!r}")
     try:
         result, duration = handler(host, params)
-    except (ScriptError, KeyError) as exc:
+    except ScriptError as exc:
+        return _failed(str(exc), exc.duration_s)
+    except KeyError as exc:
         return _failed(str(exc))
     line = json.dumps(result, ensure_ascii=False, separators=(",", ":"))
     return ScriptRun((line + "\r\n").encode("utf-8"), b"", 0, duration)
 
 
-def _failed(message: str) -> ScriptRun:
+def _failed(message: str, duration_s: float = 0.0) -> ScriptRun:
     line = json.dumps({"ok": False, "error": message}, separators=(",", ":"))
-    return ScriptRun((line + "\r\n").encode("utf-8"), b"", 1)
+    return ScriptRun((line + "\r\n").encode("utf-8"), b"", 1, duration_s)
 
 
 def _bind(text: str, params: dict[str, Any]) -> None:
@@ -200,7 +199,7 @@ def _control(kind: str, key: str, op: str) -> Handler:
             raise ScriptError(
                 f"cannot recycle application pool '{name}': it is {before}; start it instead"
             )
-        stuck = kind in host.faults  # the only mode of these targets is "stuck"
+        stuck = host.fault_mode(kind) == "stuck"
         changed = action == "Recycle" or before != want
         now = want
         if stuck and changed:
@@ -236,4 +235,9 @@ _OPS: Final[dict[str, Handler]] = {
     "site-control": _control("site", "Site", "site-control"),
     "pool-control": _control("pool", "AppPool", "pool-control"),
     "service-control": _control("service", "Service", "service-control"),
+    "deploy-release": deploy_release,
+    "switch-site": switch_site,
 }
+
+# ScriptError moved to lab.model (lab.releases raises it too); still importable from here.
+__all__ = ["ScriptError", "ScriptRun", "apply_op", "check_command_line", "run_script"]

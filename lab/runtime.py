@@ -7,7 +7,8 @@ opens or closes the listeners so the ports tell the truth about the simulated st
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from lab.listener import Listener
@@ -19,8 +20,8 @@ from lab.wsman import WinRMEndpoint
 class HostRuntime:
     """One simulated host: its state, WinRM endpoint and the two listeners."""
 
-    def __init__(self, spec: LabHostSpec, bind: str) -> None:
-        self.sim = SimHost.from_spec(spec)
+    def __init__(self, spec: LabHostSpec, bind: str, packages_dir: Path | None = None) -> None:
+        self.sim = SimHost.from_spec(spec, packages_dir)
         self.winrm = WinRMEndpoint(self.sim, self.sync)
         self.winrm_listener = Listener(self.winrm.make_app, bind, spec.winrm_port)
         self.portal_listener = Listener(lambda: make_portal_app(self.sim), bind, spec.http_port)
@@ -54,11 +55,19 @@ class HostRuntime:
 class LabRuntime:
     """All hosts of one lab, by host name."""
 
-    def __init__(self, specs: Sequence[LabHostSpec], bind: str) -> None:
+    def __init__(
+        self, specs: Sequence[LabHostSpec], bind: str, packages_dir: Path | None = None
+    ) -> None:
         names = [s.name for s in specs]
         if len(set(names)) != len(names) or not names:
             raise ValueError(f"lab host names must be unique and non-empty: {names}")
-        self.hosts = {spec.name: HostRuntime(spec, bind) for spec in specs}
+        self.hosts = {spec.name: HostRuntime(spec, bind, packages_dir) for spec in specs}
+
+    def mark_releases(self, digests: Mapping[str, str]) -> None:
+        """Give every initial release folder the marker a whole expand would have written."""
+        for runtime in self.hosts.values():
+            sim = runtime.sim
+            sim.markers = {r: digests[r] for r in sim.release_dirs if r in digests}
 
     def host(self, name: str) -> HostRuntime:
         runtime = self.hosts.get(name)

@@ -1,15 +1,20 @@
-"""adapters.hostops over real WinRM against the lab: each operation changes the host."""
+"""adapters.hostops over real WinRM against the lab: each operation changes the host.
+
+The reply parsing of the deploy operations also runs against an in-memory twin shell,
+for the reply shapes PowerShell 5.1 produces and the lab never does.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import pytest
 
-from adapters.errors import RemoteScriptFailed, StateNotReached
+from adapters.errors import BadReply, RemoteScriptFailed, StateNotReached
 from adapters.hostops import HostOps, HostState, version_key
+from adapters.ps_scripts import JsonValue
 from adapters.winrm import WinRMShell
 from lab.core import Lab
 
@@ -161,3 +166,77 @@ def test_versions_sort_numerically_with_prereleases_first(
     unsorted: list[str], expected: list[str]
 ) -> None:
     assert sorted(unsorted, key=version_key) == expected
+
+
+class ScriptedShell:
+    """An in-memory RemoteShell that answers every run with one canned reply."""
+
+    host = "twin01"
+
+    def __init__(self, reply: dict[str, Any]) -> None:
+        self.reply = reply
+
+    async def run(
+        self, op: str, params: Mapping[str, JsonValue], *, timeout_s: float
+    ) -> dict[str, Any]:
+        return self.reply
+
+
+DEPLOYED: dict[str, Any] = {
+    "ok": True,
+    "version": "1.4.1",
+    "release_path": "D:\\MCMS\\releases\\1.4.1",
+    "copied": False,
+    "sha256_verified": False,
+}
+
+
+@pytest.mark.parametrize(
+    ("removed", "prune_errors", "expected"),
+    [
+        (None, None, ((), ())),
+        ("1.3.9", "1.3.8: locked", (("1.3.9",), ("1.3.8: locked",))),
+        (["1.4.0", "1.3.9"], [], (("1.3.9", "1.4.0"), ())),
+    ],
+    ids=["null", "unwrapped-scalar", "newest-first"],
+)
+async def test_deploy_result_reads_powershell_51_array_shapes(
+    removed: Any, prune_errors: Any, expected: tuple[tuple[str, ...], tuple[str, ...]]
+) -> None:
+    ops = HostOps(ScriptedShell({**DEPLOYED, "removed": removed, "prune_errors": prune_errors}))
+
+    result = await ops.deploy_release(
+        "1.4.1", "a" * 64, "D:\\MCMS\\packages", ROOT, keep=3, timeout_s=5
+    )
+
+    assert (result.removed, result.prune_errors) == expected
+    assert result.host == "twin01" and not result.copied
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        {**DEPLOYED, "removed": ["1.4.2"]},
+        {**DEPLOYED, "removed": ["1.4.1"]},
+        {**DEPLOYED, "removed": ["1.4.0.tmp"]},
+        {**DEPLOYED, "version": "1.4.2"},
+        {**DEPLOYED, "release_path": "D:\\MCMS\\releases\\1.4.2"},
+        {**DEPLOYED, "copied": "False"},
+    ],
+    ids=["pruned-protected", "pruned-target", "pruned-non-release", "other-version",
+         "other-path", "string-flag"],
+)  # fmt: skip
+async def test_deploy_reply_out_of_step_with_the_request_is_a_bad_reply(
+    reply: dict[str, Any],
+) -> None:
+    ops = HostOps(ScriptedShell(reply))
+    with pytest.raises(BadReply, match="out of step"):
+        await ops.deploy_release(
+            "1.4.1", "a" * 64, "D:\\MCMS\\packages", ROOT, keep=3, protect=["1.4.2"], timeout_s=5
+        )
+
+
+async def test_switch_reply_pointing_elsewhere_is_a_bad_reply() -> None:
+    ops = HostOps(ScriptedShell({"ok": True, "physical_path": "D:\\MCMS\\releases\\1.4.2"}))
+    with pytest.raises(BadReply, match="physical_path"):
+        await ops.switch_site("MCMS", ROOT, "1.4.1", timeout_s=5)

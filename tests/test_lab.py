@@ -21,6 +21,7 @@ from adapters.ps_scripts import compose
 from lab.core import Lab
 from lab.demo import DEMO_CONTROL_PORT, demo_hosts
 from lab.model import LabHostSpec, SimHost
+from lab.packages import build_package_store
 from lab.powershell import run_script
 
 pytest_plugins = ["tests.lab_fixtures"]
@@ -145,6 +146,55 @@ async def test_fault_api_reports_state_and_refuses_unknown_faults(lab: Lab, lab_
     assert status == 400 and "unknown fault target" in body["error"]
     status, body = await control(lab, "GET", "/state/no-such-host")
     assert status == 404
+
+
+async def test_fault_api_sets_the_deploy_faults_and_state_shows_markers(
+    lab: Lab, lab_host: str
+) -> None:
+    for target, mode in (("package", "corrupt"), ("site", "config_locked")):
+        status, state = await control(lab, "PUT", f"/faults/{lab_host}/{target}", {"mode": mode})
+        assert status == 200 and state["faults"][target]["mode"] == mode
+
+    assert state["package_dir"] == "D:\\MCMS\\packages"
+    assert state["release_markers"] == {v: lab.package_digests[v] for v in state["releases"]}
+    status, body = await control(lab, "PUT", f"/faults/{lab_host}/package", {"mode": "down"})
+    assert status == 400 and "corrupt" in body["error"]
+
+
+def test_a_locked_site_config_does_not_make_start_or_stop_stuck(lab: Lab, lab_host: str) -> None:
+    """config_locked only fails physicalPath writes; stuck is the mode for start/stop."""
+    lab.set_fault(lab_host, "site", "config_locked")
+    scene(lab, lab_host, "site-control", Site="MCMS", Action="Stop")
+    assert lab.state(lab_host)["sites"]["MCMS"]["state"] == "Stopped"
+
+
+async def test_portal_health_reports_the_release_the_site_points_at(
+    lab: Lab, lab_host: str
+) -> None:
+    root = "D:\\MCMS\\releases"
+    scene(lab, lab_host, "switch-site", Site="MCMS", ReleasesRoot=root, Version="1.4.0")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(lab.http_base(lab_host) + "/health") as r,
+    ):
+        assert await r.json() == {"status": "Healthy", "host": lab_host, "version": "1.4.0"}
+
+
+def test_host_reads_its_package_dir_from_the_labs_store(lab: Lab, lab_host: str) -> None:
+    """The host's view (D:\\MCMS\\packages) is the lab's real packages_dir, read on each deploy."""
+    digest = lab.package_digests["1.3.9"]
+    params = {
+        "Version": "1.3.9",
+        "Sha256": digest,
+        "PackageDir": lab.host_package_dir(lab_host),
+        "ReleasesRoot": "D:\\MCMS\\releases",
+        "KeepCount": 5,
+    }
+    lab.package_path("1.3.9").unlink()
+    assert "is not reachable" in lab.apply(lab_host, "deploy-release", params)["error"]
+
+    build_package_store(lab.packages_dir, ["1.3.9"])
+    assert lab.apply(lab_host, "deploy-release", params)["copied"] is True
 
 
 def test_package_store_has_a_zip_and_its_sha256_for_every_version(lab: Lab) -> None:

@@ -13,6 +13,7 @@ import tree_sitter_powershell
 from tree_sitter import Language, Parser
 
 from adapters import ps_scripts
+from adapters.errors import InvalidName
 from adapters.ps_scripts import SCRIPTS, JsonValue
 
 PARSER = Parser(Language(tree_sitter_powershell.language()))
@@ -28,7 +29,54 @@ VALID_PARAMS: dict[str, dict[str, JsonValue]] = {
     "site-control": {"Site": "MCMS", "Action": "Start", "TimeoutSec": 30},
     "pool-control": {"AppPool": "MCMS", "Action": "Recycle", "TimeoutSec": 30},
     "service-control": {"Service": "MCMS.Worker", "Action": "Stop", "TimeoutSec": 30},
+    "deploy-release": {
+        "Version": "1.4.2",
+        "Sha256": "ab" * 32,
+        "PackageDir": "\\\\files\\mcms\\artifacts\\offline",
+        "ReleasesRoot": "D:\\MCMS\\releases",
+        "KeepCount": 3,
+        "ProtectVersions": ["1.4.2", "1.4.1"],
+    },
+    "switch-site": {
+        "Site": "MCMS",
+        "ReleasesRoot": "D:\\MCMS\\releases",
+        "Version": "1.4.1",
+        "TimeoutSec": 30,
+    },
 }
+# The most awkward values the edge still lets through: each must compose into valid syntax.
+EDGE_PARAMS: list[tuple[str, dict[str, JsonValue]]] = [
+    (
+        "deploy-release",
+        {
+            "Version": "1.4.2.17-hotfix1",
+            "Sha256": "AB" * 32,
+            "PackageDir": "\\\\files-01.corp\\D$\\MCMS pkgs\\",
+            "ReleasesRoot": "D:\\",
+            "KeepCount": 100,
+            "ProtectVersions": [],
+        },
+    ),
+    (
+        "deploy-release",
+        {
+            "Version": "0.0",
+            "Sha256": "0" * 64,
+            "PackageDir": "C:\\x",
+            "ReleasesRoot": "D:\\MCMS\\rel eases 2",
+            "ProtectVersions": ["9.9.9.9-x"] * 50,
+        },
+    ),
+    (
+        "switch-site",
+        {
+            "Site": "Default Web Site",
+            "ReleasesRoot": "E:\\a.b\\c-d_e",
+            "Version": "10.20.30-rc1",
+            "TimeoutSec": 3600,
+        },
+    ),
+]
 
 
 def parses_cleanly(source: str) -> bool:
@@ -45,6 +93,31 @@ def test_composed_script_parses_and_is_ascii(op: str) -> None:
     composed = ps_scripts.compose("test-host", op, VALID_PARAMS[op])
     assert parses_cleanly(composed)
     assert composed.isascii()
+
+
+@pytest.mark.parametrize(("op", "params"), EDGE_PARAMS, ids=lambda v: str(v)[:24])
+def test_composed_script_with_edge_values_parses(op: str, params: dict[str, JsonValue]) -> None:
+    assert parses_cleanly(ps_scripts.compose("test-host", op, params))
+
+
+@pytest.mark.parametrize(
+    ("op", "key", "value"),
+    [
+        ("deploy-release", "PackageDir", HOSTILE),
+        ("deploy-release", "PackageDir", "\\\\files\\share\\$(calc)"),
+        ("deploy-release", "ProtectVersions", ["1.4.2", HOSTILE]),
+        ("deploy-release", "ProtectVersions", "1.4.2"),
+        ("deploy-release", "Sha256", HOSTILE),
+        ("deploy-release", "KeepCount", True),
+        ("switch-site", "Version", HOSTILE),
+        ("switch-site", "ReleasesRoot", "D:\\MCMS\\..\\Windows"),
+    ],
+    ids=lambda v: repr(v)[:20],
+)
+def test_hostile_values_never_reach_a_deploy_script(op: str, key: str, value: JsonValue) -> None:
+    """Only echo carries free text; every deploy parameter is checked by its suffix."""
+    with pytest.raises(InvalidName):
+        ps_scripts.compose("test-host", op, {**VALID_PARAMS[op], key: value})
 
 
 def test_bootstrap_parses_and_decodes_from_its_command_line_form() -> None:

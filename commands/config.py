@@ -160,15 +160,17 @@ class Timeouts(_Strict):
     precheck_s: float = Field(default=30, gt=0, le=600)
 
 
-_WINDOWS_DIR = re.compile(r"([A-Za-z]:\\|\\\\[A-Za-z0-9._-]+\\)[A-Za-z0-9 ._$\\-]*")
+# What the host scripts accept (adapters/ps_scripts.py): releases live on a local drive;
+# the package store may be a local folder or a share (`$` only ends a share name: D$).
+_DRIVE_DIR = re.compile(r"[A-Za-z]:\\[A-Za-z0-9 ._\\-]*")
+_SHARE_DIR = re.compile(r"\\\\[A-Za-z0-9._-]+\\[A-Za-z0-9._-]+\$?(\\[A-Za-z0-9 ._-]+)*\\?")
 
 
-def _check_windows_dir(v: str) -> str:
-    if not _WINDOWS_DIR.fullmatch(v) or ".." in v.split("\\"):
-        raise ValueError(
-            f"{v!r} must be an absolute Windows path like D:\\MCMS\\releases or "
-            "\\\\server\\share\\dir (ASCII, no '..')"
-        )
+def _check_windows_dir(v: str, *, share_ok: bool) -> str:
+    ok = _DRIVE_DIR.fullmatch(v) or (share_ok and _SHARE_DIR.fullmatch(v))
+    if not ok or ".." in v.split("\\"):
+        shapes = "D:\\MCMS\\releases" + (" or \\\\server\\share\\dir" if share_ok else "")
+        raise ValueError(f"{v!r} must be an absolute Windows path like {shapes} (ASCII, no '..')")
     return v.rstrip("\\")
 
 
@@ -188,10 +190,15 @@ class Environment(_Strict):
     watch: Watch = Watch()
     timeouts: Timeouts = Timeouts()
 
-    @field_validator("releases_root", "host_package_dir")
+    @field_validator("releases_root")
     @classmethod
     def _root(cls, v: str) -> str:
-        return _check_windows_dir(v)
+        return _check_windows_dir(v, share_ok=False)
+
+    @field_validator("host_package_dir")
+    @classmethod
+    def _package_dir(cls, v: str) -> str:
+        return _check_windows_dir(v, share_ok=True)
 
     @model_validator(mode="after")
     def _unique(self) -> Environment:

@@ -127,3 +127,32 @@ def test_check_config_cli_exit_codes() -> None:
     )
     assert (ok.returncode, missing.returncode) == (0, 1)
     assert "file not found" in missing.stderr
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "ok"),
+    [
+        ("releases_root", r"D:\MCMS\releases", True),
+        ("releases_root", r"\\files\mcms\releases", False),  # hosts expand releases locally
+        ("releases_root", r"D:\MCMS\..\Windows", False),
+        ("host_package_dir", r"\\files\mcms\artifacts\offline", True),
+        ("host_package_dir", r"\\files\D$\packages", True),
+        ("host_package_dir", r"D:\MC$MS", False),
+    ],
+)
+def test_windows_paths_are_checked_as_the_host_scripts_will(
+    tmp_path: Path, key: str, value: str, ok: bool
+) -> None:
+    path = _broken(
+        tmp_path,
+        "releases_root = 'D:\\MCMS\\releases'\npackage_store",
+        f"{key} = '{value}'\n"
+        + ("releases_root = 'D:\\MCMS\\releases'\n" if key != "releases_root" else "")
+        + "package_store",
+    )
+    if ok:
+        load_config(path)
+    else:
+        with pytest.raises(ConfigError) as info:
+            load_config(path)
+        assert any(p.startswith(f"environments.Lab.{key}:") for p in info.value.problems)

@@ -159,7 +159,7 @@ def main() -> int:
                 print("  Playground did not start; see logs/playground.log")
         else:
             print("  (Node.js not found: install it to get Microsoft 365 Agents Playground)")
-        print("\nTry: help · status · smoke Lab · status Lab")
+        print("\nTry: help · status · smoke Lab · rollback Lab (then Approve on the card)")
         print("Logs: logs/app/bot.jsonl, audit: logs/deploy/notifications/. Ctrl-C stops all.\n")
         while True:
             for proc in procs:

@@ -57,7 +57,8 @@ async def resolve_target(
         if kind == "rollback" and requested == current:
             return NoTarget(
                 f"{requested} is already the current version of {environment}; nothing to roll "
-                f"back. To reinstall it, use `deploy {environment} {requested}`."
+                f"back. To reinstall it, use `deploy {environment} {requested}`. Nothing was "
+                "requested."
             )
         return _checked(await store.verify(requested), "requested")
 

@@ -16,7 +16,7 @@ import pytest
 from adapters.hostops import HostOps
 from adapters.winrm import WinRMShell
 from lab.core import Lab
-from lab.demo import DEMO_PASSWORD, DEMO_USERNAME, demo_hosts
+from lab.demo import DEMO_EXTRA_PACKAGES, DEMO_PASSWORD, DEMO_USERNAME, demo_hosts
 
 ShellFactory = Callable[..., WinRMShell]
 
@@ -24,7 +24,10 @@ ShellFactory = Callable[..., WinRMShell]
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[Lab]:
     """A running lab: hosts lab-web01 (Lab), stage-web01 (InternalStage), prod-web01."""
-    with Lab(demo_hosts(fixed_ports=False), tmp_path / "lab") as running:
+    # As the demo: the store also holds 1.4.3, deployed nowhere yet (a forward deploy).
+    with Lab(
+        demo_hosts(fixed_ports=False), tmp_path / "lab", package_versions=DEMO_EXTRA_PACKAGES
+    ) as running:
         yield running
 
 

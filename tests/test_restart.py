@@ -205,3 +205,31 @@ async def test_sigkill_mid_rollback_is_interrupted_told_and_unlocked_after_resta
     assert await bot_process.post(make_message("rollback Lab", service_url=fake_connector.url))
     fresh = (await fake_connector.wait_for_calls(count + 1, timeout=15))[count:]
     assert "waiting for approval" in fresh[0].text, fresh[0].text
+
+
+async def test_a_pending_approval_still_works_after_a_restart(
+    bot_process: BotProcess, lab: Lab, fake_connector: FakeConnector, tmp_path: Path
+) -> None:
+    db = tmp_path / "var" / "mcms-bot.db"
+    await bot_process.start()
+    assert await bot_process.post(make_message("rollback Lab", service_url=fake_connector.url))
+    card_call = (await fake_connector.wait_for_calls(1, timeout=15))[0]
+    card = card_call.body["attachments"][0]["content"]
+    approve = next(a for a in card["actions"] if a["verb"] == "approve")
+    bot_process.stop()  # a deploy of the bot itself, between request and approval
+
+    await bot_process.start()
+    invoke = make_invoke(
+        "approve",
+        approve["data"],
+        reply_to_id=card_call.assigned_id or "",
+        service_url=fake_connector.url,
+    )
+    assert await bot_process.post(invoke) == 200
+    for _ in range(300):
+        row = db_row(db, "SELECT state FROM requests")
+        if row is not None and row["state"] in ("succeeded", "failed"):
+            break
+        await asyncio.sleep(0.05)
+    assert row is not None and row["state"] == "succeeded"
+    assert lab.state(lab.host_for("Lab"))["sites"]["MCMS"]["physical_path"].endswith("\\1.4.1")

@@ -119,3 +119,26 @@ async def test_rollback_lab_end_to_end(chat: Chat) -> None:
     # A second rollback goes further back: the history now drives the choice.
     card2, _ = await request_rollback(chat)
     assert card_texts(card2)[0] == "Rollback Lab to 1.4.0?"
+
+
+async def test_deploy_forward_expands_the_package_and_uses_its_own_events(chat: Chat) -> None:
+    host = chat.lab.host_for("Lab")
+    reply = await chat.say("deploy Lab 1.4.3")
+    card = chat.cards[-1]
+    assert card_texts(card)[0] == "Deploy Lab to 1.4.3?"
+    assert "Chosen from: requested" in card_texts(card)
+    request_id = reply.text.split("(")[-1].rstrip(").")
+    await chat.click("approve", card)
+    request = await chat.wait_request(request_id, "succeeded", "failed")
+    assert request.state == "succeeded"
+    state = chat.lab.state(host)
+    assert state["sites"]["MCMS"]["physical_path"].endswith("\\1.4.3")
+    assert "1.4.3" in state["releases"]
+    names = [e for e, _ in run_events(chat, request_id)]
+    # Playbook BG-3: a forward deploy announces Approved, and ends with Deployed.
+    assert names.count("Approved") == 2 and "RolledBack" not in names
+    assert names.index("Started") < names.index("Deployed")
+    steps = {e.get("step"): e for e in audit_events(chat) if e["event"] == "StepSucceeded"}
+    assert "expanded (SHA-256 verified on the host)" in steps["deploy_package"]["detail"]
+    current = await chat.store.current_deployment("Lab")
+    assert current is not None and (current.version, current.stable) == ("1.4.3", True)

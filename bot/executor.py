@@ -22,16 +22,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from adapters.errors import RemoteError
-from adapters.packages import PackageStore
 from adapters.store_rows import Request, Run
 from bot.steps import STEPS, StepContext, StepError, deadline_for
 from commands.approval_card import render_approval_card
-from commands.change import Refusal, read_situation
+from commands.change import Refusal, make_plan
 from commands.context import Services
-from commands.plan import Plan, build_plan
+from commands.plan import Plan
 from commands.run_card import RunView, render_run_card, summary_text
 from commands.status import HOST_READ_TIMEOUT_S
-from commands.target import NoTarget, resolve_target
 
 log = logging.getLogger(__name__)
 
@@ -106,36 +104,12 @@ class Executor:
     # --- the run ---------------------------------------------------------------------------
 
     async def _replan(self, request: Request, approved: Plan) -> Plan | str:
-        services = self._services
-        env = services.config.environments.get(request.environment)
-        if env is None:
-            return f"environment {request.environment} is no longer configured"
-        situation = await read_situation(services, request.environment, env)
-        if isinstance(situation, Refusal):
-            return situation.message.replace(" Nothing was requested.", "")
+        """The plan built again now, or why it cannot be (both void the approval)."""
         requested = approved.target_version if approved.source == "requested" else None
-        target = await resolve_target(
-            approved.kind,
-            request.environment,
-            PackageStore(env.package_store),
-            requested=requested,
-            current=situation.current,
-            previous_stable=situation.previous_stable,
-            kept_on_host=situation.kept,
-        )
-        if isinstance(target, NoTarget):
-            return target.message.replace(" Nothing was requested.", "")
-        return build_plan(
-            approved.kind,
-            request.environment,
-            env,
-            current_version=situation.current,
-            target_version=target.version,
-            sha256=target.package.sha256,
-            package=target.package.file_name,
-            source=target.source,
-            smoke_deadline_s=int(env.timeouts.smoke_s),
-        )
+        fresh = await make_plan(self._services, approved.kind, request.environment, requested)
+        if isinstance(fresh, Refusal):
+            return fresh.message.replace(" Nothing was requested.", "")
+        return fresh
 
     async def _update_approval_card(self, request_id: str) -> None:
         services = self._services

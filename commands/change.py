@@ -108,7 +108,6 @@ async def read_situation(
 
 async def request_change(call: CommandCall, kind: Kind, requested: str | None) -> Reply:
     services, environment = call.services, call.env()
-    env = services.config.environments[environment]
     inv = call.invocation
 
     async def refuse(refusal: Refusal) -> Reply:
@@ -129,9 +128,22 @@ async def request_change(call: CommandCall, kind: Kind, requested: str | None) -
     busy = await busy_refusal(services, environment)
     if busy:
         return await refuse(busy)
+    plan = await make_plan(services, kind, environment, requested)
+    if isinstance(plan, Refusal):
+        return await refuse(plan)
+    return await _create_request(call, plan)
+
+
+async def make_plan(
+    services: Services, kind: Kind, environment: str, requested: str | None
+) -> Plan | Refusal:
+    """The plan as it would run now; the executor builds it again to check the approval."""
+    env = services.config.environments.get(environment)
+    if env is None:
+        return Refusal(f"Environment {environment} is no longer configured.", "unknown-environment")
     situation = await read_situation(services, environment, env)
     if isinstance(situation, Refusal):
-        return await refuse(situation)
+        return situation
     target = await resolve_target(
         kind,
         environment,
@@ -142,8 +154,8 @@ async def request_change(call: CommandCall, kind: Kind, requested: str | None) -
         kept_on_host=situation.kept,
     )
     if isinstance(target, NoTarget):
-        return await refuse(Refusal(target.message, "no-target"))
-    plan = build_plan(
+        return Refusal(target.message, "no-target")
+    return build_plan(
         kind,
         environment,
         env,
@@ -154,7 +166,6 @@ async def request_change(call: CommandCall, kind: Kind, requested: str | None) -
         source=target.source,
         smoke_deadline_s=int(env.timeouts.smoke_s),
     )
-    return await _create_request(call, plan)
 
 
 async def _create_request(call: CommandCall, plan: Plan) -> Reply:

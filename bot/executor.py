@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from adapters.errors import RemoteError
 from adapters.store_rows import Request, Run
+from bot.run_record import RunRecord
 from bot.steps import STEPS, StepContext, StepError, deadline_for
 from commands.approval_card import render_approval_card
 from commands.change import Refusal, make_plan
@@ -202,24 +203,14 @@ class Executor:
         services = self._services
         env = services.config.environments[request.environment]
         conversation = request.conversation_id or ""
-        view = RunView.start(
-            run_id,
-            request.id,
-            plan,
-            request.requester_name,
-            request.decided_by_name or "?",
-            started,
-        )
         tz = services.config.tz
+        approver = request.decided_by_name or "?"
+        view = RunView.start(run_id, request.id, plan, request.requester_name, approver, started)
         await services.audit.append(
-            "Started",
-            environment=plan.environment,
-            request_id=request.id,
-            run_id=run_id,
-            actor={"name": request.decided_by_name or "?", "aad_object_id": request.decided_by_id},
-            status="running",
+            "Started", environment=plan.environment, request_id=request.id, run_id=run_id,
+            actor={"name": approver, "aad_object_id": request.decided_by_id}, status="running",
             detail={"plan_hash": plan.hash, "to": plan.target_version},
-        )
+        )  # fmt: skip
         await self._update_approval_card(request.id)
         progress_id = await self._reporter.post(
             conversation, f"{run_id} started", render_run_card(view, tz)
@@ -227,44 +218,32 @@ class Executor:
         if progress_id:
             await services.store.set_progress_activity(run_id, progress_id)
 
-        def show(final: bool = False) -> Awaitable[None]:
-            if not progress_id:
-                return asyncio.sleep(0)
-            return self._reporter.update(
-                conversation,
-                progress_id,
-                f"{run_id}: {view.state}",
-                render_run_card(view, tz),
-                final=final,
-            )
+        async def show(current: RunView, final: bool) -> None:
+            if progress_id:
+                await self._reporter.update(
+                    conversation, progress_id, f"{run_id}: {current.state}",
+                    render_run_card(current, tz), final=final,
+                )  # fmt: skip
 
         async def notify(text: str) -> None:
             await self._reporter.post(conversation, text, None)
 
+        record = RunRecord(services, view, request.id, show)
+        outcome: tuple[str, str | None, str | None] = (
+            "succeeded",
+            None,
+            None,
+        )  # state, event, note
         for index, step in enumerate(plan.steps):
             current = await services.store.get_run(run_id)
             if current is not None and current.cancel_requested_by:
-                note = (
+                why = (
                     f"Cancelled by {current.cancel_requested_by} before step "
                     f"'{step.title}'. Hosts are as the last passed step left them."
                 )
-                view = view.finish("cancelled", services.now(), note, await self._host_states(env))
-                await self._finish(request, run_id, view, "cancelled", "Cancelled", note)
-                await show(final=True)
-                await notify(summary_text(view))
-                return
-            view = view.with_step(index, state="running")
-            await services.store.record_step(
-                run_id, index, step.key, "running", started_at=services.now()
-            )
-            await services.audit.append(
-                "StepStarted",
-                environment=plan.environment,
-                request_id=request.id,
-                run_id=run_id,
-                step=step.key,
-            )
-            await show()
+                outcome = ("cancelled", "Cancelled", why)
+                break
+            await record.step(index, "running")
             begun = time.monotonic()
             ctx = StepContext(
                 services,
@@ -273,57 +252,23 @@ class Executor:
                 run_id,
                 request.id,
                 request.requester_name,
-                request.decided_by_name or "?",
+                approver,
                 begun + deadline_for(step.key, env),
             )
             detail, error = await self._attempt(STEPS[step.key], ctx, notify, step.key)
             ms = int((time.monotonic() - begun) * 1000)
             if error is None:
-                view = view.with_step(index, state="passed", duration_ms=ms)
-                await services.store.record_step(
-                    run_id, index, step.key, "passed", finished_at=services.now(), duration_ms=ms
-                )
-                await services.audit.append(
-                    "StepSucceeded",
-                    environment=plan.environment,
-                    request_id=request.id,
-                    run_id=run_id,
-                    step=step.key,
-                    status="passed",
-                    duration_ms=ms,
-                    detail=detail,
-                )
+                await record.step(index, "passed", duration_ms=ms, detail=detail)
                 continue
-            view = view.with_step(index, state="failed", duration_ms=ms, error=error)
-            await services.store.record_step(
-                run_id,
-                index,
-                step.key,
-                "failed",
-                finished_at=services.now(),
-                duration_ms=ms,
-                error=error,
-            )
-            await services.audit.append(
-                "StepFailed",
-                environment=plan.environment,
-                request_id=request.id,
-                run_id=run_id,
-                step=step.key,
-                status="failed",
-                duration_ms=ms,
-                detail=error,
-            )
-            note = f"Failed at step {index + 1} '{step.title}': {error}"
-            view = view.finish("failed", services.now(), note, await self._host_states(env))
-            await self._finish(request, run_id, view, "failed", "Failed", note)
-            await show(final=True)
-            await notify(summary_text(view))
-            return
-        view = view.finish("succeeded", services.now())
-        await self._finish(request, run_id, view, "succeeded", None, None)
-        await show(final=True)
-        await notify(summary_text(view))
+            await record.step(index, "failed", duration_ms=ms, error=error)
+            outcome = ("failed", "Failed", f"Failed at step {index + 1} '{step.title}': {error}")
+            break
+        state, event, note = outcome
+        hosts_after = await self._host_states(env) if state != "succeeded" else ()
+        final = record.close(state, note, hosts_after)
+        await self._finish(request, run_id, final, state, event, note)
+        await record.show_final()
+        await notify(summary_text(final))
 
     async def _attempt(
         self,

@@ -51,9 +51,13 @@ def facts(pairs: Sequence[tuple[str, str]]) -> Element:
 
 
 def table(
-    headers: Sequence[str], rows: Sequence[Sequence[str]], colors: Sequence[str | None] = ()
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    colors: Sequence[str | None] = (),
+    widths: Sequence[int] = (),
 ) -> Element:
-    """A Table element; `colors[i]` colours row i (Good / Attention / Warning) if given."""
+    """A Table element; `colors[i]` colours row i (Good / Attention / Warning) if given;
+    `widths` are relative column weights (equal when not given)."""
 
     def cell(value: str, bold: bool = False, color: str | None = None) -> Element:
         block: Element = {"type": "TextBlock", "text": value, "wrap": True}
@@ -71,6 +75,6 @@ def table(
         "type": "Table",
         "firstRowAsHeader": True,
         "showGridLines": True,
-        "columns": [{"width": 1} for _ in headers],
+        "columns": [{"width": w} for w in (widths or [1] * len(headers))],
         "rows": [{"type": "TableRow", "cells": [cell(h, bold=True) for h in headers]}, *body_rows],
     }

@@ -142,7 +142,7 @@ def render_run_card(view: RunView, tz: ZoneInfo) -> cards.Card:
         for i, s in enumerate(view.steps, start=1)
     ]
     row_colors = [COLORS.get(s.state) for s in view.steps]
-    body.append(cards.table(["#", "Step", "State", "Time"], rows, row_colors))
+    body.append(cards.table(["#", "Step", "State", "Time"], rows, row_colors, widths=[1, 8, 3, 2]))
     for step in view.steps:
         if step.error:
             body.append(cards.text(f"{step.title}: {step.error}", color="Attention"))

@@ -41,8 +41,12 @@ from adapters.store_schema import (
     migrate,
     refuse_newer,
 )
+from adapters.store_watch import WatchStore
+from adapters.watch_rows import Alert, AlertCard, WatchState
 
 __all__ = [
+    "Alert",
+    "AlertCard",
     "ConversationRef",
     "Deployment",
     "InterruptedRun",
@@ -53,6 +57,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreVersionError",
+    "WatchState",
 ]
 
 BUSY_TIMEOUT_MS = 5000
@@ -60,7 +65,7 @@ BUSY_TIMEOUT_MS = 5000
 _DEPLOYMENT = "SELECT * FROM deployments WHERE environment = ?"
 
 
-class Store(ExecStore):
+class Store(ExecStore, WatchStore):
     """One connection to the state database; open with `await Store.open(path)`."""
 
     @classmethod

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from bot.executor import Executor, Reporter
-from bot.teams import CardActionError, CardActionResult, CardReply
+from bot.teams import CardActionError, CardActionHandler, CardActionResult, CardReply
+from commands.alert_card import ALERT_VERBS
 from commands.approval_card import render_approval_card
 from commands.approvals import decide
 from commands.context import Services
@@ -22,10 +23,17 @@ DECISION_VERBS = ("approve", "reject")
 class CardActions:
     """The CardActionHandler the Teams edge calls for `adaptiveCard/action` and Submit."""
 
-    def __init__(self, services: Services, executor: Executor, reporter: Reporter) -> None:
+    def __init__(
+        self,
+        services: Services,
+        executor: Executor,
+        reporter: Reporter,
+        alert_actions: CardActionHandler | None = None,
+    ) -> None:
         self._services = services
         self._executor = executor
         self._reporter = reporter
+        self._alert_actions = alert_actions  # the alert card's verbs (bot/alert_actions.py)
 
     async def __call__(
         self,
@@ -37,6 +45,10 @@ class CardActions:
         reply_to_id: str | None,
         correlation_id: str,
     ) -> CardActionResult:
+        if verb in ALERT_VERBS and self._alert_actions is not None:
+            return await self._alert_actions(
+                verb, data, actor, tenant_id, conversation_id, reply_to_id, correlation_id
+            )
         if verb not in DECISION_VERBS:
             await self._services.audit.append(
                 "DecisionRefused",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import logging
 import signal
 import sys
@@ -13,16 +14,22 @@ from typing import Any
 from aiohttp import web
 
 from bot.actions import CardActions
+from bot.alert_actions import AlertActions
+from bot.alerts import Alerter
 from bot.app import TEAMS_KEY, listen_host, make_app, mode_of
 from bot.auth import AuthConfigError
 from bot.executor import Executor
+from bot.grafana import GrafanaWebhook
+from bot.housekeeping import DAY_S, retention_loop
 from bot.lifecycle import DEFAULT_SWEEP_S, expiry_loop, recover
 from bot.logs import setup_logging
+from bot.metrics import Metrics
 from bot.outbound import OutboundQueue, RetryPolicy
 from bot.reporter import QueueReporter
 from bot.sender import TeamsSender
 from bot.services import Runtime, open_runtime, redactor_for
 from bot.teams import CardActionResult
+from bot.watcher import Watcher
 from commands.config import Config, ConfigError, load_config
 from commands.dispatch import CommandDispatcher
 from commands.registry import default_registry
@@ -33,6 +40,8 @@ log = logging.getLogger(__name__)
 
 EXECUTOR_KEY = web.AppKey("executor", Executor)
 QUEUE_KEY = web.AppKey("outbound", OutboundQueue)
+WATCHER_KEY = web.AppKey("watcher", Watcher)
+METRICS_KEY = web.AppKey("metrics", Metrics)
 # Long enough for a step in flight to finish; a run cut off here is `interrupted` at start.
 DRAIN_TIMEOUT_S = 60.0
 
@@ -42,6 +51,7 @@ def build_app(
     *,
     sweep_s: float = DEFAULT_SWEEP_S,
     outbound_policy: RetryPolicy | None = None,
+    retention_every_s: float = DAY_S,
 ) -> web.Application:
     """The aiohttp app wired to the real commands, the executor and the outbound queue."""
     services = runtime.services
@@ -81,9 +91,18 @@ def build_app(
     queue = OutboundQueue(TeamsSender(endpoint.adapter, endpoint.app_id), outbound_policy)
     reporter = QueueReporter(services, queue)
     executor = Executor(services, reporter)
-    actions.append(CardActions(services, executor, reporter))
+    # Watching and alerting (issue 4): every proactive post goes through `queue` too.
+    alerter = Alerter(services, queue, reporter)
+    metrics = Metrics(runtime.store, lambda: queue.stats)
+    watcher = Watcher(services, alerter, metrics)
+    alert_actions = AlertActions(services, dispatcher, alerter, reporter)
+    actions.append(CardActions(services, executor, reporter, alert_actions))
     app[EXECUTOR_KEY] = executor
     app[QUEUE_KEY] = queue
+    app[WATCHER_KEY] = watcher
+    app[METRICS_KEY] = metrics
+    app.router.add_get("/metrics", metrics.handle)
+    app.router.add_post("/api/alerts", GrafanaWebhook(services, alerter).handle)
 
     async def background(app: web.Application) -> AsyncIterator[None]:
         # Settle what a dead process left before any new work can start; telling the
@@ -95,9 +114,18 @@ def build_app(
             )
         teller = asyncio.create_task(recovered.tell(services, reporter))
         sweeper = asyncio.create_task(expiry_loop(services, reporter, sweep_s))
+        smoke_dir = runtime.smoke_dir or config.paths.smoke_logs_dir
+        audit_dir = runtime.audit_dir or config.paths.audit_dir
+        pruner = asyncio.create_task(
+            retention_loop(services, smoke_dir, audit_dir, retention_every_s)
+        )
+        watcher.start()
         yield
         sweeper.cancel()
         teller.cancel()
+        pruner.cancel()
+        await watcher.stop()
+        await alerter.close()
         await executor.drain(DRAIN_TIMEOUT_S)
         try:
             await asyncio.wait_for(queue.drain(), 10)
@@ -107,6 +135,14 @@ def build_app(
 
     app.cleanup_ctx.append(background)
     return app
+
+
+def _dump_tasks() -> None:
+    """`kill -USR2 <pid>`: log what every asyncio task is waiting on (a stuck run, a send)."""
+    for task in asyncio.all_tasks():
+        frames = task.get_stack(limit=8)
+        where = " <- ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in reversed(frames))
+        log.warning("task %s: %s", task.get_name(), where or "(not started)")
 
 
 async def _serve(config: Config) -> None:
@@ -124,6 +160,7 @@ async def _serve(config: Config) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGUSR2, _dump_tasks)
         await stop.wait()
         log.info("stopping")
         await runner.cleanup()
@@ -138,6 +175,8 @@ def serve(config_path: str) -> int:
         print(exc, file=sys.stderr)
         return 1
     setup_logging(Path(config.paths.app_logs_dir), redactor_for(config))
+    # `kill -USR1 <pid>` prints every thread's stack: the first look at a bot that hangs.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         asyncio.run(_serve(config))
     except AuthConfigError as exc:

@@ -74,6 +74,9 @@ class Runtime:
     services: Services
     store: Store
     timeline: Timeline
+    # Resolved folders the retention pass prunes (paths.smoke_logs_dir, paths.audit_dir).
+    smoke_dir: Path | None = None
+    audit_dir: Path | None = None
 
     async def close(self) -> None:
         await self.store.close()
@@ -104,4 +107,4 @@ async def open_runtime(
         write_smoke_log=smoke_log,
         now=clock,
     )
-    return Runtime(services, store, timeline)
+    return Runtime(services, store, timeline, smoke_dir, at(config.paths.audit_dir))

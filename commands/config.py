@@ -144,10 +144,25 @@ class Approval(_Strict):
     ttl_minutes: int = Field(default=15, ge=1, le=24 * 60)
 
 
+class QueueDepthCheck(_Strict):
+    """An HTTP GET whose JSON answer holds the Worker's queue depth (a number) at `json_path`."""
+
+    url: AnyHttpUrl
+    json_path: str = Field(default="depth", pattern=r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")
+    timeout_s: float = Field(default=5.0, gt=0, le=60)
+
+
 class Watch(_Strict):
+    """The watcher's schedule for one environment (playbook §7: alert after 2 failures)."""
+
+    enabled: bool = True
     interval_s: float = Field(default=60.0, ge=5)
     failure_threshold: int = Field(default=2, ge=1)
     reminder_minutes: int = Field(default=30, ge=1)
+    # The app pool is read over WinRM, which costs the host a PowerShell process: slower
+    # than the HTTP checks.
+    app_pool_interval_s: float = Field(default=300.0, ge=5)
+    queue_depth: QueueDepthCheck | None = None
 
 
 class Timeouts(_Strict):
@@ -181,7 +196,7 @@ class Environment(_Strict):
     worker: Worker
     releases_root: str = Field(min_length=3)
     keep_releases: int = Field(default=3, ge=2, le=20)
-    # Where the bot verifies packages (MCMS_Setup_<version>.zip + .sha256)...
+    # Where the bot verifies packages (MCMS_Setup_VERSION.zip + .sha256)...
     package_store: Path
     # ...and the same store as the hosts see it (a share or a synced local folder).
     host_package_dir: str = "D:\\MCMS\\packages"
@@ -250,6 +265,70 @@ class Paths(_Strict):
     timeline_dir: Path = Path("docs/logs")
 
 
+Priority = Literal["P1", "P2", "P3", "P4", "P5"]
+
+
+class OpsGenie(_Strict):
+    """Alerts API v2 target: create on raise (alias = environment + incident), close on recovery."""
+
+    api_key_env: EnvVarName = "MCMS_OPSGENIE_API_KEY"
+    base_url: AnyHttpUrl = AnyHttpUrl("https://api.opsgenie.com")  # EU: api.eu.opsgenie.com
+    default_priority: Priority = "P3"
+    priority: dict[str, Priority] = Field(default_factory=dict)  # per environment name
+    tags: list[str] = Field(default_factory=lambda: ["mcms"])
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+    attempts: int = Field(default=4, ge=1, le=10)
+    backoff_s: float = Field(default=2.0, gt=0, le=60)
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env(cls, v: str) -> str:
+        return _check_env_var(v)
+
+
+class WebhookSink(_Strict):
+    """A generic JSON webhook that gets the same raise/resolve events as OpsGenie."""
+
+    url: AnyHttpUrl
+    token_env: EnvVarName | None = None  # sent as `Authorization: Bearer <token>` when set
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+    attempts: int = Field(default=4, ge=1, le=10)
+    backoff_s: float = Field(default=2.0, gt=0, le=60)
+
+    @field_validator("token_env")
+    @classmethod
+    def _env(cls, v: str | None) -> str | None:
+        return None if v is None else _check_env_var(v)
+
+
+class GrafanaInbound(_Strict):
+    """POST /api/alerts: Grafana's webhook contact point, with this bearer token."""
+
+    token_env: EnvVarName = "MCMS_GRAFANA_TOKEN"  # noqa: S105 - a variable's name
+
+    @field_validator("token_env")
+    @classmethod
+    def _env(cls, v: str) -> str:
+        return _check_env_var(v)
+
+
+class Alerts(_Strict):
+    """Where alerts go besides the subscribed conversations (`subscribe ENVIRONMENT`)."""
+
+    # Used for an environment nobody subscribed to; the bot must have been addressed there.
+    default_conversation_id: str | None = None
+    opsgenie: OpsGenie | None = None
+    webhook: WebhookSink | None = None
+    grafana: GrafanaInbound = GrafanaInbound()
+
+
+class Retention(_Strict):
+    """Playbook §7: smoke logs 14 days, the notifications (audit) 30 days."""
+
+    smoke_log_days: int = Field(default=14, ge=1, le=3650)
+    notification_days: int = Field(default=30, ge=1, le=3650)
+
+
 class Config(_Strict):
     timezone: str = "Asia/Seoul"
     server: Server = Server()
@@ -257,6 +336,8 @@ class Config(_Strict):
     teams: Teams
     environments: dict[str, Environment] = Field(min_length=1)
     people: list[Person] = Field(min_length=1)
+    alerts: Alerts = Alerts()
+    retention: Retention = Retention()
 
     @field_validator("timezone")
     @classmethod
@@ -296,6 +377,13 @@ class Config(_Strict):
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
             errors.append(f"people: aad_object_id listed twice: {', '.join(dupes)}")
+        opsgenie = self.alerts.opsgenie
+        for env in opsgenie.priority if opsgenie else ():
+            if env not in self.environments:
+                errors.append(
+                    f"alerts.opsgenie.priority.{env}: unknown environment "
+                    f"(known: {', '.join(self.environments)})"
+                )
         if errors:
             raise ValueError("; ".join(errors))
         return self
@@ -330,6 +418,11 @@ class Config(_Strict):
         for env in self.environments.values():
             for host in env.hosts:
                 names += [host.username_env, host.password_env]
+        names.append(self.alerts.grafana.token_env)
+        if self.alerts.opsgenie is not None:
+            names.append(self.alerts.opsgenie.api_key_env)
+        if self.alerts.webhook is not None and self.alerts.webhook.token_env:
+            names.append(self.alerts.webhook.token_env)
         return sorted(set(names))
 
 

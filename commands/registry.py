@@ -40,7 +40,7 @@ Runner = Callable[[CommandCall], Awaitable[Reply]]
 @dataclass(frozen=True)
 class Command:
     name: str
-    usage: str  # what follows the name, e.g. "<environment>"
+    usage: str  # what follows the name, e.g. "ENVIRONMENT"
     summary: str
     role: Role | None  # None: anyone from an allowed tenant
     env_arg: EnvArg
@@ -76,7 +76,7 @@ class Registry:
 
 def default_registry() -> Registry:
     # Imported here so each command module can import this one for its types.
-    from commands import cancel, deploy, rollback, smoke, status
+    from commands import cancel, deploy, rollback, smoke, status, subscribe, unsubscribe
     from commands import help as help_cmd
 
     return Registry(
@@ -87,5 +87,7 @@ def default_registry() -> Registry:
             rollback.COMMAND,
             deploy.COMMAND,
             cancel.COMMAND,
+            subscribe.COMMAND,
+            unsubscribe.COMMAND,
         ]
     )

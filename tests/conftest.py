@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import tomllib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -203,6 +203,15 @@ class Chat:
             await asyncio.sleep(0.05)
         await self.settle()
         return request
+
+    async def eventually(self, check: Callable[[], object], timeout: float = 5) -> None:
+        """Wait until `check()` is truthy (work done by background tasks), else fail."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not check():
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"not true within {timeout} s")
+            await asyncio.sleep(0.02)
+        await self.settle()
 
     async def settle(self) -> None:
         """Wait until every queued outbound message was delivered."""

@@ -32,13 +32,15 @@ async def test_help_lists_every_command_with_usage_and_who_may_run_it(chat: Chat
     by_usage = {r[0]: r for r in rows[1:]}
     assert set(by_usage) == {
         "help",
-        "status [environment]",
-        "smoke <environment>",
-        "rollback <environment> [version]",
-        "deploy <environment> <version>",
-        "cancel <run id>",
+        "status [ENVIRONMENT]",
+        "smoke ENVIRONMENT",
+        "rollback ENVIRONMENT [VERSION]",
+        "deploy ENVIRONMENT VERSION",
+        "cancel RUN-ID",
+        "subscribe ENVIRONMENT",
+        "unsubscribe ENVIRONMENT",
     }
-    assert by_usage["smoke <environment>"][2] == "operators"
+    assert by_usage["smoke ENVIRONMENT"][2] == "operators"
     assert by_usage["help"][2] == "anyone in an allowed tenant"
     assert reply.path.endswith("/activities/" + reply.body["replyToId"])
     assert chat.winrm_requests() == 0

@@ -1,0 +1,162 @@
+"""GET /metrics, parsed with prometheus-client's own parser, against what the test did; and
+the Grafana dashboard under docs/ names only series that /metrics exposes."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
+
+from commands.config import QueueDepthCheck
+from tests.alert_helpers import fast_watch, lab_runs, watch_config
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
+
+    from tests.alert_helpers import AlertBot
+    from tests.conftest import Chat
+
+pytest_plugins = ["tests.alert_fixtures"]
+
+DASHBOARD = Path(__file__).resolve().parents[1] / "docs" / "grafana-dashboard.json"
+QUEUE_DEPTH = 7
+
+
+@pytest.fixture
+async def worker_status() -> AsyncIterator[str]:
+    """A Worker status endpoint on loopback: {"worker": {"queue": 7}}."""
+
+    async def status(request: web.Request) -> web.Response:
+        return web.json_response({"worker": {"queue": QUEUE_DEPTH, "state": "Running"}})
+
+    app = web.Application()
+    app.router.add_get("/worker/status", status)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/worker/status"
+    finally:
+        await runner.cleanup()
+
+
+async def scrape(chat: Chat) -> dict[str, Metric]:
+    response = await chat.client.get("/metrics")
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("text/plain")
+    return {m.name: m for m in text_string_to_metric_families(await response.text())}
+
+
+def value(families: dict[str, Metric], sample: str, **labels: str) -> float:
+    for family in families.values():
+        for s in family.samples:
+            if s.name == sample and all(s.labels.get(k) == v for k, v in labels.items()):
+                return float(s.value)
+    raise AssertionError(f"no sample {sample} {labels}")
+
+
+async def test_metrics_hold_what_the_test_did(alert_bot: AlertBot, worker_status: str) -> None:
+    bot = alert_bot
+    watch = fast_watch(queue_depth=QueueDepthCheck(url=worker_status, json_path="worker.queue"))
+    bot.config = watch_config(bot.config, None, watch=watch)
+    chat = await bot.start()
+
+    # A rollback of InternalStage (not watched, so the watcher's counts stay Lab's), with
+    # Teams answering the first proactive send with a 429.
+    await chat.say("rollback InternalStage")
+    approval = chat.cards[-1]
+    request_id = approval["actions"][0]["data"]["request_id"]
+    chat.connector.fail_next(1, status=429, retry_after=0.05)
+    await chat.click("approve", approval)
+    assert (await chat.wait_request(request_id, "succeeded")).state == "succeeded"
+    await chat.say("rollback InternalStage")  # a second request, left pending
+
+    # Lab's Health breaks until an alert is raised; the app pool read comes on its own cadence.
+    bot.lab.set_fault(bot.lab.host_for("Lab"), "health", "down")
+    await bot.runs_until(lambda rs: any(r.action == "raise" for r in lab_runs(rs)))
+    families = await scrape(chat)
+    while "mcms_app_pool_state" not in families or not families["mcms_app_pool_state"].samples:
+        seen = len(bot.watcher.history)
+        await bot.runs_until(lambda rs, seen=seen: len(rs) > seen)  # type: ignore[misc]
+        families = await scrape(chat)
+    await bot.watcher.stop()  # no run may land between reading the history and the scrape
+    runs = lab_runs(bot.watcher.history)
+    families = await scrape(chat)
+
+    assert value(families, "mcms_runs_total", command="rollback", outcome="succeeded") == 1
+    run = await chat.store.run_for_request(request_id)
+    assert run is not None
+    steps = await chat.store.list_steps(run.id)
+    assert value(families, "mcms_step_duration_seconds_count", step="smoke") == 1
+    total_steps = sum(
+        s.value for s in families["mcms_step_duration_seconds"].samples if s.name.endswith("_count")
+    )
+    assert total_steps == len(steps) == 13
+    smoke_ms = next(ms for i, state, ms, _ in steps if i == 10)
+    assert value(families, "mcms_step_duration_seconds_sum", step="smoke") == pytest.approx(
+        (smoke_ms or 0) / 1000
+    )
+    assert value(families, "mcms_approvals_pending") == 1
+
+    last = runs[-1]
+    health = next(r for r in last.results if r.name == "Health")
+    assert value(families, "mcms_smoke_latency_ms", environment="Lab", check="Health") == (
+        health.latency_ms
+    )
+    assert value(families, "mcms_smoke_runs_total", environment="Lab") == len(runs)
+    failed = [r for r in runs if not r.passed]
+    assert value(families, "mcms_smoke_failed_runs_total", environment="Lab") == len(failed)
+    assert value(families, "mcms_smoke_failures_total", environment="Lab", check="Health") == len(
+        failed
+    )
+    assert value(families, "mcms_smoke_failures_total", environment="Lab", check="Swagger") == 0
+    assert value(families, "mcms_smoke_consecutive_failures", environment="Lab") == (
+        last.consecutive_failures
+    )
+    assert last.consecutive_failures >= 2
+    assert value(families, "mcms_alert_open", environment="Lab") == 1
+    host = bot.lab.host_for("Lab")
+    assert value(families, "mcms_app_pool_state", environment="Lab", host=host,
+                 mcms_app_pool_state="Started") == 1  # fmt: skip
+    assert value(families, "mcms_app_pool_state", environment="Lab", host=host,
+                 mcms_app_pool_state="Stopped") == 0  # fmt: skip
+    assert value(families, "mcms_worker_queue_depth", environment="Lab") == QUEUE_DEPTH
+
+    assert value(families, "mcms_outbound_throttled_total") == 1
+    assert value(families, "mcms_outbound_retries_total") == 1
+    assert value(families, "mcms_outbound_sent_total") >= 3
+
+
+def series_names(families: dict[str, Metric]) -> set[str]:
+    """Every series name /metrics declares: sample names, and those its types imply."""
+    names: set[str] = set()
+    for family in families.values():
+        names |= {s.name for s in family.samples}
+        suffixes = {
+            "counter": ["_total"],
+            "histogram": ["_bucket", "_count", "_sum"],
+        }.get(family.type, [""])
+        names |= {family.name + suffix for suffix in suffixes}
+    return names
+
+
+async def test_dashboard_loads_and_names_only_series_that_exist(chat: Chat) -> None:
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    exposed = series_names(await scrape(chat))
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    exprs += [v["definition"] for v in dashboard["templating"]["list"] if "definition" in v]
+    used = {name for expr in exprs for name in re.findall(r"\bmcms_[a-z0-9_]+", expr)}
+    assert used, "the dashboard queries our series"
+    assert used <= exposed, f"not in /metrics: {sorted(used - exposed)}"
+    assert all(re.search(r"\bmcms_", e) for e in exprs), "every query reads our series"
+    titles = " | ".join(p["title"] for p in dashboard["panels"])
+    for panel in ("SLA", "Error rate", "App pool state", "Worker queue depth"):
+        assert panel in titles  # the playbook's §7 panels
+    assert dashboard.get("id") is None and dashboard["uid"] == "mcms-ops"  # importable as is
+    assert {p["datasource"]["uid"] for p in dashboard["panels"]} == {"${datasource}"}

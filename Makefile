@@ -19,8 +19,8 @@ run: $(STAMP)
 	$(BIN)/python -m bot.demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check bot commands adapters lab tests bench
-	$(BIN)/ruff format --check bot commands adapters lab tests bench
+	$(BIN)/ruff check bot commands adapters lab tests bench manifest
+	$(BIN)/ruff format --check bot commands adapters lab tests bench manifest
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -3,6 +3,7 @@
 mcms-bot [run] [--config FILE]        serve /api/messages (default command)
 mcms-bot check-config FILE             exit 0, or 1 listing every problem by key
 mcms-bot audit verify [--dir DIR | --config FILE]
+mcms-bot manifest --app-id GUID [--out FILE.zip]   the Teams app package to upload
 """
 
 from __future__ import annotations
@@ -63,6 +64,13 @@ def _audit_dir(args: argparse.Namespace) -> Path:
     return config.paths.audit_dir
 
 
+def build_manifest(args: argparse.Namespace) -> int:
+    from bot.manifest import main_manifest
+
+    directory = Path(args.manifest_dir) if args.manifest_dir else None
+    return main_manifest(args.app_id, Path(args.out), args.app_version, directory)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mcms-bot", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command")
@@ -75,12 +83,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     verify_p = audit_sub.add_parser("verify", help="check the hash chain of the JSONL audit")
     verify_p.add_argument("--dir", help="audit directory (default: paths.audit_dir of the config)")
     verify_p.add_argument("--config", help=f"config file (default: ${DEFAULT_CONFIG_ENV})")
+    manifest_p = sub.add_parser("manifest", help="build the Teams app package (zip)")
+    manifest_p.add_argument("--app-id", required=True, help="the Azure Bot's Microsoft App ID")
+    manifest_p.add_argument("--out", default="build/mcms-bot-teams-app.zip", help="zip to write")
+    manifest_p.add_argument("--app-version", help="app version (default: the package's)")
+    manifest_p.add_argument("--manifest-dir", help="template + icons (default: manifest/)")
 
     args = parser.parse_args(argv)
     if args.command == "check-config":
         return check_config(args.file)
     if args.command == "audit":
         return audit_verify(_audit_dir(args))
+    if args.command == "manifest":
+        return build_manifest(args)
     from bot.server import serve
 
     return serve(_config_path(getattr(args, "config", None)))

@@ -136,6 +136,8 @@ def main() -> int:
                 env,
                 TEAMSAPPTESTER_BROWSER="none",
                 BOT_ENDPOINT="http://127.0.0.1:3978/api/messages",
+                # Else its telemetry SDK probes DNS and 169.254.169.254 even with telemetry off.
+                APPLICATION_INSIGHTS_NO_STATSBEAT="true",
             )
             pg = _start(
                 [

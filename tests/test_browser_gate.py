@@ -1,0 +1,50 @@
+"""The browser tests never vanish silently: skipped with one printed reason, failed under CI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NO_CHROMIUM = "/nonexistent/chromium"
+
+pytestmark = pytest.mark.slow
+
+
+def run_browser_tests(ci: bool) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env["MCMS_CHROMIUM"] = NO_CHROMIUM
+    if ci:
+        env["CI"] = "true"
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_browser.py"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_without_chromium_the_browser_tests_skip_with_one_printed_reason() -> None:
+    done = run_browser_tests(ci=False)
+    # The whole module skips, so pytest ran no test of this one file: exit 5, not a failure.
+    assert done.returncode == pytest.ExitCode.NO_TESTS_COLLECTED, done.stdout + done.stderr
+    reasons = [line for line in done.stdout.splitlines() if line.startswith("SKIPPED")]
+    assert len(reasons) == 1, done.stdout
+    assert f"browser e2e needs {NO_CHROMIUM} (Debian package chromium)" in reasons[0]
+    assert "apt-get install -y chromium" in reasons[0]
+    assert "1 skipped" in done.stdout
+
+
+def test_under_ci_missing_chromium_fails_instead_of_skipping() -> None:
+    done = run_browser_tests(ci=True)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "skipped" not in done.stdout
+    assert "CI=true: these tests must run here, not skip" in done.stdout
+    assert f"{NO_CHROMIUM} (Debian package chromium)" in done.stdout

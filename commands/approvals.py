@@ -197,6 +197,15 @@ async def _transition(
     )
     refreshed = await services.store.get_request(request.id)
     if not changed:
+        # Lost the race to a concurrent click: that decision stands; this click is recorded.
+        await services.audit.append(
+            "DecisionIgnored",
+            environment=request.environment,
+            request_id=request.id,
+            actor=actor_fields(actor.name, actor.aad_object_id),
+            status=refreshed.state if refreshed else "unknown",
+            detail={"verb": to},
+        )
         return Decision("decided-already", refreshed)
     event = "Approved" if to == "approved" else "Rejected"
     detail: dict[str, Any] = {"plan_hash": request.plan_hash}

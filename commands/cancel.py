@@ -64,7 +64,7 @@ async def run(call: CommandCall) -> Reply:
 
 COMMAND = Command(
     name="cancel",
-    usage="<run id>",
+    usage="RUN-ID",
     summary="Stop a running rollback/deploy at its next step boundary.",
     role="operator",
     env_arg="none",

@@ -1,4 +1,4 @@
-"""`deploy <env> <version>` — the rollback flow forward, to a version from the package store."""
+"""`deploy ENVIRONMENT VERSION` — the rollback flow forward, to a version from the package store."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ async def run(call: CommandCall) -> Reply:
     if not call.args:
         env = call.env()
         return Reply(
-            f"`deploy` needs a version: `deploy {env} <version>` (see the package store). "
+            f"`deploy` needs a version: `deploy {env} VERSION` (see the package store). "
             "Nothing was requested.",
             refused=True,
             extra={"reason": "missing-version"},
@@ -21,7 +21,7 @@ async def run(call: CommandCall) -> Reply:
 
 COMMAND = Command(
     name="deploy",
-    usage="<environment> <version>",
+    usage="ENVIRONMENT VERSION",
     summary="Deploy a version from the package store after approval.",
     role="operator",
     env_arg="required",

@@ -1,4 +1,4 @@
-"""`rollback <env> [version]` — playbook §6: back to the previous stable version, approved."""
+"""`rollback ENVIRONMENT [VERSION]` — playbook §6: back to the previous stable version."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ async def run(call: CommandCall) -> Reply:
 
 COMMAND = Command(
     name="rollback",
-    usage="<environment> [version]",
+    usage="ENVIRONMENT [VERSION]",
     summary="Roll back to the previous stable version (or the one named) after approval.",
     role="operator",
     env_arg="required",

@@ -1,4 +1,4 @@
-"""`smoke <env>` — the playbook's run-smoke.ps1: every check at once, a table back.
+"""`smoke ENVIRONMENT` — the playbook's run-smoke.ps1: every check at once, a table back.
 
 A refused connection or a timeout reports -1; all checks at -1 means the service is fully
 stopped (playbook §4). Every run writes artifacts/offline/logs/smoke_*.log and an audit line.
@@ -88,7 +88,7 @@ async def run(call: CommandCall) -> Reply:
 
 COMMAND = Command(
     name="smoke",
-    usage="<environment>",
+    usage="ENVIRONMENT",
     summary="Run the environment's smoke checks now (Health, Swagger, Kerberos...).",
     role="operator",
     env_arg="required",

@@ -125,7 +125,7 @@ async def run(call: CommandCall) -> Reply:
 
 COMMAND = Command(
     name="status",
-    usage="[environment]",
+    usage="[ENVIRONMENT]",
     summary="Version, IIS site / app pool / Worker state, last smoke and any run in progress.",
     role="operator",
     env_arg="optional",

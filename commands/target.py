@@ -66,7 +66,7 @@ async def resolve_target(
         return NoTarget(
             f"I cannot tell which version {environment} runs now (no deployment history, and "
             "the site's physicalPath is not a release folder), so I cannot pick the previous "
-            f"one. Name it: `rollback {environment} <version>`."
+            f"one. Name it: `rollback {environment} VERSION`."
         )
     if previous_stable is not None:
         return _checked(await store.verify(previous_stable), "deployment history (previous stable)")
@@ -79,7 +79,7 @@ async def resolve_target(
     return NoTarget(
         f"There is no version of {environment} older than {current}: no stable version in the "
         "deployment history, no older release folder on the host, no older package in the "
-        f"store. Name one explicitly: `rollback {environment} <version>`."
+        f"store. Name one explicitly: `rollback {environment} VERSION`."
     )
 
 

@@ -113,22 +113,29 @@ class BotProcess:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
+        """SIGTERM and wait, without blocking this loop: the fake connector runs on it, and
+        the bot may still be delivering its last messages while it shuts down."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            for _ in range(300):
+                if self.proc.poll() is not None:
+                    return
+                await asyncio.sleep(0.05)
+            self.proc.kill()
+            self.proc.wait()
 
 
 @pytest.fixture
-async def bot_process(lab: Lab, tmp_path: Path) -> AsyncIterator[BotProcess]:
+async def bot_process(
+    lab: Lab, fake_connector: FakeConnector, tmp_path: Path
+) -> AsyncIterator[BotProcess]:
+    # Depends on the connector so the bot stops first: a bot whose connector vanished
+    # would spend its shutdown retrying sends.
     port = _free_port()
     process = BotProcess(write_config(lab, tmp_path, port), port, tmp_path / "bot.log")
     yield process
-    process.stop()
+    await process.stop()
 
 
 def db_row(db: Path, sql: str, *args: object) -> sqlite3.Row | None:
@@ -216,7 +223,7 @@ async def test_a_pending_approval_still_works_after_a_restart(
     card_call = (await fake_connector.wait_for_calls(1, timeout=15))[0]
     card = card_call.body["attachments"][0]["content"]
     approve = next(a for a in card["actions"] if a["verb"] == "approve")
-    bot_process.stop()  # a deploy of the bot itself, between request and approval
+    await bot_process.stop()  # a deploy of the bot itself, between request and approval
 
     await bot_process.start()
     invoke = make_invoke(

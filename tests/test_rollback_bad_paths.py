@@ -50,6 +50,8 @@ async def test_expired_request_card_turns_expired_and_late_click_is_refused(chat
     card, request_id = await request_rollback(chat)
     chat.clock.advance(minutes=16)  # the demo's TTL is 15 min
     request = await chat.wait_request(request_id, "expired", timeout=5)
+    # The sweeper edits the card after recording the expiry: wait for that edit.
+    await chat.eventually(lambda: chat.puts(chat.card_message_id(card)))
     edits = chat.puts(chat.card_message_id(card))
     assert edits and "Expired at" in " ".join(
         card_texts(edits[-1].body["attachments"][0]["content"])
@@ -74,6 +76,7 @@ async def test_fifty_concurrent_approvals_start_exactly_one_run(chat: Chat) -> N
     await chat.wait_request(request_id, "succeeded", "failed")
     events = [e for e, _ in run_events(chat, request_id)]
     assert events.count("Approved") == 1 and events.count("Started") == 1
+    assert events.count("DecisionIgnored") == 49, "every losing click is audited too"
     assert await runs_of(chat, request_id) == 1
     assert mutations(chat).count("switch-site") == 1
 

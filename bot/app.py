@@ -15,7 +15,8 @@ from typing import Literal
 from aiohttp import web
 
 from bot.auth import AuthOverrides, BotCredentials, make_authentication
-from bot.teams import CardActionHandler, ConversationReferenceHook, TeamsBot, TeamsEndpoint
+from bot.endpoint import TeamsEndpoint
+from bot.teams import CardActionHandler, ConversationReferenceHook, TeamsBot
 from commands.config import Config, Teams
 from commands.types import Dispatcher
 

@@ -18,17 +18,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from aiohttp import web
 from botbuilder.core import ActivityHandler, InvokeResponse, MessageFactory, TurnContext
-from botbuilder.integration.aiohttp import CloudAdapter
 from botbuilder.schema import (
-    Activity,
-    ActivityTypes,
     AdaptiveCardInvokeResponse,
     Attachment,
 )
 
-from bot.auth import StrictBotFrameworkAuthentication
 from commands.types import Actor, Dispatcher, Invocation, Reply
 
 log = logging.getLogger(__name__)
@@ -85,11 +80,11 @@ class ConversationReferenceHook(Protocol):
     ) -> None: ...
 
 
-def _correlation_id(activity: Any) -> str:
+def correlation_id_of(activity: Any) -> str:
     return str(activity.id) if activity.id else uuid.uuid4().hex[:12]
 
 
-def _apology(correlation_id: str) -> str:
+def apology(correlation_id: str) -> str:
     return f"Sorry, something went wrong on my side. Reference: {correlation_id}"
 
 
@@ -137,7 +132,7 @@ def _reply_activity(reply: Reply) -> Any:
     return activity
 
 
-def _invoke_body(result: CardActionResult) -> Any:
+def invoke_body(result: CardActionResult) -> Any:
     # A model, not a dict: CloudAdapter.process passes the body to serializer_helper, which
     # only takes msrest models (a dict fails with "no attribute 'is_xml_model'": notes, bug 1).
     if isinstance(result, CardReply):
@@ -194,7 +189,7 @@ class TeamsBot(ActivityHandler):  # type: ignore[misc]
             tenant_id=_tenant_id(activity),
             conversation_id=conversation.id,
             conversation_type=conversation.conversation_type or "unknown",
-            correlation_id=_correlation_id(activity),
+            correlation_id=correlation_id_of(activity),
         )
         reply = await self._dispatcher.handle(invocation)
         response = await turn_context.send_activity(_reply_activity(reply))
@@ -213,7 +208,7 @@ class TeamsBot(ActivityHandler):  # type: ignore[misc]
             result: CardActionResult = parsed
         else:
             result = await self._run_card_action(*parsed, activity)
-        return InvokeResponse(status=200, body=_invoke_body(result))
+        return InvokeResponse(status=200, body=invoke_body(result))
 
     async def on_installation_update(self, turn_context: TurnContext) -> None:
         activity = turn_context.activity
@@ -258,7 +253,7 @@ class TeamsBot(ActivityHandler):  # type: ignore[misc]
     async def _run_card_action(
         self, verb: str, data: dict[str, Any], activity: Any
     ) -> CardActionResult:
-        correlation_id = _correlation_id(activity)
+        correlation_id = correlation_id_of(activity)
         if self._card_action is None:
             return CardActionError("NotSupported", f"The action {verb!r} is not available here.")
         try:
@@ -273,7 +268,7 @@ class TeamsBot(ActivityHandler):  # type: ignore[misc]
             )
         except Exception:
             log.exception("card action %r failed [correlation %s]", verb, correlation_id)
-            return CardActionError("InternalError", _apology(correlation_id), status_code=500)
+            return CardActionError("InternalError", apology(correlation_id), status_code=500)
 
     async def _remember(self, activity: Any) -> None:
         if self._on_reference is None:
@@ -291,86 +286,5 @@ class TeamsBot(ActivityHandler):  # type: ignore[misc]
             # Losing a reference only costs proactive posts there; it must not cost the
             # user the answer to the command they just sent.
             log.exception(
-                "storing the conversation reference failed [%s]", _correlation_id(activity)
+                "storing the conversation reference failed [%s]", correlation_id_of(activity)
             )
-
-
-async def _on_turn_error(turn_context: TurnContext, error: Exception) -> None:
-    """Last resort for a failed turn: log with the correlation id, apologise, never re-raise.
-
-    Not re-raising keeps the HTTP answer a 2xx: a 5xx invites the channel to deliver the
-    same activity again, which would run the command a second time.
-    """
-    activity = turn_context.activity
-    correlation_id = _correlation_id(activity)
-    log.error("turn failed [correlation %s]", correlation_id, exc_info=error)
-    try:
-        if activity.type == ActivityTypes.invoke:
-            error_body = CardActionError("InternalError", _apology(correlation_id), 500)
-            response = InvokeResponse(status=200, body=_invoke_body(error_body))
-            await turn_context.send_activity(
-                Activity(type=ActivityTypes.invoke_response, value=response)
-            )
-        else:
-            await turn_context.send_activity(_apology(correlation_id))
-    except Exception:
-        log.exception("could not send the apology [correlation %s]", correlation_id)
-
-
-def _activity_problem(body: object) -> str | None:
-    """Why `body` is not an activity we can answer, or None. CloudAdapter would 500 on these."""
-    if not isinstance(body, dict) or not isinstance(body.get("type"), str) or not body["type"]:
-        return "the body is not an activity (a JSON object with a type)"
-    try:
-        activity = Activity().deserialize(body)
-    except (ValueError, TypeError, AttributeError):  # msrest's DeserializationError is a ValueError
-        return "the body is not a valid Bot Framework activity"
-    conversation = activity.conversation
-    if conversation is None or not isinstance(conversation.id, str) or not conversation.id:
-        return "the activity has no conversation.id"
-    if not isinstance(activity.service_url, str) or not activity.service_url.startswith(
-        ("https://", "http://")
-    ):
-        return "the activity has no http(s) serviceUrl"
-    return None
-
-
-def _problem(status: int, detail: str) -> web.Response:
-    return web.json_response({"error": detail}, status=status)
-
-
-class TeamsEndpoint:
-    """POST /api/messages: rejects non-activities (400), then CloudAdapter authenticates
-    (401 on any failure, see bot.auth) and runs the turn on the bot."""
-
-    def __init__(
-        self, bot: TeamsBot, auth: StrictBotFrameworkAuthentication, *, app_id: str | None
-    ) -> None:
-        self.bot = bot
-        self.app_id = app_id  # CloudAdapter.continue_conversation needs it for proactive posts
-        self.adapter = CloudAdapter(auth)
-        self.adapter.on_turn_error = _on_turn_error
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        if request.content_type != "application/json":
-            return _problem(415, "expected Content-Type: application/json")
-        try:
-            body = await request.json()
-        except (ValueError, UnicodeDecodeError):
-            return _problem(400, "the body is not JSON")
-        problem = _activity_problem(body)
-        if problem is not None:
-            return _problem(400, problem)
-        try:
-            response: web.StreamResponse = await self.adapter.process(request, self.bot)
-        except web.HTTPException:
-            raise  # 401 from CloudAdapter, among others
-        except Exception:
-            # Turn errors are handled by _on_turn_error; this is the connector or the SDK
-            # failing around the turn: an honest 500, logged with the correlation id.
-            correlation_id = str(body.get("id") or uuid.uuid4().hex[:12])
-            log.exception("activity processing failed [correlation %s]", correlation_id)
-            return web.json_response(
-                {"error": "internal error", "correlationId": correlation_id}, status=500
-            )
-        return response

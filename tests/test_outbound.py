@@ -23,6 +23,7 @@ from botbuilder.schema import Activity
 
 from bot.app import TEAMS_KEY, make_app
 from bot.auth import AuthOverrides
+from bot.endpoint import TeamsEndpoint
 from bot.outbound import DeliveryFailure, OutboundQueue, QueueClosed, RetryPolicy
 from bot.sender import (
     ChatSender,
@@ -33,7 +34,6 @@ from bot.sender import (
     Transient,
     parse_retry_after,
 )
-from bot.teams import TeamsEndpoint
 from commands.config import Teams
 from commands.types import Invocation, Reply
 from tests.teams_factory import CHANNEL_THREAD, PERSONAL_CONVERSATION, TENANT, make_message

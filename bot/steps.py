@@ -85,40 +85,41 @@ async def notify_end(ctx: StepContext, notify: Notify) -> str:
     return await _notify(ctx, notify, END_EVENT)
 
 
-async def _each_host(ctx: StepContext, action: Callable[..., Awaitable[str]], what: str) -> str:
-    done = []
-    for host in ctx.env.hosts:
-        ops = ctx.services.hosts(host)
-        state = await action(ops, timeout_s=ctx.remaining())
-        done.append(f"{host.name}: {state}")
-    return f"{what} — " + ", ".join(done)
+def _control(method: str, what: str, name_of: Callable[[Plan], str]) -> Step:
+    """A step that calls one HostOps control (act, wait, verify) on every host in turn.
+
+    `method` is a HostOps method name (start_site, stop_pool, ...); each host gets what is
+    left of the step's deadline, so several hosts share it.
+    """
+
+    async def step(ctx: StepContext, notify: Notify) -> str:
+        name = name_of(ctx.plan)
+        done = []
+        for host in ctx.env.hosts:
+            control = getattr(ctx.services.hosts(host), method)
+            state = await control(name, timeout_s=ctx.remaining())
+            done.append(f"{host.name}: {state}")
+        return f"{what} {name} — " + ", ".join(done)
+
+    return step
 
 
-async def stop_site(ctx: StepContext, notify: Notify) -> str:
-    site = ctx.plan.site
-    return await _each_host(
-        ctx, lambda ops, timeout_s: ops.stop_site(site, timeout_s=timeout_s), f"site {site}"
-    )
+def _site(plan: Plan) -> str:
+    return plan.site
+
+
+def _pool(plan: Plan) -> str:
+    return plan.app_pool
+
+
+def _worker(plan: Plan) -> str:
+    return plan.service
 
 
 async def stop_pool(ctx: StepContext, notify: Notify) -> str:
-    pool = ctx.plan.app_pool
-    if ctx.plan.pool_action == "recycle":
-        return await _each_host(
-            ctx,
-            lambda ops, timeout_s: ops.recycle_pool(pool, timeout_s=timeout_s),
-            f"app pool {pool} recycled",
-        )
-    return await _each_host(
-        ctx, lambda ops, timeout_s: ops.stop_pool(pool, timeout_s=timeout_s), f"app pool {pool}"
-    )
-
-
-async def stop_worker(ctx: StepContext, notify: Notify) -> str:
-    svc = ctx.plan.service
-    return await _each_host(
-        ctx, lambda ops, timeout_s: ops.stop_service(svc, timeout_s=timeout_s), f"Worker {svc}"
-    )
+    # Playbook §6 step 2 says "recycle"; some hosts are configured for a full stop instead.
+    method = "recycle_pool" if ctx.plan.pool_action == "recycle" else "stop_pool"
+    return await _control(method, "app pool", _pool)(ctx, notify)
 
 
 async def deploy_package(ctx: StepContext, notify: Notify) -> str:
@@ -160,27 +161,6 @@ async def switch_site(ctx: StepContext, notify: Notify) -> str:
     return "physicalPath → " + ", ".join(done)
 
 
-async def start_pool(ctx: StepContext, notify: Notify) -> str:
-    pool = ctx.plan.app_pool
-    return await _each_host(
-        ctx, lambda ops, timeout_s: ops.start_pool(pool, timeout_s=timeout_s), f"app pool {pool}"
-    )
-
-
-async def start_site(ctx: StepContext, notify: Notify) -> str:
-    site = ctx.plan.site
-    return await _each_host(
-        ctx, lambda ops, timeout_s: ops.start_site(site, timeout_s=timeout_s), f"site {site}"
-    )
-
-
-async def start_worker(ctx: StepContext, notify: Notify) -> str:
-    svc = ctx.plan.service
-    return await _each_host(
-        ctx, lambda ops, timeout_s: ops.start_service(svc, timeout_s=timeout_s), f"Worker {svc}"
-    )
-
-
 async def smoke(ctx: StepContext, notify: Notify) -> str:
     attempts = 0
     while True:
@@ -212,14 +192,14 @@ async def timeline(ctx: StepContext, notify: Notify) -> str:
 STEPS: dict[str, Step] = {
     "precheck": precheck,
     "notify_start": notify_start,
-    "stop_site": stop_site,
+    "stop_site": _control("stop_site", "site", _site),
     "stop_pool": stop_pool,
-    "stop_worker": stop_worker,
+    "stop_worker": _control("stop_service", "Worker", _worker),
     "deploy_package": deploy_package,
     "switch_site": switch_site,
-    "start_pool": start_pool,
-    "start_site": start_site,
-    "start_worker": start_worker,
+    "start_pool": _control("start_pool", "app pool", _pool),
+    "start_site": _control("start_site", "site", _site),
+    "start_worker": _control("start_service", "Worker", _worker),
     "smoke": smoke,
     "notify_end": notify_end,
     "timeline": timeline,

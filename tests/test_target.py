@@ -86,3 +86,17 @@ async def test_rollback_without_a_valid_target_says_what_is_missing(
     assert isinstance(result, NoTarget), result
     assert says in result.message
     assert "Nothing was requested" in result.message or "Name" in result.message
+
+
+def test_every_planned_step_has_an_implementation_and_a_deadline() -> None:
+    """A plan step without code would fail a real run half-way; catch it here instead."""
+    from bot.steps import STEPS
+    from commands.config import load_config
+    from commands.plan import plan_steps
+    from tests.conftest import DEMO_CONFIG
+
+    env = load_config(DEMO_CONFIG).environments["Lab"]
+    for kind in ("rollback", "deploy"):
+        keys = [s.key for s in plan_steps(kind, env, "1.4.1", 60)]
+        assert len(keys) == len(set(keys))
+        assert set(keys) == set(STEPS), kind

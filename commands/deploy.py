@@ -27,4 +27,5 @@ COMMAND = Command(
     env_arg="required",
     max_extra_args=1,
     run=run,
+    who_note="an approver approves",
 )

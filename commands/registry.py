@@ -46,10 +46,13 @@ class Command:
     env_arg: EnvArg
     max_extra_args: int
     run: Runner
+    # Said after the role in help, e.g. that an approver must approve what this asks for.
+    who_note: str = ""
 
     @property
     def who(self) -> str:
-        return "anyone in an allowed tenant" if self.role is None else f"{self.role}s"
+        who = "anyone in an allowed tenant" if self.role is None else f"{self.role}s"
+        return f"{who}; {self.who_note}" if self.who_note else who
 
 
 class Registry:

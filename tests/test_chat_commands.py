@@ -41,6 +41,7 @@ async def test_help_lists_every_command_with_usage_and_who_may_run_it(chat: Chat
         "unsubscribe ENVIRONMENT",
     }
     assert by_usage["smoke ENVIRONMENT"][2] == "operators"
+    assert by_usage["rollback ENVIRONMENT [VERSION]"][2] == "operators; an approver approves"
     assert by_usage["help"][2] == "anyone in an allowed tenant"
     assert reply.path.endswith("/activities/" + reply.body["replyToId"])
     assert chat.winrm_requests() == 0

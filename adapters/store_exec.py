@@ -86,3 +86,7 @@ class ExecStore(RunStore):
             " AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.request_id = q.id)"
         )
         return [from_row(Request, r) for r in rows]
+
+    async def prune_smoke_results(self, before: datetime) -> int:
+        """Delete smoke results older than `before` (the watcher writes one per run)."""
+        return await self._write("DELETE FROM smoke_results WHERE at < ?", (to_text(before),))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 from pathlib import Path
 
 from adapters.retention import Pruned, apply_retention
@@ -31,6 +32,13 @@ async def retention_pass(services: Services, smoke_dir: Path, audit_dir: Path) -
         now.astimezone(config.tz).date(),
         now,
     )
+    # The watcher stores one smoke result per run (~1,440 a day per environment): the rows
+    # follow the smoke logs' retention.
+    rows = await services.store.prune_smoke_results(
+        now - timedelta(days=config.retention.smoke_log_days)
+    )
+    if rows:
+        log.info("retention: %d smoke result row(s) deleted", rows)
     if pruned.total:
         await services.audit.append(
             "LogsPruned",

@@ -330,3 +330,16 @@ async def test_datetimes_round_trip_in_utc(store: Store) -> None:
     current = await store.current_deployment("Lab")
     assert current is not None and current.deployed_at == at
     assert current.deployed_at.tzinfo is not None
+
+
+async def test_smoke_results_older_than_the_retention_are_pruned(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    async with await Store.open(tmp_path / "s.db") as store:
+        now = datetime(2026, 11, 27, tzinfo=UTC)
+        await store.record_smoke("Lab", False, [], now - timedelta(days=20))
+        await store.record_smoke("Lab", True, [], now - timedelta(days=1))
+        assert await store.prune_smoke_results(now - timedelta(days=14)) == 1
+        last = await store.last_smoke("Lab")
+        assert last is not None and last.passed
+        assert await store.prune_smoke_results(now - timedelta(days=14)) == 0

@@ -27,10 +27,11 @@ from bot.run_record import RunRecord
 from bot.steps import STEPS, StepContext, StepError, deadline_for
 from commands.approval_card import render_approval_card
 from commands.change import Refusal, make_plan
+from commands.config import Environment
 from commands.context import Services
+from commands.hosts import HostLine, read_hosts
 from commands.plan import Plan
 from commands.run_card import RunView, render_run_card, summary_text
-from commands.status import HOST_READ_TIMEOUT_S
 
 log = logging.getLogger(__name__)
 
@@ -294,24 +295,17 @@ class Executor:
             log.exception("step %s of %s failed unexpectedly [ref %s]", key, ctx.run_id, ref)
             return "", f"internal error (reference {ref}, details in logs/app)"
 
-    async def _host_states(self, env: Any) -> tuple[str, ...]:
-        async def one(host: Any) -> str:
-            try:
-                s = await self._services.hosts(host).read_state(
-                    env.iis.site,
-                    env.iis.app_pool,
-                    env.worker.service,
-                    env.releases_root,
-                    timeout_s=HOST_READ_TIMEOUT_S,
-                )
-            except RemoteError as exc:
-                return f"{host.name}: unreadable ({exc})"
+    async def _host_states(self, env: Environment) -> tuple[str, ...]:
+        def say(line: HostLine) -> str:
+            s = line.state
+            if s is None:
+                return f"{line.host}: unreadable ({line.error})"
             return (
-                f"{host.name}: site {s.site_state}, pool {s.pool_state}, Worker "
+                f"{line.host}: site {s.site_state}, pool {s.pool_state}, Worker "
                 f"{s.service_state}, path {s.physical_path}"
             )
 
-        return tuple(await asyncio.gather(*(one(h) for h in env.hosts)))
+        return tuple(say(line) for line in await read_hosts(self._services, env))
 
     async def _finish(
         self,

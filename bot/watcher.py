@@ -20,14 +20,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from adapters.errors import RemoteError
 from adapters.queue_depth import read_queue_depth
 from adapters.smoke import CheckResult
 from bot.alerts import Alerter
 from bot.metrics import Metrics
 from commands.context import Services
+from commands.hosts import read_hosts
 from commands.smoke import run_smoke
-from commands.status import HOST_READ_TIMEOUT_S
 from commands.watch_logic import Nothing, RaiseAlert, Remind, Resolve, decide
 
 log = logging.getLogger(__name__)
@@ -169,23 +168,14 @@ class Watcher:
         """Read every host's app pool state into /metrics (Unreachable when WinRM fails)."""
         env = self._services.config.environments[environment]
 
-        async def one(host_index: int) -> None:
-            host = env.hosts[host_index]
-            try:
-                state = await self._services.hosts(host).read_state(
-                    env.iis.site,
-                    env.iis.app_pool,
-                    env.worker.service,
-                    env.releases_root,
-                    timeout_s=HOST_READ_TIMEOUT_S,
+        for line in await read_hosts(self._services, env):
+            if line.state is None:
+                log.warning(
+                    "app pool of %s (%s) unreadable: %s", line.host, environment, line.error
                 )
-            except RemoteError as exc:
-                log.warning("app pool of %s (%s) unreadable: %s", host.name, environment, exc)
-                self._metrics.set_pool(environment, host.name, "Unreachable")
-                return
-            self._metrics.set_pool(environment, host.name, state.pool_state)
-
-        await asyncio.gather(*(one(i) for i in range(len(env.hosts))))
+                self._metrics.set_pool(environment, line.host, "Unreachable")
+            else:
+                self._metrics.set_pool(environment, line.host, line.state.pool_state)
 
     async def wait_for(
         self, done: Callable[[list[WatchRun]], bool], timeout_s: float

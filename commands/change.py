@@ -7,21 +7,19 @@ approval card; its message id is stored once Teams has it, so the card can be ed
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from adapters.errors import RemoteError
-from adapters.hostops import HostState
 from adapters.packages import PackageStore
 from adapters.store_rows import Request
 from commands.approval_card import render_approval_card
 from commands.config import Environment
 from commands.context import Services, actor_fields
+from commands.hosts import read_hosts
 from commands.plan import Kind, Plan, build_plan
 from commands.registry import CommandCall
-from commands.status import HOST_READ_TIMEOUT_S, version_from_path
+from commands.status import version_from_path
 from commands.target import NoTarget, resolve_target
 from commands.timefmt import show
 from commands.types import Reply
@@ -66,24 +64,15 @@ async def busy_refusal(services: Services, environment: str) -> Refusal | None:
 async def read_situation(
     services: Services, environment: str, env: Environment
 ) -> Situation | Refusal:
-    async def read(host_index: int) -> HostState:
-        host = env.hosts[host_index]
-        return await services.hosts(host).read_state(
-            env.iis.site,
-            env.iis.app_pool,
-            env.worker.service,
-            env.releases_root,
-            timeout_s=HOST_READ_TIMEOUT_S,
-        )
-
-    try:
-        states = await asyncio.gather(*(read(i) for i in range(len(env.hosts))))
-    except RemoteError as exc:
+    lines = await read_hosts(services, env)
+    unreadable = next((line for line in lines if line.state is None), None)
+    if unreadable is not None:
         return Refusal(
-            f"I could not read {exc.host or 'a host'} of {environment}: {exc}. "
+            f"I could not read {unreadable.host} of {environment}: {unreadable.error}. "
             "Nothing was requested.",
             "host-unreachable",
         )
+    states = [line.state for line in lines if line.state is not None]
     history = await services.store.current_deployment(environment)
     paths = {version_from_path(s.physical_path) for s in states}
     if history is not None:

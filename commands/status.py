@@ -1,4 +1,4 @@
-"""`status [env]` — per environment: version, IIS/Worker state per host, last smoke, lock.
+"""`status [ENVIRONMENT]` — per environment: version, IIS/Worker state per host, last smoke, lock.
 
 Hosts are read concurrently, one WinRM round trip each; an unreachable host is a line in the
 card saying so, never a failed command.
@@ -7,29 +7,14 @@ card saying so, never a failed command.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from adapters.errors import RemoteError
 from commands import cards
-from commands.config import VERSION_PATTERN, Environment, Host
+from commands.config import VERSION_PATTERN
 from commands.context import Services
+from commands.hosts import read_hosts
 from commands.registry import Command, CommandCall
 from commands.timefmt import ago, show
 from commands.types import Reply
-
-if TYPE_CHECKING:
-    from adapters.hostops import HostState
-
-# One host must not hold the whole status reply hostage.
-HOST_READ_TIMEOUT_S = 15.0
-
-
-@dataclass(frozen=True)
-class HostLine:
-    host: str
-    state: HostState | None
-    error: str | None
 
 
 def version_from_path(physical_path: str | None) -> str | None:
@@ -40,25 +25,10 @@ def version_from_path(physical_path: str | None) -> str | None:
     return last if VERSION_PATTERN.fullmatch(last) else None
 
 
-async def _read_host(services: Services, env: Environment, host: Host) -> HostLine:
-    reader = services.hosts(host)
-    try:
-        state = await reader.read_state(
-            env.iis.site,
-            env.iis.app_pool,
-            env.worker.service,
-            env.releases_root,
-            timeout_s=HOST_READ_TIMEOUT_S,
-        )
-    except RemoteError as exc:
-        return HostLine(host.name, None, str(exc))
-    return HostLine(host.name, state, None)
-
-
 async def _environment_section(services: Services, name: str) -> list[cards.Element]:
     env = services.config.environments[name]
     tz, now = services.config.tz, services.now()
-    lines = await asyncio.gather(*(_read_host(services, env, h) for h in env.hosts))
+    lines = await read_hosts(services, env)
     deployment = await services.store.current_deployment(name)
     if deployment is not None:
         version = (

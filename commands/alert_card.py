@@ -32,15 +32,7 @@ def action_data(alert: Alert, verb: str) -> dict[str, Any]:
 
 
 def _button(alert: Alert, verb: str, title: str, style: str) -> cards.Element:
-    data = action_data(alert, verb)
-    return {
-        "type": "Action.Execute",
-        "title": title,
-        "verb": verb,
-        "data": data,
-        "style": style,
-        "fallback": {"type": "Action.Submit", "title": title, "data": data},
-    }
+    return cards.execute_button(verb, title, action_data(alert, verb), style)
 
 
 def failing(checks: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:

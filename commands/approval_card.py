@@ -31,15 +31,7 @@ def action_data(request: Request, plan: Plan, verb: str) -> dict[str, Any]:
 
 
 def _button(request: Request, plan: Plan, verb: str, title: str, style: str) -> dict[str, Any]:
-    data = action_data(request, plan, verb)
-    return {
-        "type": "Action.Execute",
-        "title": title,
-        "verb": verb,
-        "data": data,
-        "style": style,
-        "fallback": {"type": "Action.Submit", "title": title, "data": data},
-    }
+    return cards.execute_button(verb, title, action_data(request, plan, verb), style)
 
 
 def _banner(request: Request, tz: ZoneInfo) -> tuple[str, str]:

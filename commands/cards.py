@@ -78,3 +78,18 @@ def table(
         "columns": [{"width": w} for w in (widths or [1] * len(headers))],
         "rows": [{"type": "TableRow", "cells": [cell(h, bold=True) for h in headers]}, *body_rows],
     }
+
+
+def execute_button(verb: str, title: str, data: dict[str, Any], style: str = "default") -> Element:
+    """An Action.Execute button that falls back to Action.Submit on old clients.
+
+    `data` must carry `verb` too: a Submit arrives as a message whose value is only `data`.
+    """
+    return {
+        "type": "Action.Execute",
+        "title": title,
+        "verb": verb,
+        "data": data,
+        "style": style,
+        "fallback": {"type": "Action.Submit", "title": title, "data": data},
+    }

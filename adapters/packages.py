@@ -13,9 +13,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from adapters.hostops import version_key
+from adapters.winrm.hostops import version_key
 
-# Same pattern as commands.config.VERSION_PATTERN (adapters must not import commands).
+# Same pattern as commands.config.model.VERSION_PATTERN (adapters must not import commands).
 _VERSION = re.compile(r"^[0-9]+(\.[0-9]+){1,3}(-[A-Za-z0-9]+)?$")
 _NAME = re.compile(r"^MCMS_Setup_(?P<version>.+)\.zip$")
 _DIGEST = re.compile(r"^(?P<hex>[0-9a-fA-F]{64})\b")

@@ -65,7 +65,7 @@ def _audit_dir(args: argparse.Namespace) -> Path:
 
 
 def build_manifest(args: argparse.Namespace) -> int:
-    from bot.manifest import main_manifest
+    from bot.teams.manifest import main_manifest
 
     directory = Path(args.manifest_dir) if args.manifest_dir else None
     return main_manifest(args.app_id, Path(args.out), args.app_version, directory)

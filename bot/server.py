@@ -13,23 +13,24 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.actions import CardActions
-from bot.alert_actions import AlertActions
-from bot.alerts import Alerter
-from bot.app import TEAMS_KEY, listen_host, make_app, mode_of
-from bot.auth import AuthConfigError
-from bot.executor import Executor
-from bot.grafana import GrafanaWebhook
-from bot.housekeeping import DAY_S, retention_loop
-from bot.lifecycle import DEFAULT_SWEEP_S, expiry_loop, recover
 from bot.logs import setup_logging
-from bot.metrics import Metrics
-from bot.outbound import OutboundQueue, RetryPolicy
-from bot.reporter import QueueReporter
-from bot.sender import TeamsSender
+from bot.runs.executor import Executor
+from bot.runs.expiry import DEFAULT_SWEEP_S, expiry_loop
+from bot.runs.recovery import recover
 from bot.services import Runtime, open_runtime, redactor_for
-from bot.teams import CardActionResult
-from bot.watcher import Watcher
+from bot.teams.activities import CardActionResult
+from bot.teams.app import TEAMS_KEY, listen_host, make_app, mode_of
+from bot.teams.auth import AuthConfigError
+from bot.teams.card_clicks import CardActions
+from bot.teams.outbound_queue import OutboundQueue, RetryPolicy
+from bot.teams.proactive import TeamsSender
+from bot.teams.reporter import QueueReporter
+from bot.watch.alert_clicks import AlertActions
+from bot.watch.alerts import Alerter
+from bot.watch.grafana import GrafanaWebhook
+from bot.watch.housekeeping import DAY_S, retention_loop
+from bot.watch.metrics import Metrics
+from bot.watch.watcher import Watcher
 from commands.config import Config, ConfigError, load_config
 from commands.dispatch import CommandDispatcher
 from commands.registry import default_registry
@@ -96,7 +97,7 @@ def build_app(
     metrics = Metrics(runtime.store, lambda: queue.stats)
     watcher = Watcher(services, alerter, metrics)
     alert_actions = AlertActions(services, dispatcher, alerter, reporter)
-    actions.append(CardActions(services, executor, reporter, alert_actions))
+    actions.append(CardActions(services, executor.submit, reporter, alert_actions))
     app[EXECUTOR_KEY] = executor
     app[QUEUE_KEY] = queue
     app[WATCHER_KEY] = watcher

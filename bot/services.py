@@ -10,13 +10,13 @@ from typing import Any
 
 from adapters.audit import AuditLog
 from adapters.errors import AuthenticationFailed
-from adapters.hostops import HostOps
-from adapters.ps_scripts import JsonValue
 from adapters.smoke import CheckResult, run_checks
 from adapters.smoke_log import write_smoke_log
 from adapters.store import Store
 from adapters.timeline import Timeline
-from adapters.winrm import WinRMShell
+from adapters.winrm.hostops import HostOps
+from adapters.winrm.scripts import JsonValue
+from adapters.winrm.transport import WinRMShell
 from bot.logs import make_redactor
 from commands.config import Config, Host, secret
 from commands.context import Services

@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from adapters.watch_rows import Alert
-from commands.alert_card import SILENCE_HOURS
+from adapters.store.watch_rows import Alert
+from commands.cards.alert import SILENCE_HOURS
 from commands.context import Services, actor_fields
 from commands.types import Actor
 

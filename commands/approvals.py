@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from adapters.store_rows import Request
+from adapters.store.rows import Request
 from commands.change import busy_refusal
 from commands.context import Services, actor_fields
 from commands.plan import Plan

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from adapters.packages import PackageStore
-from adapters.store_rows import Request
-from commands.approval_card import render_approval_card
+from adapters.store.rows import Request
+from commands.cards.approval import render_approval_card
 from commands.config import Environment
 from commands.context import Services, actor_fields
 from commands.hosts import read_hosts

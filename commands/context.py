@@ -18,8 +18,8 @@ from adapters.smoke import CheckResult, SmokeTarget
 from commands.config import Config, Host
 
 if TYPE_CHECKING:
-    from adapters.hostops import HostOps
     from adapters.store import Store
+    from adapters.winrm.hostops import HostOps
 
 
 class AuditSink(Protocol):

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from commands import cards
+from commands.cards import elements as cards
 from commands.config import Config
 from commands.timefmt import show
 

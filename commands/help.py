@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from commands import cards
+from commands.cards import elements as cards
 from commands.registry import Command, CommandCall
 from commands.types import Reply
 

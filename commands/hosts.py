@@ -15,7 +15,7 @@ from commands.config import Environment, Host
 from commands.context import Services
 
 if TYPE_CHECKING:
-    from adapters.hostops import HostState
+    from adapters.winrm.hostops import HostState
 
 # One host must not hold a whole reply hostage.
 HOST_READ_TIMEOUT_S = 15.0

@@ -11,7 +11,7 @@ from dataclasses import asdict
 from datetime import datetime
 
 from adapters.smoke import NO_ANSWER, CheckResult, SmokeTarget
-from commands import cards
+from commands.cards import elements as cards
 from commands.config import Environment
 from commands.context import Services
 from commands.registry import Command, CommandCall

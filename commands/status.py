@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-from commands import cards
+from commands.cards import elements as cards
 from commands.config import VERSION_PATTERN
 from commands.context import Services
 from commands.hosts import read_hosts

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from adapters.hostops import version_key
 from adapters.packages import Package, PackageProblem, PackageStore
+from adapters.winrm.hostops import version_key
 from commands.config import VERSION_PATTERN
 from commands.plan import Kind
 

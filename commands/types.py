@@ -1,6 +1,6 @@
 """Small domain types that cross from the Teams edge (bot/) into the commands.
 
-Nothing here knows botbuilder: bot/teams.py turns an activity into an `Invocation` and a
+Nothing here knows botbuilder: bot/teams/activities.py turns an activity into an `Invocation` and a
 `Reply` back into an activity, so the SDK can be replaced by touching bot/ alone.
 """
 

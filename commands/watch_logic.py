@@ -5,7 +5,7 @@ Invariants: an alert is raised only when none is open (the store enforces it too
 streak reached the threshold; while it stays open, the only repeat is a reminder every
 `reminder_minutes` (counted from the last reminder, else from the raise), none while
 silenced; the first passing run resolves it. Nothing here reads a clock or does I/O, so
-every rule is a table row in tests/test_watch_logic.py.
+every rule is a table row in tests/watch/test_watch_logic.py.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
-from adapters.watch_rows import Alert, WatchState
+from adapters.store.watch_rows import Alert, WatchState
 from commands.config import Watch
 
 

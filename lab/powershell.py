@@ -1,7 +1,7 @@
 """A test double for PowerShell on a simulated host: recognises our scripts, not a language.
 
 The bot sends `powershell.exe ... -EncodedCommand <bootstrap>` and the composed script on
-stdin (adapters/ps_scripts.py). This module checks both look like that, finds the
+stdin (adapters/winrm/scripts.py). This module checks both look like that, finds the
 `# mcms-op: <op>` marker and the base64 JSON parameters, binds them against the received
 script's own `param()` block (so a script and its Python caller cannot drift apart
 unnoticed), applies the operation to the `SimHost` and prints the JSON line the real script

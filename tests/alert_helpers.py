@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot.outbound import RetryPolicy
 from bot.server import WATCHER_KEY, build_app
 from bot.services import open_runtime
-from bot.watcher import Watcher, WatchRun
+from bot.teams.outbound_queue import RetryPolicy
+from bot.watch.watcher import Watcher, WatchRun
 from commands.config import Alerts, Config, OpsGenie, Watch
 from tests.conftest import Chat, ShiftableClock
 

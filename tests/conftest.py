@@ -18,15 +18,15 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot.outbound import RetryPolicy
 from bot.server import EXECUTOR_KEY, QUEUE_KEY, build_app
 from bot.services import Runtime, open_runtime
+from bot.teams.outbound_queue import RetryPolicy
 from commands.config import Config
 from tests.teams_factory import ALEX, TENANT, User, make_invoke, make_message
 
 if TYPE_CHECKING:
     from adapters.store import Store
-    from adapters.store_rows import Request
+    from adapters.store.rows import Request
     from lab.core import Lab
     from tests.fake_connector import ConnectorCall, FakeConnector
 

@@ -27,7 +27,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from bot.auth import AuthOverrides
+from bot.teams.auth import AuthOverrides
 
 ISSUER = "https://api.botframework.com"  # what real Teams tokens carry
 APP_ID = "11111111-2222-3333-4444-555555555555"

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters.hostops import HostOps
-from adapters.winrm import WinRMShell
+from adapters.winrm.hostops import HostOps
+from adapters.winrm.transport import WinRMShell
 from lab.core import Lab
 from lab.demo import DEMO_EXTRA_PACKAGES, DEMO_PASSWORD, DEMO_USERNAME, demo_hosts
 

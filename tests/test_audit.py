@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from adapters.audit import AuditActor, AuditLog, format_report, main_verify, prune, verify
-from adapters.audit_chain import ZERO_HASH, record_hash
+from adapters.audit.chain import ZERO_HASH, record_hash
 from adapters.clock import ManualClock
 
 KST = ZoneInfo("Asia/Seoul")

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from bot.png import read_png
+from bot.teams.png import read_png
 from commands.registry import default_registry
 from lab.core import Lab
 from lab.demo import demo_hosts

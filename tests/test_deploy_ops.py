@@ -16,8 +16,8 @@ import aiohttp
 import pytest
 
 from adapters.errors import DeadlineExceeded, InvalidName, RemoteScriptFailed
-from adapters.hostops import DeployResult, HostOps
-from adapters.winrm import WinRMShell
+from adapters.winrm.hostops import DeployResult, HostOps
+from adapters.winrm.transport import WinRMShell
 from lab.core import Lab
 from lab.demo import DEMO_PASSWORD, DEMO_USERNAME
 from lab.model import LabHostSpec

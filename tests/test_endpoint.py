@@ -14,9 +14,9 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from bot.app import listen_host, make_app
-from bot.auth import AuthConfigError
-from bot.teams import CardActionError, CardActionResult, CardReply
+from bot.teams.activities import CardActionError, CardActionResult, CardReply
+from bot.teams.app import listen_host, make_app
+from bot.teams.auth import AuthConfigError
 from commands.config import Server, Teams, load_config
 from commands.types import Actor, Invocation, Reply
 from tests.teams_factory import (
@@ -421,7 +421,7 @@ async def test_local_mode_says_so_loudly_at_startup(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.delenv(TEAMS.app_id_env, raising=False)
-    with caplog.at_level(logging.WARNING, logger="bot.app"):
+    with caplog.at_level(logging.WARNING, logger="bot.teams.app"):
         async with TestClient(TestServer(make_app(TEAMS, EchoDispatcher()))):
             pass
 

@@ -1,4 +1,4 @@
-"""adapters.hostops over real WinRM against the lab: each operation changes the host.
+"""adapters.winrm.hostops over real WinRM against the lab: each operation changes the host.
 
 The reply parsing of the deploy operations also runs against an in-memory twin shell,
 for the reply shapes PowerShell 5.1 produces and the lab never does.
@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from adapters.errors import BadReply, RemoteScriptFailed, StateNotReached
-from adapters.hostops import HostOps, HostState, version_key
-from adapters.ps_scripts import JsonValue
-from adapters.winrm import WinRMShell
+from adapters.winrm.hostops import HostOps, HostState, version_key
+from adapters.winrm.scripts import JsonValue
+from adapters.winrm.transport import WinRMShell
 from lab.core import Lab
 
 pytest_plugins = ["tests.lab_fixtures"]

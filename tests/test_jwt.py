@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-import bot.auth
-from bot.app import make_app
+import bot.teams.auth
+from bot.teams.app import make_app
 from commands.config import Teams
 from commands.types import Invocation, Reply
 from tests.teams_factory import TENANT, make_invoke, make_message
@@ -148,7 +148,7 @@ async def test_unreachable_signing_keys_cost_a_401_not_a_frozen_bot(
     silent_metadata_url: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(bot.auth, "AUTH_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(bot.teams.auth, "AUTH_TIMEOUT_S", 0.5)
     monkeypatch.setenv(TEAMS.app_id_env, jwt_authority.app_id)
     monkeypatch.setenv(TEAMS.app_password_env, "unused")
     monkeypatch.setenv(TEAMS.app_tenant_id_env, TENANT)

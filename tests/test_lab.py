@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from adapters.ps_scripts import compose
+from adapters.winrm.scripts import compose
 from lab.core import Lab
 from lab.demo import DEMO_CONTROL_PORT, demo_hosts
 from lab.model import LabHostSpec, SimHost

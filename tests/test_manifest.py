@@ -25,8 +25,8 @@ import pytest
 from jsonschema import Draft4Validator
 
 from bot.cli import main
-from bot.manifest import MANIFEST_DIR, ManifestError, build_package
-from bot.png import read_png
+from bot.teams.manifest import MANIFEST_DIR, ManifestError, build_package
+from bot.teams.png import read_png
 from commands.registry import Command, Registry, default_registry
 
 ROOT = Path(__file__).resolve().parents[1]

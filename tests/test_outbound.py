@@ -21,11 +21,11 @@ import pytest
 from botbuilder.core import TurnContext
 from botbuilder.schema import Activity
 
-from bot.app import TEAMS_KEY, make_app
-from bot.auth import AuthOverrides
-from bot.endpoint import TeamsEndpoint
-from bot.outbound import DeliveryFailure, OutboundQueue, QueueClosed, RetryPolicy
-from bot.sender import (
+from bot.teams.app import TEAMS_KEY, make_app
+from bot.teams.auth import AuthOverrides
+from bot.teams.endpoint import TeamsEndpoint
+from bot.teams.outbound_queue import DeliveryFailure, OutboundQueue, QueueClosed, RetryPolicy
+from bot.teams.proactive import (
     ChatSender,
     OutboundError,
     Permanent,

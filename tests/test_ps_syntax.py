@@ -12,9 +12,9 @@ import pytest
 import tree_sitter_powershell
 from tree_sitter import Language, Parser
 
-from adapters import ps_scripts
 from adapters.errors import InvalidName
-from adapters.ps_scripts import SCRIPTS, JsonValue
+from adapters.winrm import scripts as ps_scripts
+from adapters.winrm.scripts import SCRIPTS, JsonValue
 
 PARSER = Parser(Language(tree_sitter_powershell.language()))
 HOSTILE = "'; Remove-Item C:\\ -Recurse #\" $(calc) `whoami` ‘x’ “y” @{a=1}\r\n}}) 🙂 '@ \"@"

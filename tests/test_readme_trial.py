@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from bot import demo
-from bot.png import read_png
+from bot.teams.png import read_png
 from tests.browser_stack import SCENARIO
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,7 +14,7 @@ import pytest
 
 from adapters.clock import ManualClock
 from adapters.store import Request, Run, Store, StoreError, StoreVersionError
-from adapters.store_schema import MIGRATIONS, Migration
+from adapters.store.schema import MIGRATIONS, Migration
 
 T0 = datetime(2026, 11, 27, 8, 50, tzinfo=ZoneInfo("Asia/Seoul"))
 

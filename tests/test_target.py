@@ -90,7 +90,7 @@ async def test_rollback_without_a_valid_target_says_what_is_missing(
 
 def test_every_planned_step_has_an_implementation_and_a_deadline() -> None:
     """A plan step without code would fail a real run half-way; catch it here instead."""
-    from bot.steps import STEPS
+    from bot.runs.steps import STEPS
     from commands.config import load_config
     from commands.plan import plan_steps
     from tests.conftest import DEMO_CONFIG

@@ -13,8 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from adapters.smoke import CheckResult
-from adapters.watch_rows import Alert, WatchState
-from commands.alert_card import alert_text, render_alert_card
+from adapters.store.watch_rows import Alert, WatchState
+from commands.cards.alert import alert_text, render_alert_card
 from commands.config import Watch
 from commands.watch_logic import Nothing, RaiseAlert, Remind, Resolve, decide, duration_words
 from tests.conftest import card_texts
@@ -141,7 +141,7 @@ def test_silenced_and_resolved_cards() -> None:
 
 
 ALERTING_COMMANDS = (
-    "commands.watch_logic, commands.alert_card, commands.alert_actions, "
+    "commands.watch_logic, commands.cards.alert, commands.alert_actions, "
     "commands.grafana_alert, commands.subscribe, commands.unsubscribe"
 )
 

@@ -1,4 +1,4 @@
-"""adapters.winrm against the lab over real loopback WinRM: transport, deadline, errors."""
+"""adapters.winrm.transport against the lab over real loopback WinRM: deadline, errors."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from adapters.errors import (
     InvalidName,
     RemoteScriptFailed,
 )
-from adapters.ps_scripts import JsonValue, ScriptOutput, parse_result
-from adapters.winrm import WinRMShell
+from adapters.winrm.scripts import JsonValue, ScriptOutput, parse_result
+from adapters.winrm.transport import WinRMShell
 from lab.core import Lab
 from lab.demo import DEMO_PASSWORD
 

@@ -1,0 +1,343 @@
+"""Prove an audit directory is whole, or name each damaged line and what happened to it.
+
+Rules (format in audit_chain.py), each problem is reported once, at the line it concerns:
+- malformed: a line that is not a chain record (bad JSON, missing fields, torn last line);
+- inserted: a record the chain does not run through — its seq is taken by the line the next
+  line links to, it sits at or before the retention anchor, or it lies after `.head`;
+- reordered: a record outside the longest run of increasing seq in file order (so a swap or a
+  moved line names the moved line, not every line after it);
+- deleted: seq numbers missing inside the chain, named at the line after the hole (malformed
+  lines standing in the hole account for it);
+- edited: a record whose content no longer matches its hash, or whose hash is not the one
+  the next line (or `.head`) links to (rewritten and re-hashed);
+- truncated: the log ends before the line `.head` records, `.head` is missing or unreadable,
+  or the writer left an `AuditTailMismatch` line because it found the tail cut.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+from adapters.audit.chain import (
+    ANCHOR_NAME,
+    GENESIS,
+    HEAD_NAME,
+    TAIL_MISMATCH_EVENT,
+    ChainPoint,
+    ChainStateError,
+    Head,
+    day_files,
+    parse_record,
+    read_anchor,
+    read_head,
+    record_hash,
+    split_lines,
+)
+
+ProblemKind = Literal["edited", "deleted", "inserted", "reordered", "malformed", "truncated"]
+
+
+class Problem(NamedTuple):
+    """One finding: `line` is 1-based in `file` (0 when the problem is a state file)."""
+
+    file: str
+    line: int
+    kind: ProblemKind
+    message: str
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """The verdict on one audit directory; `ok` iff there is no problem."""
+
+    directory: Path
+    lines: int
+    files: int
+    problems: tuple[Problem, ...]
+    last: ChainPoint | None
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclass(frozen=True)
+class _Entry:
+    index: int
+    file: str
+    line: int
+    record: dict[str, Any] | None
+    error: str | None
+    self_ok: bool = False
+    # The record's own seq, unless it fails its hash and the chain shows where it belongs.
+    seq: int = 0
+
+    @property
+    def hash(self) -> str:
+        assert self.record is not None
+        return str(self.record["hash"])
+
+    @property
+    def prev(self) -> str:
+        assert self.record is not None
+        return str(self.record["prev"])
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+def verify(directory: Path) -> VerifyReport:
+    """Check every line of every day file in `directory` against the chain and `.head`."""
+    problems: list[Problem] = []
+    try:
+        anchor = read_anchor(directory)
+    except ChainStateError as exc:
+        anchor = GENESIS
+        problems.append(Problem(ANCHOR_NAME, 0, "malformed", str(exc)))
+    # Files at or before the anchor were being pruned when a crash stopped the deletion.
+    files = [p for p in day_files(directory) if p.name > anchor.file]
+    try:
+        head: Head | None = read_head(directory)
+        head_error = None
+    except ChainStateError as exc:
+        head, head_error = None, str(exc)
+    entries = _read(files)
+    problems += [Problem(e.file, e.line, "malformed", e.error) for e in entries if e.error]
+    records = _place_edited([e for e in entries if e.record is not None], head)
+    chain, strays = _split_inserted(records, anchor)
+    problems += strays
+    problems += _reordered(chain)
+    by_seq = sorted(chain, key=lambda e: e.seq)
+    problems += _holes_and_links(by_seq, anchor, entries)
+    problems += [
+        Problem(e.file, e.line, "edited", "content does not match its hash")
+        for e in chain
+        if not e.self_ok
+    ]
+    problems += _against_head(head, head_error, by_seq, entries)
+    last = by_seq[-1] if by_seq else None
+    return VerifyReport(
+        directory=directory,
+        lines=len(entries),
+        files=len(files),
+        problems=tuple(sorted(problems, key=lambda p: (p.file, p.line, p.kind))),
+        last=None if last is None else ChainPoint(last.file, last.seq, last.hash),
+    )
+
+
+def _read(files: list[Path]) -> list[_Entry]:
+    entries: list[_Entry] = []
+    for path in files:
+        lines, fragment = split_lines(path.read_bytes())
+        for number, raw in enumerate(lines, 1):
+            parsed = parse_record(raw)
+            if isinstance(parsed, str):
+                entries.append(_Entry(len(entries), path.name, number, None, parsed))
+                continue
+            ok = record_hash(parsed) == parsed["hash"]
+            entries.append(_Entry(len(entries), path.name, number, parsed, None, ok, parsed["seq"]))
+        if fragment:
+            error = "incomplete last line (torn write or cut file)"
+            entries.append(_Entry(len(entries), path.name, len(lines) + 1, None, error))
+    return entries
+
+
+def _place_edited(records: list[_Entry], head: Head | None) -> list[_Entry]:
+    """Give a record that fails its hash the seq the chain shows for it — the next line
+    links to its hash, or `.head` names it — since its own `seq` may be the edited field."""
+    referrers = {e.prev: e for e in records if e.self_ok}
+    placed = []
+    for e in records:
+        referrer = referrers.get(e.hash)
+        if not e.self_ok and referrer is not None:
+            e = replace(e, seq=referrer.seq - 1)
+        elif not e.self_ok and head is not None and e.hash == head.hash:
+            e = replace(e, seq=head.seq)
+        placed.append(e)
+    return placed
+
+
+def _split_inserted(
+    records: list[_Entry], anchor: ChainPoint
+) -> tuple[list[_Entry], list[Problem]]:
+    """Keep one record per seq — the one the chain runs through — and name the others."""
+    groups: dict[int, list[_Entry]] = defaultdict(list)
+    for e in records:
+        groups[e.seq].append(e)
+    previous = {e.index: p for p, e in zip([None, *records], records, strict=False)}
+    strays: list[Problem] = []
+    chain: list[_Entry] = []
+    for e in records:
+        if e.seq <= anchor.seq:
+            msg = f"seq {e.seq} is at or before the retention anchor (seq {anchor.seq})"
+            strays.append(Problem(e.file, e.line, "inserted", msg))
+            continue
+        group = groups[e.seq]
+        if len(group) == 1:
+            chain.append(e)
+            continue
+
+        kept = max(group, key=lambda c: _fit(c, groups, previous[c.index], anchor))
+        if e is kept:
+            chain.append(e)
+        else:
+            msg = f"not part of the chain: seq {e.seq} belongs to {kept.where}"
+            strays.append(Problem(e.file, e.line, "inserted", msg))
+    return chain, strays
+
+
+def _fit(
+    c: _Entry, groups: dict[int, list[_Entry]], before: _Entry | None, anchor: ChainPoint
+) -> tuple[bool, bool, bool, bool, int]:
+    """How well `c` fits its place: linked to by the next seq, linking to the previous one,
+    matching its own hash, right after the previous seq in the file; earliest wins ties."""
+    linked_in = c.seq == anchor.seq + 1 and c.prev == anchor.hash
+    linked_in = linked_in or any(c.prev == p.hash for p in groups.get(c.seq - 1, []))
+    return (
+        any(n.prev == c.hash for n in groups.get(c.seq + 1, [])),
+        linked_in,
+        c.self_ok,
+        before is not None and before.seq == c.seq - 1,
+        -c.index,
+    )
+
+
+def _reordered(chain: list[_Entry]) -> list[Problem]:
+    """Name the records outside the longest increasing run of seq (file order)."""
+    tails: list[int] = []  # seq ending the best run of each length
+    tail_at: list[int] = []  # position in `chain` of that seq
+    parent = [-1] * len(chain)
+    for i, e in enumerate(chain):
+        k = bisect.bisect_left(tails, e.seq)
+        parent[i] = tail_at[k - 1] if k else -1
+        if k == len(tails):
+            tails.append(e.seq)
+            tail_at.append(i)
+        else:
+            tails[k], tail_at[k] = e.seq, i
+    keep: set[int] = set()
+    i = tail_at[-1] if tail_at else -1
+    while i >= 0:
+        keep.add(i)
+        i = parent[i]
+    by_seq = {e.seq: e for e in chain}
+    problems = []
+    for i, e in enumerate(chain):
+        if i not in keep:
+            after = by_seq.get(e.seq - 1)
+            belongs = f"; it belongs after {after.where}" if after else ""
+            msg = f"seq {e.seq} is out of order{belongs}"
+            problems.append(Problem(e.file, e.line, "reordered", msg))
+    return problems
+
+
+def _holes_and_links(
+    by_seq: list[_Entry], anchor: ChainPoint, entries: list[_Entry]
+) -> list[Problem]:
+    problems: list[Problem] = []
+    before: _Entry | None = None
+    for e in by_seq:
+        prev_seq, prev_hash = (before.seq, before.hash) if before else (anchor.seq, anchor.hash)
+        missing = e.seq - prev_seq - 1
+        assert e.record is not None
+        if e.record["event"] == TAIL_MISMATCH_EVENT:
+            problems.append(_marker_problem(e, prev_seq, missing))
+        elif missing > 0:
+            lo = before.index if before else -1
+            stand_ins = sum(1 for x in entries if x.error and lo < x.index < e.index)
+            if missing > stand_ins:
+                hint = " (a whole day file may be gone)" if e.line == 1 else ""
+                span = f"seq {prev_seq + 1}" + (f"..{e.seq - 1}" if missing > 1 else "")
+                msg = f"{missing} line(s) missing before this line ({span}){hint}"
+                problems.append(Problem(e.file, e.line, "deleted", msg))
+        elif e.prev != prev_hash:
+            if before is None:
+                msg = "the first line does not link to the start of the log"
+                problems.append(Problem(e.file, e.line, "edited", msg))
+            elif before.self_ok:
+                msg = f"rewritten and re-hashed: the next line ({e.where}) links to another hash"
+                problems.append(Problem(before.file, before.line, "edited", msg))
+        before = e
+    return problems
+
+
+def _marker_problem(e: _Entry, prev_seq: int, missing: int) -> Problem:
+    assert e.record is not None
+    detail = e.record.get("detail")
+    reason = detail.get("reason") if isinstance(detail, dict) else None
+    msg = f"the writer found the log cut short here ({reason or 'no reason given'})"
+    if missing > 0:
+        msg += f"; seq {prev_seq + 1}..{e.seq - 1} are gone"
+    return Problem(e.file, e.line, "truncated", msg)
+
+
+def _against_head(
+    head: Head | None, head_error: str | None, by_seq: list[_Entry], entries: list[_Entry]
+) -> list[Problem]:
+    if head_error is not None:
+        return [Problem(HEAD_NAME, 0, "truncated", f"{head_error}: the end of the log is unproven")]
+    last = by_seq[-1] if by_seq else None
+    if head is None:
+        if last is None:
+            return []
+        end = entries[-1]
+        msg = f"{HEAD_NAME} is missing: the end of the log cannot be proven"
+        return [Problem(end.file, end.line + 1, "truncated", msg)]
+    if last is None or last.seq < head.seq:
+        in_file = [e.line for e in entries if e.file == head.file]
+        line = max(in_file, default=0) + 1
+        ends = f"ends at seq {last.seq}" if last else "is empty"
+        msg = (
+            f"{head.seq - (last.seq if last else 0)} line(s) missing at the end: "
+            f"{HEAD_NAME} records seq {head.seq} in {head.file}, the log {ends}"
+        )
+        return [Problem(head.file, line, "truncated", msg)]
+    problems = [
+        Problem(
+            e.file,
+            e.line,
+            "inserted",
+            f"after the last line the writer recorded (seq {head.seq}): written by something "
+            "else, or the writer stopped before updating " + HEAD_NAME,
+        )
+        for e in by_seq
+        if e.seq > head.seq
+    ]
+    at_head = next((e for e in by_seq if e.seq == head.seq), None)
+    if at_head is not None and at_head.hash != head.hash and at_head.self_ok:
+        msg = f"rewritten and re-hashed: {HEAD_NAME} records another hash for seq {head.seq}"
+        problems.append(Problem(at_head.file, at_head.line, "edited", msg))
+    return problems
+
+
+def format_report(report: VerifyReport) -> str:
+    """The report as the CLI prints it: a verdict line, then one line per problem."""
+    where = f"Audit log {report.directory}"
+    if report.ok:
+        if report.last is None:
+            return f"{where}: OK — no lines yet."
+        return (
+            f"{where}: OK — {report.lines} lines in {report.files} file(s); chain intact "
+            f"to seq {report.last.seq} (hash {report.last.hash[:16]}…)."
+        )
+    out = [
+        f"{where}: FAILED — {len(report.problems)} problem(s) in {report.lines} lines, "
+        f"{report.files} file(s):"
+    ]
+    out += [f"  {p.file}:{p.line}  {p.kind:<9}  {p.message}" for p in report.problems]
+    return "\n".join(out)
+
+
+def main_verify(directory: Path) -> int:
+    """`mcms-bot audit verify`: print the report; exit code 0 when intact, 1 otherwise."""
+    if not directory.is_dir():
+        print(f"Audit log {directory}: no such directory (check paths.audit_dir)")
+        return 1
+    report = verify(directory)
+    print(format_report(report))
+    return 0 if report.ok else 1

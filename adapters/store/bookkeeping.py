@@ -1,0 +1,92 @@
+"""What the approval flow and the executor read and write beyond the once-only decisions.
+
+Invariant: the once-only transitions stay in store_runs (single statements); these are the
+bookkeeping updates around them — card ids, a run's end, cancel requests, the expiry sweep.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from adapters.store.rows import Request, Run, from_row, to_text
+from adapters.store.runs import RunStore
+from adapters.store.schema import RUN_STATES
+
+
+class ExecStore(RunStore):
+    async def set_card_activity(self, request_id: str, activity_id: str) -> None:
+        """Remember the message that holds the approval card, so everyone's copy can be edited."""
+        await self._write(
+            "UPDATE requests SET card_activity_id = ? WHERE id = ?", (activity_id, request_id)
+        )
+
+    async def expired_pending(self, now: datetime) -> list[Request]:
+        rows = await self._rows(
+            "SELECT * FROM requests WHERE state = 'pending' AND expires_at IS NOT NULL"
+            " AND expires_at <= ? ORDER BY expires_at",
+            (to_text(now),),
+        )
+        return [from_row(Request, r) for r in rows]
+
+    async def count_requests(self, state: str) -> int:
+        row = await self._row("SELECT COUNT(*) AS n FROM requests WHERE state = ?", (state,))
+        return int(row["n"]) if row else 0
+
+    async def get_run(self, run_id: str) -> Run | None:
+        row = await self._row("SELECT * FROM runs WHERE id = ?", (run_id,))
+        return None if row is None else from_row(Run, row)
+
+    async def run_for_request(self, request_id: str) -> Run | None:
+        row = await self._row("SELECT * FROM runs WHERE request_id = ?", (request_id,))
+        return None if row is None else from_row(Run, row)
+
+    async def set_progress_activity(self, run_id: str, activity_id: str) -> None:
+        await self._write(
+            "UPDATE runs SET progress_activity_id = ? WHERE id = ?", (activity_id, run_id)
+        )
+
+    async def finish_run(
+        self, run_id: str, state: str, at: datetime, error: str | None = None
+    ) -> bool:
+        """End a running run; False if it was not running (it ended already)."""
+        if state not in RUN_STATES or state == "running":
+            raise ValueError(f"a run cannot finish as {state!r}")
+        return (
+            await self._write(
+                "UPDATE runs SET state = ?, finished_at = ?, error = ?"
+                " WHERE id = ? AND state = 'running'",
+                (state, to_text(at), error, run_id),
+            )
+            == 1
+        )
+
+    async def request_cancel(self, run_id: str, by: str, at: datetime) -> bool:
+        """Flag a running run for cancellation at its next step boundary (first flag wins)."""
+        return (
+            await self._write(
+                "UPDATE runs SET cancel_requested_by = ?, cancel_requested_at = ?"
+                " WHERE id = ? AND state = 'running' AND cancel_requested_by IS NULL",
+                (by, to_text(at), run_id),
+            )
+            == 1
+        )
+
+    async def list_steps(self, run_id: str) -> list[tuple[int, str, int | None, str | None]]:
+        """(index, state, duration_ms, error) of each recorded step, in order."""
+        rows = await self._rows(
+            "SELECT idx, state, duration_ms, error FROM steps WHERE run_id = ? ORDER BY idx",
+            (run_id,),
+        )
+        return [(r["idx"], r["state"], r["duration_ms"], r["error"]) for r in rows]
+
+    async def approved_without_run(self) -> list[Request]:
+        """Requests approved but never started (the process died in between)."""
+        rows = await self._rows(
+            "SELECT * FROM requests q WHERE q.state = 'approved'"
+            " AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.request_id = q.id)"
+        )
+        return [from_row(Request, r) for r in rows]
+
+    async def prune_smoke_results(self, before: datetime) -> int:
+        """Delete smoke results older than `before` (the watcher writes one per run)."""
+        return await self._write("DELETE FROM smoke_results WHERE at < ?", (to_text(before),))

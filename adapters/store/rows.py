@@ -1,0 +1,148 @@
+"""The rows the store hands out, and the one time format it keeps on disk.
+
+Invariants: every datetime in the database is `to_text(aware)` — UTC, `+00:00`, microseconds
+— so text order is time order; every datetime handed out is aware. Rows are frozen: a change
+goes through a Store method, never through a mutated object.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from adapters.clock import require_aware
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+
+def to_text(value: datetime) -> str:
+    return require_aware(value).astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def from_text(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+@dataclass(frozen=True)
+class SmokeRecord:
+    environment: str
+    passed: bool
+    results: list[dict[str, Any]]
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One entry of an environment's history; `stable` once its post-deploy smoke passed."""
+
+    id: int
+    environment: str
+    version: str
+    sha256: str
+    deployed_at: datetime
+    stable: bool
+    stable_at: datetime | None
+    run_id: str | None
+
+
+@dataclass(frozen=True)
+class LockResult:
+    """Who holds an environment lock; `acquired` is True only for the try_lock that took it
+    (or that already held it with the same run id)."""
+
+    acquired: bool
+    holder_run_id: str | None
+    holder_name: str | None
+    since: datetime | None
+
+
+@dataclass(frozen=True)
+class ConversationRef:
+    """A stored Bot Framework conversation reference (JSON) for proactive posts."""
+
+    conversation_id: str
+    ref_json: str
+    kind: str
+    service_url: str
+    tenant_id: str | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Request:
+    """An approval request bound to one plan (`plan_hash`); states: docs/architecture.md."""
+
+    id: str
+    environment: str
+    command: str
+    plan_json: str
+    plan_hash: str
+    requester_name: str
+    state: str
+    created_at: datetime
+    version: str | None = None
+    current_version: str | None = None
+    requester_id: str | None = None
+    conversation_id: str | None = None
+    card_activity_id: str | None = None
+    expires_at: datetime | None = None
+    decided_by_name: str | None = None
+    decided_by_id: str | None = None
+    decided_at: datetime | None = None
+    reason: str | None = None
+    # Where the request came from when not typed in chat, e.g. "alert:<incident id>".
+    origin: str | None = None
+
+
+@dataclass(frozen=True)
+class Run:
+    """The execution of one approved request."""
+
+    id: str
+    request_id: str
+    environment: str
+    state: str
+    started_at: datetime
+    current_step: str | None = None
+    conversation_id: str | None = None
+    progress_activity_id: str | None = None
+    cancel_requested_by: str | None = None
+    cancel_requested_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class InterruptedRun:
+    """A run found `running` at start: now `interrupted`; what to tell, and where."""
+
+    run_id: str
+    request_id: str
+    environment: str
+    current_step: str | None
+    last_completed_step: str | None
+    conversation_id: str | None
+    progress_activity_id: str | None
+
+
+Row = TypeVar("Row", bound="DataclassInstance")
+
+
+def from_row(cls: type[Row], row: sqlite3.Row) -> Row:
+    """Build a row object from the columns of the same names (`*_at`/`since`: times)."""
+    values: dict[str, Any] = {}
+    for f in fields(cls):
+        value = row[f.name]
+        if value is not None and (f.name.endswith("_at") or f.name == "since"):
+            value = from_text(value)
+        elif f.type in ("bool", "bool | None") and value is not None:
+            value = bool(value)
+        values[f.name] = value
+    return cls(**values)
+
+
+def column_names(cls: type[DataclassInstance]) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))

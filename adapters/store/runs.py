@@ -1,0 +1,188 @@
+"""Approval workflow state: environment locks, requests, runs and their steps.
+
+Invariant: each once-only decision is one statement or one IMMEDIATE transaction — taking a
+lock, moving a request out of a state, creating a request's run (UNIQUE request_id) — so it
+holds across connections and processes, not only across the tasks of one Store.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Collection
+from dataclasses import astuple
+from datetime import datetime
+
+from adapters.store.db import StoreBase, sql_value
+from adapters.store.rows import (
+    InterruptedRun,
+    LockResult,
+    Request,
+    Run,
+    column_names,
+    from_row,
+    from_text,
+    to_text,
+)
+from adapters.store.schema import REQUEST_STATES, STEP_STATES
+
+# Columns a transition may set besides `state`: named here so **fields never reaches SQL.
+TRANSITION_FIELDS = frozenset(
+    {"card_activity_id", "decided_by_name", "decided_by_id", "decided_at", "reason"}
+)
+
+
+class RunStore(StoreBase):
+    """Locks, requests, runs and steps (see the module invariant)."""
+
+    # --- environment locks -----------------------------------------------------------------
+
+    async def try_lock(self, environment: str, run_id: str, holder: str) -> LockResult:
+        """Take the environment's lock for `run_id`, or report who holds it (never raises)."""
+        async with self._tx() as conn:
+            await conn.execute(
+                "INSERT INTO env_locks (environment, run_id, holder_name, since)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (environment) DO NOTHING",
+                (environment, run_id, holder, to_text(self._clock())),
+            )
+            async with conn.execute(
+                "SELECT * FROM env_locks WHERE environment = ?", (environment,)
+            ) as cursor:
+                row = await cursor.fetchone()
+        assert row is not None
+        return _lock_result(row, acquired=row["run_id"] == run_id)
+
+    async def release_lock(self, environment: str, run_id: str) -> bool:
+        """Release the lock if `run_id` holds it; False when it did not."""
+        return (
+            await self._write(
+                "DELETE FROM env_locks WHERE environment = ? AND run_id = ?", (environment, run_id)
+            )
+            == 1
+        )
+
+    async def lock_holder(self, environment: str) -> LockResult | None:
+        """The current holder (acquired=False: this call took nothing), or None when free."""
+        row = await self._row("SELECT * FROM env_locks WHERE environment = ?", (environment,))
+        return None if row is None else _lock_result(row, acquired=False)
+
+    # --- requests, runs, steps -------------------------------------------------------------
+
+    async def create_request(self, request: Request) -> None:
+        await self._insert("requests", request)
+
+    async def get_request(self, request_id: str) -> Request | None:
+        row = await self._row("SELECT * FROM requests WHERE id = ?", (request_id,))
+        return None if row is None else from_row(Request, row)
+
+    async def transition_request(
+        self,
+        request_id: str,
+        from_states: Collection[str],
+        to_state: str,
+        **fields: str | datetime | None,
+    ) -> bool:
+        """Move the request to `to_state` iff it is in one of `from_states`, in ONE UPDATE;
+        True for exactly one of any number of concurrent callers (the double-click guard)."""
+        unknown = {to_state, *from_states} - set(REQUEST_STATES)
+        bad_fields = set(fields) - TRANSITION_FIELDS
+        if unknown or bad_fields or not from_states:
+            raise ValueError(f"bad transition: states {unknown or '-'}, fields {bad_fields or '-'}")
+        sets = "".join(f", {name} = ?" for name in fields)
+        marks = ", ".join("?" for _ in from_states)
+        return (
+            await self._write(
+                f"UPDATE requests SET state = ?{sets} WHERE id = ? AND state IN ({marks})",  # noqa: S608
+                (to_state, *map(sql_value, fields.values()), request_id, *from_states),
+            )
+            == 1
+        )
+
+    async def create_run(self, run: Run) -> None:
+        """Insert the run; IntegrityError if its request already has one (one run each)."""
+        await self._insert("runs", run)
+
+    async def record_step(
+        self,
+        run_id: str,
+        idx: int,
+        name: str,
+        state: str,
+        *,
+        started_at: datetime | None = None,
+        finished_at: datetime | None = None,
+        duration_ms: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Insert or update step `idx` of a run; a running step becomes the run's current."""
+        if state not in STEP_STATES:
+            raise ValueError(f"unknown step state {state!r}")
+        async with self._tx() as conn:
+            await conn.execute(
+                "INSERT INTO steps (run_id, idx, name, state, started_at, finished_at,"
+                " duration_ms, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (run_id, idx) DO UPDATE SET name = excluded.name,"
+                " state = excluded.state,"
+                " started_at = COALESCE(excluded.started_at, steps.started_at),"
+                " finished_at = excluded.finished_at, duration_ms = excluded.duration_ms,"
+                " error = excluded.error",
+                (run_id, idx, name, state, *map(sql_value, (started_at, finished_at)),
+                 duration_ms, error),
+            )  # fmt: skip
+            if state == "running":
+                await conn.execute("UPDATE runs SET current_step = ? WHERE id = ?", (name, run_id))
+
+    async def mark_running_runs_interrupted(self) -> list[InterruptedRun]:
+        """At start, before the executor takes work: every `running` run (and its request
+        and running step) becomes `interrupted`, and every environment lock is released —
+        no run of this process can hold one yet."""
+        now = to_text(self._clock())
+        async with self._tx() as conn:
+            async with conn.execute(
+                "SELECT r.*, (SELECT name FROM steps s WHERE s.run_id = r.id AND"
+                " s.state = 'passed' ORDER BY s.idx DESC LIMIT 1) AS last_completed_step"
+                " FROM runs r WHERE r.state = 'running' ORDER BY r.started_at"
+            ) as cursor:
+                rows = list(await cursor.fetchall())
+            await conn.execute(
+                "UPDATE steps SET state = 'interrupted', finished_at = ? WHERE state = 'running'"
+                " AND run_id IN (SELECT id FROM runs WHERE state = 'running')",
+                (now,),
+            )
+            await conn.execute(
+                "UPDATE requests SET state = 'interrupted' WHERE state = 'running'"
+                " AND id IN (SELECT request_id FROM runs WHERE state = 'running')"
+            )
+            await conn.execute(
+                "UPDATE runs SET state = 'interrupted', finished_at = ? WHERE state = 'running'",
+                (now,),
+            )
+            await conn.execute("DELETE FROM env_locks")
+        return [
+            InterruptedRun(
+                run_id=r["id"],
+                request_id=r["request_id"],
+                environment=r["environment"],
+                current_step=r["current_step"],
+                last_completed_step=r["last_completed_step"],
+                conversation_id=r["conversation_id"],
+                progress_activity_id=r["progress_activity_id"],
+            )
+            for r in rows
+        ]
+
+    async def _insert(self, table: str, row: Request | Run) -> None:
+        names = column_names(type(row))
+        marks = ", ".join(["?"] * len(names))
+        await self._write(
+            f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks})",  # noqa: S608
+            [sql_value(v) for v in astuple(row)],
+        )
+
+
+def _lock_result(row: sqlite3.Row, *, acquired: bool) -> LockResult:
+    return LockResult(
+        acquired=acquired,
+        holder_run_id=row["run_id"],
+        holder_name=row["holder_name"],
+        since=from_text(row["since"]),
+    )

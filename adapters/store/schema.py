@@ -1,0 +1,234 @@
+"""The SQLite schema as an ordered list of migrations, versioned by `PRAGMA user_version`.
+
+Invariants: migration N brings a database from version N-1 to N inside one write
+transaction (DDL and the version bump commit together or not at all); migrations are never
+edited once released — a change is a new migration appended to MIGRATIONS; a database newer
+than the code refuses to open (StoreVersionError) instead of being written by code that does
+not know its shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiosqlite
+
+REQUEST_STATES = (
+    "pending",
+    "approved",
+    "running",
+    "succeeded",
+    "failed",
+    "cancelled",
+    "interrupted",
+    "rejected",
+    "expired",
+    # Approved, but the plan changed before it ran (new package, other hosts): never runs.
+    "void",
+)
+RUN_STATES = ("running", "succeeded", "failed", "cancelled", "interrupted")
+STEP_STATES = ("pending", "running", "passed", "failed", "skipped", "cancelled", "interrupted")
+
+
+def _one_of(column: str, values: Sequence[str]) -> str:
+    return f"CHECK ({column} IN ({', '.join(repr(v) for v in values)}))"
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+# Times are ISO 8601 text in UTC with offset and microseconds (adapters.store.rows.to_text):
+# one fixed width, so text order is time order and SQL can compare them.
+_V1 = (
+    f"""CREATE TABLE requests (
+        id TEXT PRIMARY KEY,
+        environment TEXT NOT NULL,
+        command TEXT NOT NULL,
+        version TEXT,
+        current_version TEXT,
+        plan_json TEXT NOT NULL,
+        plan_hash TEXT NOT NULL,
+        requester_name TEXT NOT NULL,
+        requester_id TEXT,
+        conversation_id TEXT,
+        card_activity_id TEXT,
+        state TEXT NOT NULL {_one_of("state", REQUEST_STATES)},
+        created_at TEXT NOT NULL,
+        expires_at TEXT,
+        decided_by_name TEXT,
+        decided_by_id TEXT,
+        decided_at TEXT,
+        reason TEXT,
+        origin TEXT
+    )""",
+    # The expiry sweep and "pending approvals" gauge read by state.
+    "CREATE INDEX requests_by_state ON requests (state, expires_at)",
+    "CREATE INDEX requests_by_environment ON requests (environment, created_at)",
+    f"""CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        -- UNIQUE: a request yields at most one run, whatever the clicks and retries.
+        request_id TEXT NOT NULL UNIQUE REFERENCES requests (id),
+        environment TEXT NOT NULL,
+        state TEXT NOT NULL {_one_of("state", RUN_STATES)},
+        current_step TEXT,
+        conversation_id TEXT,
+        progress_activity_id TEXT,
+        cancel_requested_by TEXT,
+        cancel_requested_at TEXT,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        error TEXT
+    )""",
+    "CREATE INDEX runs_by_state ON runs (state)",
+    f"""CREATE TABLE steps (
+        run_id TEXT NOT NULL REFERENCES runs (id),
+        idx INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        state TEXT NOT NULL {_one_of("state", STEP_STATES)},
+        started_at TEXT,
+        finished_at TEXT,
+        duration_ms INTEGER,
+        error TEXT,
+        detail_json TEXT,
+        PRIMARY KEY (run_id, idx)
+    )""",
+    # id orders the history: two deployments within one clock tick stay in order.
+    """CREATE TABLE deployments (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        environment TEXT NOT NULL,
+        version TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        deployed_at TEXT NOT NULL,
+        stable INTEGER NOT NULL DEFAULT 0 CHECK (stable IN (0, 1)),
+        stable_at TEXT,
+        run_id TEXT
+    )""",
+    "CREATE INDEX deployments_by_environment ON deployments (environment, id)",
+    """CREATE TABLE conversation_refs (
+        conversation_id TEXT PRIMARY KEY,
+        ref_json TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        service_url TEXT NOT NULL,
+        tenant_id TEXT,
+        updated_at TEXT NOT NULL
+    )""",
+    # Which conversations get an environment's alerts (subscribe / unsubscribe).
+    """CREATE TABLE subscriptions (
+        environment TEXT NOT NULL,
+        conversation_id TEXT NOT NULL REFERENCES conversation_refs (conversation_id),
+        subscribed_by TEXT,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (environment, conversation_id)
+    )""",
+    """CREATE TABLE watch_state (
+        environment TEXT PRIMARY KEY,
+        consecutive_failures INTEGER NOT NULL DEFAULT 0,
+        failing_since TEXT,
+        last_run_at TEXT,
+        last_passed INTEGER CHECK (last_passed IN (0, 1)),
+        updated_at TEXT NOT NULL
+    )""",
+    """CREATE TABLE alerts (
+        id TEXT PRIMARY KEY,
+        environment TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('open', 'resolved')),
+        opened_at TEXT NOT NULL,
+        resolved_at TEXT,
+        conversation_id TEXT,
+        card_activity_id TEXT,
+        last_reminder_at TEXT,
+        silenced_until TEXT,
+        silenced_by TEXT,
+        silence_reason TEXT,
+        opsgenie_alias TEXT,
+        opsgenie_state TEXT,
+        detail_json TEXT
+    )""",
+    # At most one open incident per environment: a restart cannot raise a duplicate alert.
+    "CREATE UNIQUE INDEX alerts_one_open ON alerts (environment) WHERE state = 'open'",
+    """CREATE TABLE env_locks (
+        environment TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        holder_name TEXT NOT NULL,
+        since TEXT NOT NULL
+    )""",
+    """CREATE TABLE smoke_results (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        environment TEXT NOT NULL,
+        at TEXT NOT NULL,
+        passed INTEGER NOT NULL CHECK (passed IN (0, 1)),
+        results_json TEXT NOT NULL,
+        run_id TEXT
+    )""",
+    "CREATE INDEX smoke_by_environment ON smoke_results (environment, id)",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "requests, runs, steps, deployments, conversations, watcher, locks, smoke", _V1),
+)
+
+
+class StoreError(Exception):
+    """The database cannot be used (not SQLite, unreadable, wrong version).
+
+    StoreError
+    └── StoreVersionError — written by a newer mcms-bot
+    """
+
+
+class StoreVersionError(StoreError):
+    """The database was written by a newer mcms-bot; this one must not touch it."""
+
+
+def _refuse_newer(current: int, newest: int, path: Path) -> None:
+    if current > newest:
+        raise StoreVersionError(
+            f"{path} has schema version {current}, but this mcms-bot knows versions up to "
+            f"{newest}: it was written by a newer release. Run that release, or restore a "
+            "backup made before the upgrade. Refusing to start."
+        )
+
+
+async def schema_version(conn: aiosqlite.Connection) -> int:
+    async with conn.execute("PRAGMA user_version") as cursor:
+        row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def refuse_newer(
+    conn: aiosqlite.Connection, path: Path, migrations: Sequence[Migration] = MIGRATIONS
+) -> None:
+    """Raise StoreVersionError when the database is newer than `migrations` know."""
+    _refuse_newer(await schema_version(conn), len(migrations), path)
+
+
+async def migrate(
+    conn: aiosqlite.Connection, path: Path, migrations: Sequence[Migration] = MIGRATIONS
+) -> int:
+    """Bring the database to the newest version; return it. `conn` is in autocommit mode."""
+    newest = len(migrations)
+    if [m.version for m in migrations] != list(range(1, newest + 1)):
+        raise ValueError("migrations must be numbered 1, 2, 3… in order")
+    _refuse_newer(await schema_version(conn), newest, path)
+    for migration in migrations:
+        # IMMEDIATE takes the write lock before reading the version, so two processes
+        # starting together cannot both apply the same migration.
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            current = await schema_version(conn)
+            _refuse_newer(current, newest, path)
+            if current < migration.version:
+                for statement in migration.statements:
+                    await conn.execute(statement)
+                await conn.execute(f"PRAGMA user_version = {migration.version}")
+            await conn.execute("COMMIT")
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+    return newest

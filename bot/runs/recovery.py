@@ -1,0 +1,127 @@
+"""What happens at start: recovering from a process that died.
+
+Before the executor takes work: every run left `running` by a dead process is marked
+`interrupted`, its lock released, its card and conversation told (with the last completed
+step); an approval that never became a run is marked `interrupted` too.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from adapters.store.rows import InterruptedRun, Request
+from bot.ports import Reporter
+from commands.cards.run import RunView, render_run_card
+from commands.context import Services
+from commands.plan import Plan
+
+log = logging.getLogger(__name__)
+
+
+async def _record_interrupted(services: Services, run: InterruptedRun) -> None:
+    request = await services.store.get_request(run.request_id)
+    await services.audit.append(
+        "Interrupted",
+        environment=run.environment,
+        request_id=run.request_id,
+        run_id=run.run_id,
+        step=run.current_step,
+        status="interrupted",
+        detail={"last_completed_step": run.last_completed_step or "none"},
+    )
+    if request is not None:
+        await services.timeline.append(
+            f"{request.command} {run.environment} → {request.version} interrupted by a "
+            f"restart ({run.run_id}, during {run.current_step or 'start'})"
+        )
+
+
+def _note(run: InterruptedRun) -> str:
+    return (
+        f"Interrupted by a bot restart during step '{run.current_step or 'starting'}' "
+        f"(last completed: {run.last_completed_step or 'none'}). The {run.environment} lock "
+        f"is released. Check `status {run.environment}` before retrying: hosts are as that "
+        "step left them."
+    )
+
+
+async def _tell_interrupted(services: Services, reporter: Reporter, run: InterruptedRun) -> None:
+    request = await services.store.get_request(run.request_id)
+    if request is None or not run.conversation_id:
+        return
+    plan = Plan.from_json(request.plan_json)
+    stored = await services.store.get_run(run.run_id)
+    view = RunView.start(
+        run.run_id,
+        request.id,
+        plan,
+        request.requester_name,
+        request.decided_by_name or "?",
+        stored.started_at if stored else services.now(),
+    )
+    for index, state, duration_ms, error in await services.store.list_steps(run.run_id):
+        if index < len(view.steps):
+            view = view.with_step(index, state=state, duration_ms=duration_ms, error=error)
+    view = view.finish("interrupted", services.now(), _note(run))
+    if run.progress_activity_id:
+        card = render_run_card(view, services.config.tz)
+        await reporter.update(
+            run.conversation_id,
+            run.progress_activity_id,
+            f"{run.run_id}: interrupted",
+            card,
+            final=True,
+        )
+    await reporter.post(
+        run.conversation_id,
+        f"⚠️ {run.run_id} ({plan.kind} {run.environment} → {plan.target_version}): {_note(run)}",
+        None,
+    )
+
+
+@dataclass(frozen=True)
+class Recovered:
+    """What a dead process left, now settled in the store and the audit; still to be told."""
+
+    runs: list[InterruptedRun]
+    requests: list[Request]
+
+    async def tell(self, services: Services, reporter: Reporter) -> None:
+        """Tell each conversation; slow or failing chat must not hold up the bot's start."""
+        for run in self.runs:
+            try:
+                await _tell_interrupted(services, reporter, run)
+            except Exception:
+                log.exception("could not report interrupted run %s", run.run_id)
+        for request in self.requests:
+            if request.conversation_id:
+                await reporter.post(
+                    request.conversation_id,
+                    f"⚠️ {request.id} was approved but the bot restarted before it ran; "
+                    f"nothing ran. Ask again with `{request.command} {request.environment}`.",
+                    None,
+                )
+
+
+async def recover(services: Services) -> Recovered:
+    """Settle what a dead process left behind, before the executor takes any work."""
+    interrupted = await services.store.mark_running_runs_interrupted()
+    for run in interrupted:
+        await _record_interrupted(services, run)
+    never_ran = []
+    for request in await services.store.approved_without_run():
+        if await services.store.transition_request(
+            request.id, ["approved"], "interrupted", reason="bot restarted before the run began"
+        ):
+            never_ran.append(request)
+            await services.audit.append(
+                "Interrupted",
+                environment=request.environment,
+                request_id=request.id,
+                status="interrupted",
+                detail={
+                    "note": "approved, but the bot restarted before the run began; nothing ran"
+                },
+            )
+    return Recovered(interrupted, never_ran)

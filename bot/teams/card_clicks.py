@@ -1,0 +1,102 @@
+"""Card clicks: Approve / Reject on an approval card → a decision, the card for everyone, a run.
+
+The invoke is answered at once with the card the clicker should see; everyone else's copy
+is edited through the outbound queue; an approval hands the request to the executor and
+returns without waiting for it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.ports import Reporter, RunSubmitter
+from bot.teams.activities import CardActionError, CardActionHandler, CardActionResult, CardReply
+from commands.approvals import decide
+from commands.cards.alert import ALERT_VERBS
+from commands.cards.approval import render_approval_card
+from commands.context import Services
+from commands.types import Actor
+
+DECISION_VERBS = ("approve", "reject")
+
+
+class CardActions:
+    """The CardActionHandler the Teams edge calls for `adaptiveCard/action` and Submit."""
+
+    def __init__(
+        self,
+        services: Services,
+        submit_run: RunSubmitter,
+        reporter: Reporter,
+        alert_actions: CardActionHandler | None = None,
+    ) -> None:
+        self._services = services
+        self._submit_run = submit_run
+        self._reporter = reporter
+        self._alert_actions = alert_actions  # the alert card's verbs (bot/watch/alert_clicks.py)
+
+    async def __call__(
+        self,
+        verb: str,
+        data: dict[str, Any],
+        actor: Actor,
+        tenant_id: str | None,
+        conversation_id: str,
+        reply_to_id: str | None,
+        correlation_id: str,
+    ) -> CardActionResult:
+        if verb in ALERT_VERBS and self._alert_actions is not None:
+            return await self._alert_actions(
+                verb, data, actor, tenant_id, conversation_id, reply_to_id, correlation_id
+            )
+        if verb not in DECISION_VERBS:
+            await self._services.audit.append(
+                "DecisionRefused",
+                actor={"name": actor.name, "aad_object_id": actor.aad_object_id},
+                status="BadRequest",
+                detail={"verb": verb[:40], "correlation_id": correlation_id},
+            )
+            return CardActionError("BadRequest", "This button is not one I know; nothing was run.")
+        decision = await decide(self._services, verb, data, actor, tenant_id)
+        request, plan = decision.request, decision.plan
+        card = (
+            render_approval_card(request, plan, self._services.config.tz, self._services.now())
+            if request is not None and plan is not None
+            else None
+        )
+        if decision.outcome in ("refused", "expired"):
+            if decision.outcome == "expired" and card is not None and request is not None:
+                await self._edit_for_everyone(
+                    request.conversation_id,
+                    request.card_activity_id or reply_to_id,
+                    card,
+                    f"{request.id}: expired",
+                )
+            return CardActionError(decision.code, decision.message)
+        if request is None or card is None:  # only refusals come without a request
+            return CardActionError("NotFound", "That request no longer exists.")
+        if decision.outcome in ("approved", "rejected"):
+            await self._edit_for_everyone(
+                request.conversation_id,
+                request.card_activity_id or reply_to_id,
+                card,
+                f"{request.id}: {request.state}",
+            )
+        if decision.outcome == "approved" and not self._submit_run(request):
+            return CardActionError(
+                "Unavailable",
+                "The bot is shutting down; the request is approved but will not run now. "
+                "Ask again after the restart.",
+                status_code=503,
+            )
+        return CardReply(card)
+
+    async def _edit_for_everyone(
+        self,
+        conversation_id: str | None,
+        activity_id: str | None,
+        card: dict[str, Any],
+        text: str,
+    ) -> None:
+        if conversation_id and activity_id:
+            await self._reporter.update(conversation_id, activity_id, text, card, final=True)

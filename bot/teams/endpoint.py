@@ -1,0 +1,102 @@
+"""POST /api/messages: check the body, let CloudAdapter authenticate and run the turn.
+
+Bodies that are not activities get a 400 here (stock CloudAdapter answers 500 for them);
+authentication failures are 401 (bot/teams/auth.py); a failed turn is logged with its correlation
+id and answered with an apology, never re-raised (a 5xx would make the channel resend it).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from aiohttp import web
+from botbuilder.core import InvokeResponse, TurnContext
+from botbuilder.integration.aiohttp import CloudAdapter
+from botbuilder.schema import Activity, ActivityTypes
+
+from bot.teams.activities import CardActionError, TeamsBot, apology, correlation_id_of, invoke_body
+from bot.teams.auth import StrictBotFrameworkAuthentication
+
+log = logging.getLogger(__name__)
+
+
+async def _on_turn_error(turn_context: TurnContext, error: Exception) -> None:
+    """Last resort for a failed turn: log with the correlation id, apologise, never re-raise.
+
+    Not re-raising keeps the HTTP answer a 2xx: a 5xx invites the channel to deliver the
+    same activity again, which would run the command a second time.
+    """
+    activity = turn_context.activity
+    correlation_id = correlation_id_of(activity)
+    log.error("turn failed [correlation %s]", correlation_id, exc_info=error)
+    try:
+        if activity.type == ActivityTypes.invoke:
+            error_body = CardActionError("InternalError", apology(correlation_id), 500)
+            response = InvokeResponse(status=200, body=invoke_body(error_body))
+            await turn_context.send_activity(
+                Activity(type=ActivityTypes.invoke_response, value=response)
+            )
+        else:
+            await turn_context.send_activity(apology(correlation_id))
+    except Exception:
+        log.exception("could not send the apology [correlation %s]", correlation_id)
+
+
+def _activity_problem(body: object) -> str | None:
+    """Why `body` is not an activity we can answer, or None. CloudAdapter would 500 on these."""
+    if not isinstance(body, dict) or not isinstance(body.get("type"), str) or not body["type"]:
+        return "the body is not an activity (a JSON object with a type)"
+    try:
+        activity = Activity().deserialize(body)
+    except (ValueError, TypeError, AttributeError):  # msrest's DeserializationError is a ValueError
+        return "the body is not a valid Bot Framework activity"
+    conversation = activity.conversation
+    if conversation is None or not isinstance(conversation.id, str) or not conversation.id:
+        return "the activity has no conversation.id"
+    if not isinstance(activity.service_url, str) or not activity.service_url.startswith(
+        ("https://", "http://")
+    ):
+        return "the activity has no http(s) serviceUrl"
+    return None
+
+
+def _problem(status: int, detail: str) -> web.Response:
+    return web.json_response({"error": detail}, status=status)
+
+
+class TeamsEndpoint:
+    """POST /api/messages: rejects non-activities (400), then CloudAdapter authenticates
+    (401 on any failure, see bot.teams.auth) and runs the turn on the bot."""
+
+    def __init__(
+        self, bot: TeamsBot, auth: StrictBotFrameworkAuthentication, *, app_id: str | None
+    ) -> None:
+        self.bot = bot
+        self.app_id = app_id  # CloudAdapter.continue_conversation needs it for proactive posts
+        self.adapter = CloudAdapter(auth)
+        self.adapter.on_turn_error = _on_turn_error
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if request.content_type != "application/json":
+            return _problem(415, "expected Content-Type: application/json")
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            return _problem(400, "the body is not JSON")
+        problem = _activity_problem(body)
+        if problem is not None:
+            return _problem(400, problem)
+        try:
+            response: web.StreamResponse = await self.adapter.process(request, self.bot)
+        except web.HTTPException:
+            raise  # 401 from CloudAdapter, among others
+        except Exception:
+            # Turn errors are handled by _on_turn_error; this is the connector or the SDK
+            # failing around the turn: an honest 500, logged with the correlation id.
+            correlation_id = str(body.get("id") or uuid.uuid4().hex[:12])
+            log.exception("activity processing failed [correlation %s]", correlation_id)
+            return web.json_response(
+                {"error": "internal error", "correlationId": correlation_id}, status=500
+            )
+        return response

@@ -1,0 +1,1 @@
+"""Adaptive Card renderers (pure): shared elements, the approval, run and alert cards."""

@@ -1,0 +1,99 @@
+"""The approval card of a rollback/deploy request, in each of its states (pure rendering).
+
+Pending: the plan in full and Approve / Reject (Action.Execute, with an Action.Submit
+fallback for old clients). Decided, expired or void: the same plan, no buttons, and a banner
+saying who decided and when — this card replaces the original for everyone.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from adapters.store.rows import Request
+from commands.cards import elements as cards
+from commands.plan import Plan
+from commands.timefmt import show
+
+REASON_INPUT = "reason"
+
+
+def action_data(request: Request, plan: Plan, verb: str) -> dict[str, Any]:
+    """What a click sends back; every field is checked against the stored request."""
+    return {
+        "verb": verb,
+        "request_id": request.id,
+        "environment": request.environment,
+        "version": plan.target_version,
+        "plan_hash": request.plan_hash,
+    }
+
+
+def _button(request: Request, plan: Plan, verb: str, title: str, style: str) -> dict[str, Any]:
+    return cards.execute_button(verb, title, action_data(request, plan, verb), style)
+
+
+def _banner(request: Request, tz: ZoneInfo) -> tuple[str, str]:
+    who = request.decided_by_name or "?"
+    when = show(request.decided_at, tz) if request.decided_at else ""
+    state = request.state
+    if state == "pending":
+        return "", "Default"
+    if state == "rejected":
+        return f"Rejected by {who} at {when}" + (
+            f": {request.reason}" if request.reason else ""
+        ), "Attention"
+    if state == "expired":
+        expired = show(request.expires_at, tz) if request.expires_at else ""
+        return f"Expired at {expired} — nobody approved it. Ask again if still needed.", "Warning"
+    if state == "void":
+        return (
+            f"Void: the plan changed after approval ({request.reason or 'plan differs'}). "
+            "Nothing was run; request it again to see the new plan.",
+            "Attention",
+        )
+    extra = f" (break-glass: {request.reason})" if request.reason else ""
+    return f"Approved by {who} at {when}{extra} — run state: {state}", "Good"
+
+
+def render_approval_card(request: Request, plan: Plan, tz: ZoneInfo, now: datetime) -> cards.Card:
+    title = "Rollback" if plan.kind == "rollback" else "Deploy"
+    current = plan.current_version or "unknown"
+    pairs = [
+        ("Request", request.id),
+        ("Environment", plan.environment),
+        ("Version", f"{current} → {plan.target_version}"),
+        ("Chosen from", plan.source),
+        ("Package", f"{plan.package} (SHA-256 {plan.sha256[:12]}…)"),
+        ("Hosts", ", ".join(plan.hosts)),
+        ("Requested by", f"{request.requester_name} at {show(request.created_at, tz)}"),
+    ]
+    if request.expires_at and request.state == "pending":
+        pairs.append(("Expires", show(request.expires_at, tz)))
+    steps = "\n".join(f"{i}. {step.title}" for i, step in enumerate(plan.steps, start=1))
+    body: list[cards.Element] = [
+        cards.title(f"{title} {plan.environment} to {plan.target_version}?"),
+        cards.facts(pairs),
+        cards.text("**Plan**"),
+        cards.text(steps),
+    ]
+    banner, color = _banner(request, tz)
+    actions: list[cards.Element] = []
+    if request.state == "pending":
+        body.append(
+            {
+                "type": "Input.Text",
+                "id": REASON_INPUT,
+                "placeholder": "Break-glass reason (only to approve your own request where "
+                "self-approval is not allowed)",
+                "maxLength": 300,
+            }
+        )
+        actions = [
+            _button(request, plan, "approve", "Approve", "positive"),
+            _button(request, plan, "reject", "Reject", "destructive"),
+        ]
+    else:
+        body.insert(1, cards.text(f"**{banner}**", color=color))
+    return cards.card(body, actions)

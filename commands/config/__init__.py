@@ -1,0 +1,75 @@
+"""The bot's configuration schema (pydantic): read by every layer, so it has a room of its own.
+
+model.py holds the whole file's shape and `load_config`; environment.py one environment;
+alerts.py where alerts go; base.py the name patterns and the strict base model.
+"""
+
+from commands.config.alerts import (
+    Alerts,
+    GrafanaInbound,
+    OpsGenie,
+    Priority,
+    Retention,
+    WebhookSink,
+)
+from commands.config.base import (
+    ENV_NAME_PATTERN,
+    ENV_VAR_PATTERN,
+    NAME_PATTERN,
+    VERSION_PATTERN,
+    Role,
+)
+from commands.config.environment import (
+    Approval,
+    Environment,
+    Host,
+    Iis,
+    QueueDepthCheck,
+    SmokeCheck,
+    Timeouts,
+    Watch,
+    Worker,
+)
+from commands.config.model import (
+    Config,
+    ConfigError,
+    Paths,
+    Person,
+    Server,
+    Teams,
+    format_validation_error,
+    load_config,
+    secret,
+)
+
+__all__ = [
+    "ENV_NAME_PATTERN",
+    "ENV_VAR_PATTERN",
+    "NAME_PATTERN",
+    "VERSION_PATTERN",
+    "Alerts",
+    "Approval",
+    "Config",
+    "ConfigError",
+    "Environment",
+    "GrafanaInbound",
+    "Host",
+    "Iis",
+    "OpsGenie",
+    "Paths",
+    "Person",
+    "Priority",
+    "QueueDepthCheck",
+    "Retention",
+    "Role",
+    "Server",
+    "SmokeCheck",
+    "Teams",
+    "Timeouts",
+    "Watch",
+    "WebhookSink",
+    "Worker",
+    "format_validation_error",
+    "load_config",
+    "secret",
+]

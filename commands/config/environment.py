@@ -1,0 +1,182 @@
+"""The config of one environment: hosts, IIS, Worker, releases, smoke, approval, watch."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import (
+    AnyHttpUrl,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from commands.config.base import EnvVarName, _check_env_var, _check_name, _Strict
+
+
+class SmokeCheck(_Strict):
+    """One HTTP probe of the playbook's run-smoke.ps1 (Health 200, Swagger 200, Kerberos 401)."""
+
+    name: str
+    url: AnyHttpUrl
+    expect: list[int] = Field(default_factory=lambda: [200], min_length=1)
+    timeout_s: float = Field(default=5.0, gt=0, le=120)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _check_name(v, "check name")
+
+    @field_validator("expect")
+    @classmethod
+    def _statuses(cls, v: list[int]) -> list[int]:
+        for status in v:
+            if not 100 <= status <= 599:
+                raise ValueError(f"{status} is not an HTTP status (100-599)")
+        return v
+
+
+class Host(_Strict):
+    """A Windows server reached over WinRM; credentials come from the named env vars."""
+
+    name: str
+    winrm_url: AnyHttpUrl
+    transport: Literal["basic", "ntlm", "kerberos", "credssp", "ssl"] = "ntlm"
+    username_env: EnvVarName
+    password_env: EnvVarName
+    allow_insecure_transport: bool = False
+    server_cert_validation: Literal["validate", "ignore"] = "validate"
+    operation_timeout_s: float = Field(default=10.0, gt=0, le=60)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _check_name(v, "host name")
+
+    @field_validator("username_env", "password_env")
+    @classmethod
+    def _env(cls, v: str) -> str:
+        return _check_env_var(v)
+
+    @model_validator(mode="after")
+    def _transport_is_safe(self) -> Host:
+        plain_http = self.winrm_url.scheme == "http"
+        # NTLM/Kerberos/CredSSP encrypt the message body even over http; basic does not.
+        if plain_http and self.transport in ("basic", "ssl") and not self.allow_insecure_transport:
+            raise ValueError(
+                f"transport {self.transport!r} over plain http sends credentials in clear text; "
+                "use https, ntlm or kerberos, or set allow_insecure_transport = true (lab only)"
+            )
+        return self
+
+
+class Iis(_Strict):
+    site: str
+    app_pool: str
+    # Playbook §6 says "stop the site and recycle the app pool"; some hosts prefer a full stop.
+    pool_action: Literal["recycle", "stop"] = "stop"
+
+    @field_validator("site", "app_pool")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _check_name(v, "IIS name")
+
+
+class Worker(_Strict):
+    service: str
+
+    @field_validator("service")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _check_name(v, "service name")
+
+
+class Approval(_Strict):
+    required: bool = True
+    self_approval: bool = False
+    ttl_minutes: int = Field(default=15, ge=1, le=24 * 60)
+
+
+class QueueDepthCheck(_Strict):
+    """An HTTP GET whose JSON answer holds the Worker's queue depth (a number) at `json_path`."""
+
+    url: AnyHttpUrl
+    json_path: str = Field(default="depth", pattern=r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")
+    timeout_s: float = Field(default=5.0, gt=0, le=60)
+
+
+class Watch(_Strict):
+    """The watcher's schedule for one environment (playbook §7: alert after 2 failures)."""
+
+    enabled: bool = True
+    interval_s: float = Field(default=60.0, ge=5)
+    failure_threshold: int = Field(default=2, ge=1)
+    reminder_minutes: int = Field(default=30, ge=1)
+    # The app pool is read over WinRM, which costs the host a PowerShell process: slower
+    # than the HTTP checks.
+    app_pool_interval_s: float = Field(default=300.0, ge=5)
+    queue_depth: QueueDepthCheck | None = None
+
+
+class Timeouts(_Strict):
+    """Deadlines of the run's steps, in seconds; a step past its deadline fails the run."""
+
+    stop_s: float = Field(default=90, gt=0, le=1800)
+    start_s: float = Field(default=120, gt=0, le=1800)
+    deploy_s: float = Field(default=600, gt=0, le=3600)
+    smoke_s: float = Field(default=180, gt=0, le=3600)
+    precheck_s: float = Field(default=30, gt=0, le=600)
+
+
+# What the host scripts accept (adapters/winrm/scripts.py): releases live on a local drive;
+# the package store may be a local folder or a share (`$` only ends a share name: D$).
+_DRIVE_DIR = re.compile(r"[A-Za-z]:\\[A-Za-z0-9 ._\\-]*")
+_SHARE_DIR = re.compile(r"\\\\[A-Za-z0-9._-]+\\[A-Za-z0-9._-]+\$?(\\[A-Za-z0-9 ._-]+)*\\?")
+
+
+def _check_windows_dir(v: str, *, share_ok: bool) -> str:
+    ok = _DRIVE_DIR.fullmatch(v) or (share_ok and _SHARE_DIR.fullmatch(v))
+    if not ok or ".." in v.split("\\"):
+        shapes = "D:\\MCMS\\releases" + (" or \\\\server\\share\\dir" if share_ok else "")
+        raise ValueError(f"{v!r} must be an absolute Windows path like {shapes} (ASCII, no '..')")
+    return v.rstrip("\\")
+
+
+class Environment(_Strict):
+    description: str = ""
+    hosts: list[Host] = Field(min_length=1)
+    iis: Iis
+    worker: Worker
+    releases_root: str = Field(min_length=3)
+    keep_releases: int = Field(default=3, ge=2, le=20)
+    # Where the bot verifies packages (MCMS_Setup_VERSION.zip + .sha256)...
+    package_store: Path
+    # ...and the same store as the hosts see it (a share or a synced local folder).
+    host_package_dir: str = "D:\\MCMS\\packages"
+    smoke: list[SmokeCheck] = Field(min_length=1)
+    approval: Approval = Approval()
+    watch: Watch = Watch()
+    timeouts: Timeouts = Timeouts()
+
+    @field_validator("releases_root")
+    @classmethod
+    def _root(cls, v: str) -> str:
+        return _check_windows_dir(v, share_ok=False)
+
+    @field_validator("host_package_dir")
+    @classmethod
+    def _package_dir(cls, v: str) -> str:
+        return _check_windows_dir(v, share_ok=True)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Environment:
+        for what, names in (
+            ("host", [h.name for h in self.hosts]),
+            ("smoke check", [c.name for c in self.smoke]),
+        ):
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"duplicate {what} name(s): {', '.join(dupes)}")
+        return self

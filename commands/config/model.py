@@ -1,0 +1,238 @@
+"""The bot's configuration: one TOML file, validated by pydantic at start.
+
+Secrets never live in the file: it names the environment variables that hold them
+(`*_env` keys), and `secret()` reads them at the moment of use. Every validation error
+names its key as a dotted path (`environments.Lab.smoke[0].url`) and says why, so
+`mcms-bot check-config` can print them all at once.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from commands.config.alerts import (
+    Alerts,
+    Retention,
+)
+from commands.config.base import (
+    ENV_NAME_PATTERN,
+    EnvVarName,
+    Role,
+    _check_env_var,
+    _Strict,
+)
+from commands.config.environment import (
+    Environment,
+)
+
+
+class Person(_Strict):
+    """Somebody allowed to talk to the bot, identified by Entra object id (from.aadObjectId)."""
+
+    name: str = Field(min_length=1)
+    aad_object_id: str = Field(min_length=1, pattern=r"^[0-9A-Fa-f-]{8,64}$")
+    roles: list[Role] = Field(min_length=1)
+    # Environment names, or ["*"] for all of them.
+    environments: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+
+
+class Teams(_Strict):
+    app_id_env: EnvVarName = "MCMS_BOT_APP_ID"
+    app_password_env: EnvVarName = "MCMS_BOT_APP_PASSWORD"  # noqa: S105 - a variable's name
+    app_tenant_id_env: EnvVarName = "MCMS_BOT_APP_TENANT_ID"
+    app_type: Literal["SingleTenant", "MultiTenant", "UserAssignedMSI"] = "SingleTenant"
+    allowed_tenants: list[str] = Field(min_length=1)
+
+    @field_validator("app_id_env", "app_password_env", "app_tenant_id_env")
+    @classmethod
+    def _env(cls, v: str) -> str:
+        return _check_env_var(v)
+
+
+class Server(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=3978, ge=0, le=65535)
+
+
+class Paths(_Strict):
+    """Where state and records go; relative paths are resolved against the working directory."""
+
+    database: Path = Path("var/mcms-bot.db")
+    audit_dir: Path = Path("logs/deploy/notifications")
+    app_logs_dir: Path = Path("logs/app")
+    smoke_logs_dir: Path = Path("artifacts/offline/logs")
+    timeline_dir: Path = Path("docs/logs")
+
+
+class Config(_Strict):
+    timezone: str = "Asia/Seoul"
+    server: Server = Server()
+    paths: Paths = Paths()
+    teams: Teams
+    environments: dict[str, Environment] = Field(min_length=1)
+    people: list[Person] = Field(min_length=1)
+    alerts: Alerts = Alerts()
+    retention: Retention = Retention()
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r} (use an IANA name like Asia/Seoul)") from exc
+        return v
+
+    @field_validator("environments")
+    @classmethod
+    def _env_names(cls, v: dict[str, Environment]) -> dict[str, Environment]:
+        lowered: dict[str, str] = {}
+        for name in v:
+            if not ENV_NAME_PATTERN.fullmatch(name):
+                raise ValueError(f"environment name {name!r} must be a letter then letters/digits")
+            if name.lower() in lowered:
+                raise ValueError(
+                    f"environments {lowered[name.lower()]!r} and {name!r} differ only in case; "
+                    "commands match names case-insensitively"
+                )
+            lowered[name.lower()] = name
+        return v
+
+    @model_validator(mode="after")
+    def _people_reference_known_environments(self) -> Config:
+        errors: list[str] = []
+        for i, person in enumerate(self.people):
+            for j, env in enumerate(person.environments):
+                if env != "*" and env not in self.environments:
+                    errors.append(
+                        f"people[{i}].environments[{j}]: unknown environment {env!r} "
+                        f"(known: {', '.join(self.environments)})"
+                    )
+        ids = [p.aad_object_id.lower() for p in self.people]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            errors.append(f"people: aad_object_id listed twice: {', '.join(dupes)}")
+        opsgenie = self.alerts.opsgenie
+        for env in opsgenie.priority if opsgenie else ():
+            if env not in self.environments:
+                errors.append(
+                    f"alerts.opsgenie.priority.{env}: unknown environment "
+                    f"(known: {', '.join(self.environments)})"
+                )
+        if errors:
+            raise ValueError("; ".join(errors))
+        return self
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def find_environment(self, name: str) -> str | None:
+        """The configured spelling of an environment name matched case-insensitively."""
+        for known in self.environments:
+            if known.lower() == name.lower():
+                return known
+        return None
+
+    def person(self, aad_object_id: str | None) -> Person | None:
+        if not aad_object_id:
+            return None
+        for p in self.people:
+            if p.aad_object_id.lower() == aad_object_id.lower():
+                return p
+        return None
+
+    def has_role(self, aad_object_id: str | None, role: Role, environment: str | None) -> bool:
+        p = self.person(aad_object_id)
+        if p is None or role not in p.roles:
+            return False
+        return environment is None or "*" in p.environments or environment in p.environments
+
+    def secret_env_names(self) -> list[str]:
+        names = [self.teams.app_id_env, self.teams.app_password_env, self.teams.app_tenant_id_env]
+        for env in self.environments.values():
+            for host in env.hosts:
+                names += [host.username_env, host.password_env]
+        names.append(self.alerts.grafana.token_env)
+        if self.alerts.opsgenie is not None:
+            names.append(self.alerts.opsgenie.api_key_env)
+        if self.alerts.webhook is not None and self.alerts.webhook.token_env:
+            names.append(self.alerts.webhook.token_env)
+        return sorted(set(names))
+
+
+@dataclass(frozen=True)
+class ConfigError(Exception):
+    """The file could not be read or is invalid; `problems` are 'key: why' lines."""
+
+    path: str
+    problems: tuple[str, ...]
+
+    def __str__(self) -> str:
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        return f"{self.path}: {len(self.problems)} problem(s)\n{lines}"
+
+
+def _key_path(loc: Iterable[int | str]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def format_validation_error(err: ValidationError) -> tuple[str, ...]:
+    problems = []
+    for e in err.errors(include_url=False):
+        # pydantic reports union/function validators with a trailing tag in loc; drop those
+        # that are not keys of the file so the operator sees the key they can edit.
+        loc = [p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "missing":
+            msg = "required key is missing"
+        elif e["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see the commented example config)"
+        if not loc:
+            # Cross-reference checks of the whole file already name their keys ("a.b: why").
+            problems.extend(msg.split("; "))
+            continue
+        problems.append(f"{_key_path(loc)}: {msg}")
+    return tuple(problems)
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a config file; raises ConfigError listing every problem."""
+    p = Path(path)
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(str(p), ("file not found",)) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(p), (f"not valid TOML: {exc}",)) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(p), (f"cannot read: {exc.__class__.__name__}",)) from exc
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(str(p), format_validation_error(exc)) from exc
+
+
+def secret(name: str) -> str | None:
+    """Read a secret from the environment at the moment of use (never cached in config)."""
+    value = os.environ.get(name)
+    return value if value else None

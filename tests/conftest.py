@@ -238,7 +238,7 @@ async def chat(
     config = lab_config(lab, tmp_path)
     clock = ShiftableClock()
     runtime = await open_runtime(config, clock=clock)
-    # Fast pacing keeps the suite quick; tests/test_outbound.py proves the real pacing.
+    # Fast pacing keeps the suite quick; tests/teams/test_outbound.py proves the real pacing.
     policy = RetryPolicy(min_interval_s=0.02, backoff_base_s=0.05, retry_after_cap_s=2)
     app = build_app(runtime, sweep_s=0.2, outbound_policy=policy)
     client = TestClient(TestServer(app, host="127.0.0.1"))

@@ -11,7 +11,7 @@ import pytest
 
 from bot.logs import make_redactor, setup_logging
 from lab.demo import DEMO_PASSWORD
-from tests.test_rollback_flow import request_rollback
+from tests.runs.test_rollback_flow import request_rollback
 
 if TYPE_CHECKING:
     from tests.conftest import Chat

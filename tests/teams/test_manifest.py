@@ -29,7 +29,7 @@ from bot.teams.manifest import MANIFEST_DIR, ManifestError, build_package
 from bot.teams.png import read_png
 from commands.registry import Command, Registry, default_registry
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_FILE = MANIFEST_DIR / "schema" / "teams" / "v1.30" / "MicrosoftTeams.schema.json"
 SCHEMA_URL = "https://developer.microsoft.com/json-schemas/teams/v1.30/MicrosoftTeams.schema.json"
 APP_ID = "6f1c2a9e-3b4d-4e5f-8a7b-0c1d2e3f4a5b"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NO_CHROMIUM = "/nonexistent/chromium"
 
 pytestmark = pytest.mark.slow
@@ -28,7 +28,7 @@ def run_browser_tests(ci: bool) -> subprocess.CompletedProcess[str]:
             "-q",
             "-p",
             "no:cacheprovider",
-            "tests/test_browser.py",
+            "tests/teams/test_browser.py",
         ],
         cwd=ROOT,
         env=env,

@@ -12,7 +12,7 @@ import pytest
 from bot.cli import main
 from commands.config import ConfigError, load_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "lab" / "demo-bot.toml"
 EXAMPLE = ROOT / "docs" / "config.example.toml"
 

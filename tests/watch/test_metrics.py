@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 pytest_plugins = ["tests.alert_fixtures"]
 
-DASHBOARD = Path(__file__).resolve().parents[1] / "docs" / "grafana-dashboard.json"
+DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana-dashboard.json"
 QUEUE_DEPTH = 7
 
 

@@ -251,7 +251,7 @@ def test_demo_cli_serves_the_fixed_ports_and_stops_on_sigterm(tmp_path: Path) ->
         stderr=subprocess.PIPE,
         text=True,
         env=env,
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=Path(__file__).resolve().parents[2],
     )
     try:
         assert proc.stdout is not None

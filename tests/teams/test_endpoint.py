@@ -428,7 +428,7 @@ async def test_local_mode_says_so_loudly_at_startup(
     assert any("UNAUTHENTICATED LOCAL MODE" in r.getMessage() for r in caplog.records)
 
 
-DEMO_CONFIG = Path(__file__).resolve().parents[1] / "lab" / "demo-bot.toml"
+DEMO_CONFIG = Path(__file__).resolve().parents[2] / "lab" / "demo-bot.toml"
 
 
 def test_local_mode_binds_loopback_whatever_the_config_says(

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from adapters.audit import verify
 from tests.conftest import ADELE, MEGAN, card_texts, table_rows
+from tests.runs.test_rollback_flow import audit_events, request_rollback, run_events
 from tests.teams_factory import make_invoke
-from tests.test_rollback_flow import audit_events, request_rollback, run_events
 
 if TYPE_CHECKING:
     from tests.conftest import Chat

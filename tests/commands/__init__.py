@@ -1,0 +1,1 @@
+"""Tests of the commands: parsing, config, targets, chat commands."""

@@ -1,0 +1,1 @@
+"""Tests of runs (bot/runs/): rollback/deploy end to end against the lab, bad paths, restarts."""

@@ -1,0 +1,1 @@
+"""Tests of watching (bot/watch/): watcher, alerts, OpsGenie, Grafana, metrics, retention."""

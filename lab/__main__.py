@@ -10,7 +10,7 @@ from pathlib import Path
 from types import FrameType
 
 from lab.core import Lab
-from lab.demo import DEMO_CONTROL_PORT, DEMO_EXTRA_PACKAGES, demo_hosts
+from lab.demo import DEMO_CONTROL_PORT, DEMO_EXTRA_PACKAGES, demo_hosts, demo_routers
 
 
 def _describe(lab: Lab) -> str:
@@ -22,6 +22,14 @@ def _describe(lab: Lab) -> str:
             f"  {spec.environment:<14} {name:<12} WinRM {lab.winrm_url(name)}  "
             f"portal {lab.http_base(name)}  current {state['current_release']}  "
             f"releases {', '.join(state['releases'])}"
+        )
+    for name in lab.routers:
+        router = lab.router_specs[name]
+        live = [s["address"] for s in lab.farm(name)["servers"] if s["state"] == "Available"]
+        lines.append(
+            f"  pair {router.pair:<9} {name:<12} WinRM {lab.winrm_url(name)}  "
+            f"public {lab.public_url(name)}  ARR farm {router.farm}: "
+            f"{', '.join(router.servers)} (online: {', '.join(live) or 'none'})"
         )
     spec = next(iter(lab.specs.values()))
     lines += [
@@ -54,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         args.root,
         control_port=DEMO_CONTROL_PORT,
         package_versions=DEMO_EXTRA_PACKAGES,
+        routers=demo_routers(fixed_ports=True),
     )
     try:
         lab.start()

@@ -6,6 +6,7 @@
     DELETE /faults/{host}/{target}     clear one fault
     DELETE /faults/{host}              clear a host's faults
     DELETE /faults                     clear every fault
+    PUT    /farm/{router}/{server}     {"enabled": false, "state": "Drain"} → the router's state
 Errors answer 400/404 with {"error": "..."}; lab/README.md lists the targets and modes.
 """
 
@@ -72,6 +73,26 @@ def make_control_app(runtime: LabRuntime) -> web.Application:
         await runtime.clear_faults()
         return _json(runtime.snapshot())
 
+    async def put_farm_server(request: web.Request) -> web.Response:
+        """A change behind the bot's back, as a click in IIS Manager would make it."""
+        host = known(request)
+        try:
+            body = await request.json() if request.can_read_body else {}
+            if not isinstance(body, dict) or not set(body) <= {"enabled", "state"} or not body:
+                raise ValueError('the body must be {"enabled": true|false, "state": "..."}')
+            enabled = body.get("enabled")
+            if enabled is not None and not isinstance(enabled, bool):
+                raise ValueError("enabled must be true or false")
+            state = body.get("state")
+            await runtime.set_farm_server(
+                host, request.match_info["server"], enabled, None if state is None else str(state)
+            )
+        except KeyError as exc:
+            return _json({"error": str(exc.args[0])}, status=404)
+        except (ValueError, TypeError) as exc:
+            return _json({"error": str(exc)}, status=400)
+        return _json(runtime.host(host).snapshot())
+
     app = web.Application()
     app.router.add_get("/state", all_state)
     app.router.add_get("/state/{host}", host_state)
@@ -79,4 +100,5 @@ def make_control_app(runtime: LabRuntime) -> web.Application:
     app.router.add_delete("/faults/{host}/{target}", delete_fault)
     app.router.add_delete("/faults/{host}", delete_host_faults)
     app.router.add_delete("/faults", delete_all_faults)
+    app.router.add_put("/farm/{host}/{server}", put_farm_server)
     return app

@@ -23,6 +23,7 @@ from lab.listener import Listener
 from lab.model import Fault, LabHostSpec, ScriptCall
 from lab.packages import build_package_store
 from lab.powershell import apply_op
+from lab.router import LabRouterSpec, RouterRuntime
 from lab.runtime import LabRuntime
 
 T = TypeVar("T")
@@ -40,13 +41,20 @@ class Lab:
         control_port: int = 0,
         bind: str = "127.0.0.1",
         package_versions: Iterable[str] = (),
+        routers: Sequence[LabRouterSpec] = (),
     ) -> None:
         self.specs = {spec.name: spec for spec in hosts}
+        self.router_specs = {spec.name: spec for spec in routers}
         self.root = Path(root)
         self.bind = bind
         self.packages_dir = self.root / "packages"
         self._versions = {v for spec in hosts for v in spec.releases} | set(package_versions)
         self._runtime = LabRuntime(hosts, bind, self.packages_dir)
+        for router in routers:
+            unknown = [a for a in router.servers if self._runtime.portal_port(a) is None]
+            if unknown:
+                raise ValueError(f"router {router.name}: farm servers {unknown} are no lab host")
+            self._runtime.add(RouterRuntime(router, bind, self._runtime.portal_port))
         self._control = Listener(lambda: make_control_app(self._runtime), bind, control_port)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -106,7 +114,26 @@ class Lab:
 
     @property
     def hosts(self) -> list[str]:
+        """The MCMS hosts (routers are listed by `routers`)."""
         return list(self.specs)
+
+    @property
+    def routers(self) -> list[str]:
+        """The router hosts: WinRM like any host, plus a public URL and an ARR farm."""
+        return list(self.router_specs)
+
+    def router_for(self, pair: str) -> str:
+        """The router host in front of a slot pair (the demo's: pair "prod")."""
+        for spec in self.router_specs.values():
+            if spec.pair.casefold() == pair.casefold():
+                return spec.name
+        raise KeyError(f"no lab router for pair {pair!r}")
+
+    def public_url(self, router: str) -> str:
+        """The URL users reach the pair at: the router's reverse proxy."""
+        if router not in self.router_specs:
+            raise KeyError(f"lab host {router!r} is no router (routers: {self.routers})")
+        return self.http_base(router)
 
     def host_for(self, environment: str) -> str:
         """The first host of an environment (the demo has one per environment)."""
@@ -156,6 +183,17 @@ class Lab:
         """Every script the host received, with its decoded parameters and their raw JSON."""
         return self._call_sync(lambda: list(self._runtime.host(host).sim.calls))
 
+    def farm(self, router: str) -> dict[str, Any]:
+        """The router's farm: per server enabled, state, counters (lab/README.md)."""
+        farm: dict[str, Any] = self.state(router)["farm"]
+        return farm
+
+    def set_farm_server(
+        self, router: str, address: str, *, enabled: bool | None = None, state: str | None = None
+    ) -> None:
+        """Change a farm server behind the bot's back, as a click in IIS Manager would."""
+        self._call(lambda: self._runtime.set_farm_server(router, address, enabled, state))
+
     def set_fault(self, host: str, target: str, mode: str, *, delay_s: float = 0.0) -> None:
         fault = Fault.parse(target, mode, delay_s)
         self._call(lambda: self._runtime.set_fault(host, fault))
@@ -173,6 +211,8 @@ class Lab:
         async def go() -> dict[str, Any]:
             runtime = self._runtime.host(host)
             run = apply_op(runtime.sim, op, params)
+            if run.later is not None:
+                run = await run.later()
             await runtime.sync()
             result: dict[str, Any] = json.loads(run.stdout.decode("utf-8"))
             return result

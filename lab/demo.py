@@ -1,4 +1,5 @@
-"""The demo topology: one host per environment (Lab, InternalStage, InternalProd).
+"""The demo topology: one host per environment (Lab, InternalStage, InternalProd), and the
+ARR router in front of the slot pair `prod` (InternalProd live, InternalStage standby).
 
 Fixed loopback ports for `python -m lab --demo` (written down in lab/README.md, so a demo
 bot config can point at them); tests use the same topology on ephemeral ports.
@@ -10,6 +11,7 @@ from dataclasses import replace
 from typing import Final
 
 from lab.model import LabHostSpec
+from lab.router import LabRouterSpec
 
 DEMO_CONTROL_PORT: Final = 15900
 DEMO_USERNAME: Final = "lab-admin"
@@ -46,3 +48,23 @@ def demo_hosts(*, fixed_ports: bool = True) -> list[LabHostSpec]:
     if fixed_ports:
         return list(_DEMO)
     return [replace(spec, winrm_port=0, http_port=0) for spec in _DEMO]
+
+
+# The slot pair `prod`: production traffic reaches InternalProd or InternalStage through
+# this router's public URL; InternalProd is live at start.
+_DEMO_ROUTER: Final = LabRouterSpec(
+    "arr-front01",
+    servers=("prod-web01", "stage-web01"),
+    online=("prod-web01",),
+    farm="MCMS",
+    pair="prod",
+    winrm_port=15988,
+    public_port=18080,
+)
+
+
+def demo_routers(*, fixed_ports: bool = True) -> list[LabRouterSpec]:
+    """The demo's router; with fixed_ports=False its ports are ephemeral (for tests)."""
+    if fixed_ports:
+        return [_DEMO_ROUTER]
+    return [replace(_DEMO_ROUTER, winrm_port=0, public_port=0)]

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from lab.farm import SimFarm
 
 PORTAL_CHECKS: Final = ("health", "swagger", "kerberos")
 
@@ -21,6 +24,7 @@ FAULT_MODES: Final[dict[str, frozenset[str]]] = {
     "pool": frozenset({"stuck"}),
     "service": frozenset({"stuck"}),
     "package": frozenset({"corrupt"}),
+    "farm": frozenset({"config_locked"}),  # a router host's ARR farm (lab.arr)
 }
 
 
@@ -43,6 +47,9 @@ class LabHostSpec:
     winrm_port: int = 0  # 0 = an ephemeral port
     http_port: int = 0
     serving: bool = True  # site and pool Started, service Running at start
+    # Each portal answer takes this long, so requests are really in flight (a router's drain
+    # has something to wait for).
+    portal_latency_s: float = 0.005
 
 
 @dataclass(frozen=True)
@@ -112,6 +119,8 @@ class SimHost:
     winrm_requests: int = 0
     winrm_actions: list[str] = field(default_factory=list)
     http_requests: int = 0
+    # The ARR web farm of a router host (lab.router); None on a plain MCMS host.
+    farm: SimFarm | None = None
 
     @classmethod
     def from_spec(cls, spec: LabHostSpec, packages_dir: Path | None = None) -> SimHost:

@@ -27,6 +27,8 @@ def make_portal_app(host: SimHost) -> web.Application:
     async def guarded(check: str, request: web.Request) -> web.Response | None:
         """Apply the host-wide ("http") then the per-check fault; None = answer normally."""
         host.http_requests += 1
+        if host.spec.portal_latency_s > 0:
+            await asyncio.sleep(host.spec.portal_latency_s)
         for target in ("http", check):
             fault = host.faults.get(target)
             if fault is None:

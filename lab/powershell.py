@@ -14,10 +14,11 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from lab import arr
 from lab.model import ScriptCall, ScriptError, SimHost
 from lab.releases import deploy_release, switch_site
 
@@ -32,12 +33,17 @@ _VARIABLE: Final = re.compile(r"\$([A-Za-z][A-Za-z0-9]*)")
 
 @dataclass(frozen=True)
 class ScriptRun:
-    """What the process printed; `duration_s` is how long the real script would have run."""
+    """What the process printed; `duration_s` is how long the real script would have run.
+
+    A script that waits on the simulated world (arr-wait-drain) has `later` instead: the
+    WinRM endpoint awaits it for the real output.
+    """
 
     stdout: bytes
     stderr: bytes
     exit_code: int
     duration_s: float = 0.0
+    later: Callable[[], Awaitable[ScriptRun]] | None = None
 
 
 def check_command_line(command: str, arguments: str) -> str | None:
@@ -82,6 +88,9 @@ def run_script(host: SimHost, stdin: bytes) -> ScriptRun:
 
 def apply_op(host: SimHost, op: str, params: dict[str, Any]) -> ScriptRun:
     """What the script `op` prints when run on `host` with already-bound `params`."""
+    deferred = _DEFERRED_OPS.get(op)
+    if deferred is not None:
+        return _deferred(host, deferred, params)
     handler = _OPS.get(op)
     if handler is None:
         return _failed(f"lab: no simulation for op {op!r}")
@@ -93,6 +102,21 @@ def apply_op(host: SimHost, op: str, params: dict[str, Any]) -> ScriptRun:
         return _failed(str(exc))
     line = json.dumps(result, ensure_ascii=False, separators=(",", ":"))
     return ScriptRun((line + "\r\n").encode("utf-8"), b"", 0, duration)
+
+
+def _deferred(host: SimHost, deferred: DeferredHandler, params: dict[str, Any]) -> ScriptRun:
+    try:
+        wait = deferred(host, params)
+    except ScriptError as exc:
+        return _failed(str(exc), exc.duration_s)
+    except KeyError as exc:
+        return _failed(str(exc))
+
+    async def later() -> ScriptRun:
+        line = json.dumps(await wait(), ensure_ascii=False, separators=(",", ":"))
+        return ScriptRun((line + "\r\n").encode("utf-8"), b"", 0)
+
+    return ScriptRun(b"", b"", 0, later=later)
 
 
 def _failed(message: str, duration_s: float = 0.0) -> ScriptRun:
@@ -148,6 +172,8 @@ def _param_declarations(text: str) -> list[str]:
 
 
 Handler = Callable[[SimHost, dict[str, Any]], tuple[dict[str, Any], float]]
+# Checks its parameters at once, then waits when the returned coroutine function is awaited.
+DeferredHandler = Callable[[SimHost, dict[str, Any]], Callable[[], Awaitable[dict[str, Any]]]]
 
 
 def _echo(host: SimHost, p: dict[str, Any]) -> tuple[dict[str, Any], float]:
@@ -237,7 +263,10 @@ _OPS: Final[dict[str, Handler]] = {
     "service-control": _control("service", "Service", "service-control"),
     "deploy-release": deploy_release,
     "switch-site": switch_site,
+    "arr-read-farm": arr.read_farm,
+    "arr-set-server": arr.set_server,
 }
+_DEFERRED_OPS: Final[dict[str, DeferredHandler]] = {"arr-wait-drain": arr.wait_drain}
 
 # ScriptError moved to lab.model (lab.releases raises it too); still importable from here.
 __all__ = ["ScriptError", "ScriptRun", "apply_op", "check_command_line", "run_script"]

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from lab.farm import RUNTIME_STATES
 from lab.listener import Listener
 from lab.model import Fault, LabHostSpec, SimHost
 from lab.portal import make_portal_app
@@ -69,6 +70,18 @@ class LabRuntime:
             sim = runtime.sim
             sim.markers = {r: digests[r] for r in sim.release_dirs if r in digests}
 
+    def add(self, runtime: HostRuntime) -> None:
+        """One more host built elsewhere (a router host, lab.router), before start()."""
+        if runtime.sim.name in self.hosts:
+            raise ValueError(f"lab host names must be unique: {runtime.sim.name!r} twice")
+        self.hosts[runtime.sim.name] = runtime
+
+    def portal_port(self, name: str) -> int | None:
+        """The portal port of the host called `name` (any case); None for no such host."""
+        wanted = name.casefold()
+        runtime = next((r for n, r in self.hosts.items() if n.casefold() == wanted), None)
+        return runtime.portal_listener.port if runtime is not None else None
+
     def host(self, name: str) -> HostRuntime:
         runtime = self.hosts.get(name)
         if runtime is None:
@@ -96,6 +109,24 @@ class LabRuntime:
             else:
                 runtime.sim.faults.pop(target, None)
             await runtime.sync()
+
+    async def set_farm_server(
+        self, router: str, address: str, enabled: bool | None, state: str | None
+    ) -> None:
+        """Change one server of a router's farm directly; ValueError/KeyError say why not."""
+        farm = self.host(router).sim.farm
+        if farm is None:
+            raise KeyError(f"lab host {router!r} is no router: it has no farm")
+        server = farm.find(address)
+        if server is None:
+            known = ", ".join(s.address for s in farm.servers)
+            raise KeyError(f"farm {farm.name} on {router} has no server {address!r} ({known})")
+        if state is not None and state not in RUNTIME_STATES:
+            raise ValueError(f"state must be one of {', '.join(RUNTIME_STATES)}")
+        if enabled is not None:
+            server.enabled = enabled
+        if state is not None:
+            server.state = state
 
     def snapshot(self) -> dict[str, Any]:
         return {name: runtime.snapshot() for name, runtime in self.hosts.items()}

@@ -181,6 +181,8 @@ class WinRMEndpoint:
         if refusal is not None:
             return ScriptRun(b"", refusal.encode("utf-8"), 1)
         run = run_script(self.host, bytes(command.stdin))
+        if run.later is not None:
+            run = await run.later()
         await self._on_change()
         if run.duration_s > 0:
             await asyncio.sleep(run.duration_s)

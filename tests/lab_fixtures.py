@@ -16,17 +16,21 @@ import pytest
 from adapters.winrm.hostops import HostOps
 from adapters.winrm.transport import WinRMShell
 from lab.core import Lab
-from lab.demo import DEMO_EXTRA_PACKAGES, DEMO_PASSWORD, DEMO_USERNAME, demo_hosts
+from lab.demo import DEMO_EXTRA_PACKAGES, DEMO_PASSWORD, DEMO_USERNAME, demo_hosts, demo_routers
 
 ShellFactory = Callable[..., WinRMShell]
 
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[Lab]:
-    """A running lab: hosts lab-web01 (Lab), stage-web01 (InternalStage), prod-web01."""
+    """A running lab: hosts lab-web01 (Lab), stage-web01 (InternalStage), prod-web01, and
+    the router arr-front01 in front of the pair prod (prod-web01 live, stage-web01 standby)."""
     # As the demo: the store also holds 1.4.3, deployed nowhere yet (a forward deploy).
     with Lab(
-        demo_hosts(fixed_ports=False), tmp_path / "lab", package_versions=DEMO_EXTRA_PACKAGES
+        demo_hosts(fixed_ports=False),
+        tmp_path / "lab",
+        package_versions=DEMO_EXTRA_PACKAGES,
+        routers=demo_routers(fixed_ports=False),
     ) as running:
         yield running
 
@@ -35,6 +39,12 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
 def lab_host(lab: Lab) -> str:
     """The name of the lab's host for the Lab environment."""
     return lab.host_for("Lab")
+
+
+@pytest.fixture
+def lab_router(lab: Lab) -> str:
+    """The name of the lab's router host (ARR in front of the pair prod)."""
+    return lab.router_for("prod")
 
 
 @pytest.fixture

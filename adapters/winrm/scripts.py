@@ -43,13 +43,18 @@ SHARE_PATH_PATTERN: Final = re.compile(
     r"|\\\\[A-Za-z0-9._-]+\\[A-Za-z0-9._-]+\$?(?:\\[A-Za-z0-9 ._-]*)*)$"
 )
 SHA256_PATTERN: Final = re.compile(r"^[0-9a-fA-F]{64}$")
+# A server of a web farm as ARR addresses it: a host name, an FQDN or an IPv4 address.
+ADDRESS_PATTERN: Final = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9][A-Za-z0-9-]{0,62})*$"
+)
 _MAX_LIST: Final = 50
 _PARAM_NAME: Final = re.compile(r"^[A-Z][A-Za-z0-9]{0,39}$")
 _ACTION: Final = re.compile(r"^[A-Z][A-Za-z]{0,19}$")
 
 # Parameter keys are classified by suffix so a new script gets the right check by naming
 # its parameters well (Site, AppPool, Service, FarmName, Version, ProtectVersions, Sha256,
-# ReleasesRoot, PackageDir, TimeoutSec, KeepCount). Other keys (echo's Text) are free text.
+# ReleasesRoot, PackageDir, TimeoutSec, KeepCount, ServerAddress). Other keys (echo's Text)
+# are free text.
 _NAME_SUFFIXES: Final = ("site", "pool", "service", "name", "farm")
 
 OP_ECHO: Final = "echo"
@@ -59,6 +64,9 @@ OP_POOL: Final = "pool-control"
 OP_SERVICE: Final = "service-control"
 OP_DEPLOY: Final = "deploy-release"
 OP_SWITCH: Final = "switch-site"
+OP_ARR_READ: Final = "arr-read-farm"
+OP_ARR_SET: Final = "arr-set-server"
+OP_ARR_WAIT_DRAIN: Final = "arr-wait-drain"
 
 # Runs on the host's command line (as -EncodedCommand): read the composed script from stdin
 # and run it. Kept tiny and constant so the command line stays far below 8,191 characters.
@@ -128,6 +136,9 @@ SCRIPTS: Final[Mapping[str, ScriptSpec]] = {
             ),
         ),
         _load(OP_SWITCH, ("Site", "ReleasesRoot", "Version", "TimeoutSec")),
+        _load(OP_ARR_READ, ("FarmName",)),
+        _load(OP_ARR_SET, ("FarmName", "ServerAddress", "Action", "TimeoutSec")),
+        _load(OP_ARR_WAIT_DRAIN, ("FarmName", "ServerAddress", "TimeoutSec")),
     )
 }
 
@@ -171,6 +182,11 @@ def _check_param(host: str, spec: ScriptSpec, key: str, value: JsonValue) -> Non
                 key,
                 f"= {value!r} is not a safe name (1-64 ASCII letters, digits, space, '.', '_', "
                 "'-'; check the configuration)",
+            )
+    elif lowered.endswith("address"):
+        if not (isinstance(value, str) and ADDRESS_PATTERN.fullmatch(value)):
+            raise _refuse(
+                host, spec.op, key, f"= {value!r} is not a host name, FQDN or IPv4 address"
             )
     elif lowered.endswith("version"):
         if not (isinstance(value, str) and VERSION_PATTERN.fullmatch(value)):

@@ -43,6 +43,14 @@ VALID_PARAMS: dict[str, dict[str, JsonValue]] = {
         "Version": "1.4.1",
         "TimeoutSec": 30,
     },
+    "arr-read-farm": {"FarmName": "MCMS"},
+    "arr-set-server": {
+        "FarmName": "MCMS",
+        "ServerAddress": "prod-web01",
+        "Action": "Drain",
+        "TimeoutSec": 30,
+    },
+    "arr-wait-drain": {"FarmName": "MCMS", "ServerAddress": "prod-web01", "TimeoutSec": 60},
 }
 # The most awkward values the edge still lets through: each must compose into valid syntax.
 EDGE_PARAMS: list[tuple[str, dict[str, JsonValue]]] = [
@@ -76,6 +84,16 @@ EDGE_PARAMS: list[tuple[str, dict[str, JsonValue]]] = [
             "TimeoutSec": 3600,
         },
     ),
+    (
+        "arr-set-server",
+        {
+            "FarmName": "MCMS blue-green_2.0",
+            "ServerAddress": "web-01.prod.corp.example",
+            "Action": "Offline",
+            "TimeoutSec": 3600,
+        },
+    ),
+    ("arr-wait-drain", {"FarmName": "0", "ServerAddress": "10.0.0.17", "TimeoutSec": 1}),
 ]
 
 
@@ -111,6 +129,12 @@ def test_composed_script_with_edge_values_parses(op: str, params: dict[str, Json
         ("deploy-release", "KeepCount", True),
         ("switch-site", "Version", HOSTILE),
         ("switch-site", "ReleasesRoot", "D:\\MCMS\\..\\Windows"),
+        ("arr-set-server", "ServerAddress", HOSTILE),
+        ("arr-set-server", "ServerAddress", "web01'; iisreset #"),
+        ("arr-set-server", "ServerAddress", "web01/../x"),
+        ("arr-set-server", "FarmName", "MCMS' or 1=1"),
+        ("arr-set-server", "TimeoutSec", 0),
+        ("arr-wait-drain", "ServerAddress", "-web01"),
     ],
     ids=lambda v: repr(v)[:20],
 )

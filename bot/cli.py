@@ -41,6 +41,12 @@ def check_config(path: str) -> int:
         f"({', '.join(config.environments)}), {hosts} host(s), {len(config.people)} person(s), "
         f"time zone {config.timezone}"
     )
+    for name, pair in config.pairs.items():
+        router = pair.router
+        print(
+            f"  pair {name}: {' / '.join(pair.slots)} behind {router.host.name} "
+            f"(ARR farm {router.farm}, {router.public_url}); the live slot is read from it"
+        )
     missing = [name for name in config.secret_env_names() if secret(name) is None]
     if missing:
         # Not an error: the file may be checked on a machine that does not run the bot.

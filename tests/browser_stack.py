@@ -25,6 +25,7 @@ from typing import Any
 
 from lab.core import Lab
 from lab.demo import DEMO_PASSWORD, DEMO_USERNAME
+from tests.lab_pairs import point_pairs_at_lab
 
 ROOT = Path(__file__).resolve().parents[1]
 BROWSER_DIR = ROOT / "tests" / "browser"
@@ -111,6 +112,7 @@ def bot_config(lab: Lab, root: Path, port: int) -> str:
             h["name"], h["winrm_url"] = host, lab.winrm_url(host)
         for check in env["smoke"]:
             check["url"] = lab.http_base(host) + "/" + check["url"].split("/", 3)[3]
+    point_pairs_at_lab(raw, lab)
     raw["paths"] = {
         "database": str(root / "var" / "mcms-bot.db"),
         "audit_dir": str(root / "logs" / "deploy" / "notifications"),

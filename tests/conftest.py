@@ -22,6 +22,7 @@ from bot.server import EXECUTOR_KEY, QUEUE_KEY, build_app
 from bot.services import Runtime, open_runtime
 from bot.teams.outbound_queue import RetryPolicy
 from commands.config import Config
+from tests.lab_pairs import point_pairs_at_lab
 from tests.teams_factory import ALEX, TENANT, User, make_invoke, make_message
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ def lab_config(lab: Lab, tmp_path: Path) -> Config:
         for check in env["smoke"]:
             path = check["url"].split("/", 3)[3]
             check["url"] = f"{base}/{path}"
+    point_pairs_at_lab(raw, lab)
     raw["paths"] = {
         "database": str(tmp_path / "var" / "mcms-bot.db"),
         "audit_dir": str(tmp_path / "logs" / "deploy" / "notifications"),
@@ -149,7 +151,7 @@ class Chat:
         return out
 
     def winrm_requests(self) -> int:
-        return sum(self.lab.winrm_requests(h) for h in self.lab.hosts)
+        return sum(self.lab.winrm_requests(h) for h in [*self.lab.hosts, *self.lab.routers])
 
     @property
     def store(self) -> Store:

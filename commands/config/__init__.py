@@ -1,7 +1,8 @@
 """The bot's configuration schema (pydantic): read by every layer, so it has a room of its own.
 
 model.py holds the whole file's shape and `load_config`; environment.py one environment;
-alerts.py where alerts go; base.py the name patterns and the strict base model.
+pair.py a blue/green slot pair; alerts.py where alerts go; base.py the name patterns and the
+strict base model.
 """
 
 from commands.config.alerts import (
@@ -41,6 +42,7 @@ from commands.config.model import (
     load_config,
     secret,
 )
+from commands.config.pair import Pair, PairRouter, PairWatch
 
 __all__ = [
     "ENV_NAME_PATTERN",
@@ -56,6 +58,9 @@ __all__ = [
     "Host",
     "Iis",
     "OpsGenie",
+    "Pair",
+    "PairRouter",
+    "PairWatch",
     "Paths",
     "Person",
     "Priority",

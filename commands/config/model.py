@@ -37,6 +37,7 @@ from commands.config.base import (
 from commands.config.environment import (
     Environment,
 )
+from commands.config.pair import Pair, pair_problems
 
 
 class Person(_Strict):
@@ -86,6 +87,8 @@ class Config(_Strict):
     people: list[Person] = Field(min_length=1)
     alerts: Alerts = Alerts()
     retention: Retention = Retention()
+    # Blue/green slot pairs by name (commands/config/pair.py); none is fine.
+    pairs: dict[str, Pair] = Field(default_factory=dict)
 
     @field_validator("timezone")
     @classmethod
@@ -132,6 +135,7 @@ class Config(_Strict):
                     f"alerts.opsgenie.priority.{env}: unknown environment "
                     f"(known: {', '.join(self.environments)})"
                 )
+        errors += pair_problems(self.pairs, self.environments)
         if errors:
             raise ValueError("; ".join(errors))
         return self
@@ -146,6 +150,14 @@ class Config(_Strict):
             if known.lower() == name.lower():
                 return known
         return None
+
+    def find_pair(self, name: str) -> str | None:
+        """The configured spelling of a pair name matched case-insensitively."""
+        return next((p for p in self.pairs if p.casefold() == name.casefold()), None)
+
+    def pair_of(self, environment: str) -> str | None:
+        """The pair an environment is a slot of, if any."""
+        return next((n for n, p in self.pairs.items() if environment in p.slots), None)
 
     def person(self, aad_object_id: str | None) -> Person | None:
         if not aad_object_id:
@@ -166,6 +178,8 @@ class Config(_Strict):
         for env in self.environments.values():
             for host in env.hosts:
                 names += [host.username_env, host.password_env]
+        for pair in self.pairs.values():
+            names += [pair.router.host.username_env, pair.router.host.password_env]
         names.append(self.alerts.grafana.token_env)
         if self.alerts.opsgenie is not None:
             names.append(self.alerts.opsgenie.api_key_env)

@@ -23,7 +23,7 @@ import pytest
 from bot.teams.png import read_png
 from commands.registry import default_registry
 from lab.core import Lab
-from lab.demo import demo_hosts
+from lab.demo import demo_hosts, demo_routers
 from tests.browser_stack import (
     APPROVAL_TITLE,
     ARTIFACTS,
@@ -79,7 +79,9 @@ def browser_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserRun
     ARTIFACTS.mkdir(parents=True)
     root = tmp_path_factory.mktemp("browser")
     started = time.monotonic()
-    with Lab(demo_hosts(fixed_ports=False), root / "lab") as lab:
+    with Lab(
+        demo_hosts(fixed_ports=False), root / "lab", routers=demo_routers(fixed_ports=False)
+    ) as lab:
         stack = start_stack(lab, root)
         try:
             report = drive(stack, SCENARIO, ARTIFACTS)

@@ -10,15 +10,17 @@ from typing import Any
 
 from adapters.audit import AuditLog
 from adapters.errors import AuthenticationFailed
+from adapters.router.arr import ArrRouter
+from adapters.router.farm import TrafficRouter
 from adapters.smoke import CheckResult, run_checks
 from adapters.smoke_log import write_smoke_log
 from adapters.store import Store
 from adapters.timeline import Timeline
-from adapters.winrm.hostops import HostOps
+from adapters.winrm.hostops import HostOps, RemoteShell
 from adapters.winrm.scripts import JsonValue
 from adapters.winrm.transport import WinRMShell
 from bot.logs import make_redactor
-from commands.config import Config, Host, secret
+from commands.config import Config, Host, PairRouter, secret
 from commands.context import Services
 
 
@@ -44,14 +46,15 @@ class _NoCredentialsShell:
         )
 
 
-def host_ops(host: Host) -> HostOps:
+def remote_shell(host: Host) -> RemoteShell:
+    """The WinRM shell to a configured host, or one that fails clearly without credentials."""
     user, password = secret(host.username_env), secret(host.password_env)
     if user is None or password is None:
         missing = [
             n for n, v in ((host.username_env, user), (host.password_env, password)) if not v
         ]
-        return HostOps(_NoCredentialsShell(host, missing), host=host.name)
-    shell = WinRMShell(
+        return _NoCredentialsShell(host, missing)
+    return WinRMShell(
         str(host.winrm_url),
         host.transport,
         user,
@@ -60,7 +63,15 @@ def host_ops(host: Host) -> HostOps:
         server_cert_validation=host.server_cert_validation,
         host=host.name,
     )
-    return HostOps(shell, host=host.name)
+
+
+def host_ops(host: Host) -> HostOps:
+    return HostOps(remote_shell(host), host=host.name)
+
+
+def traffic_router(router: PairRouter) -> TrafficRouter:
+    """The router of a pair; ARR is the only kind so far (config checks `kind`)."""
+    return ArrRouter(remote_shell(router.host), router.farm, host=router.host.name)
 
 
 def redactor_for(config: Config) -> Callable[[str], str]:
@@ -106,5 +117,6 @@ async def open_runtime(
         hosts=host_ops,
         write_smoke_log=smoke_log,
         now=clock,
+        routers=traffic_router,
     )
     return Runtime(services, store, timeline, smoke_dir, at(config.paths.audit_dir))

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from adapters.smoke import CheckResult, SmokeTarget
-from commands.config import Config, Host
+from commands.config import Config, Host, PairRouter
 
 if TYPE_CHECKING:
+    from adapters.router.farm import TrafficRouter
     from adapters.store import Store
     from adapters.winrm.hostops import HostOps
 
@@ -48,6 +49,7 @@ class TimelineSink(Protocol):
 
 Probe = Callable[[Sequence[SmokeTarget]], Awaitable[list[CheckResult]]]
 HostFactory = Callable[[Host], "HostOps"]
+RouterFactory = Callable[[PairRouter], "TrafficRouter"]
 SmokeLogWriter = Callable[[str, Sequence[CheckResult], datetime], Path]
 
 
@@ -63,6 +65,8 @@ class Services:
     hosts: HostFactory
     write_smoke_log: SmokeLogWriter
     now: Callable[[], datetime]
+    # The traffic router of a blue/green pair (its [pairs.NAME.router]).
+    routers: RouterFactory
 
 
 def actor_fields(name: str, aad_object_id: str | None) -> dict[str, str | None]:

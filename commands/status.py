@@ -1,17 +1,20 @@
-"""`status [ENVIRONMENT]` — per environment: version, IIS/Worker state per host, last smoke, lock.
+"""`status [ENVIRONMENT]` — per environment: version, IIS/Worker state per host, last smoke, lock;
+and per blue/green pair of those environments: the live slot as its router reports it.
 
-Hosts are read concurrently, one WinRM round trip each; an unreachable host is a line in the
-card saying so, never a failed command.
+Hosts and routers are read concurrently, one WinRM round trip each, every host once; an
+unreachable host or router is a line in the card saying so, never a failed command.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 
 from commands.cards import elements as cards
 from commands.config import VERSION_PATTERN
 from commands.context import Services
-from commands.hosts import read_hosts
+from commands.hosts import HostLine, read_hosts
+from commands.pair_status import pair_section
 from commands.registry import Command, CommandCall
 from commands.timefmt import ago, show
 from commands.types import Reply
@@ -25,10 +28,12 @@ def version_from_path(physical_path: str | None) -> str | None:
     return last if VERSION_PATTERN.fullmatch(last) else None
 
 
-async def _environment_section(services: Services, name: str) -> list[cards.Element]:
+async def _environment_section(
+    services: Services, name: str, read: Awaitable[list[HostLine]]
+) -> list[cards.Element]:
     env = services.config.environments[name]
     tz, now = services.config.tz, services.now()
-    lines = await read_hosts(services, env)
+    lines = await read
     deployment = await services.store.current_deployment(name)
     if deployment is not None:
         version = (
@@ -87,16 +92,29 @@ async def run(call: CommandCall) -> Reply:
         if call.environment
         else [n for n in config.environments if config.has_role(actor.aad_object_id, "operator", n)]
     )
-    sections = await asyncio.gather(*(_environment_section(services, n) for n in names))
+    pairs = [p for p, pair in config.pairs.items() if set(pair.slots) & set(names)]
+    needed = dict.fromkeys([*names, *(s for p in pairs for s in config.pairs[p].slots)])
+    # One read per environment, awaited by its own section and by its pair's.
+    reads = {
+        env: asyncio.ensure_future(read_hosts(services, config.environments[env])) for env in needed
+    }
+    sections = await asyncio.gather(
+        *(pair_section(services, p, reads) for p in pairs),
+        *(_environment_section(services, n, reads[n]) for n in names),
+    )
     body = [element for section in sections for element in section]
     body.append(cards.text(f"Read {show(services.now(), services.config.tz)}", subtle=True))
-    return Reply(f"Status of {', '.join(names)}", card=cards.card(body))
+    scope = ", ".join([*names, *(f"pair {p}" for p in pairs)])
+    return Reply(f"Status of {scope}", card=cards.card(body))
 
 
 COMMAND = Command(
     name="status",
     usage="[ENVIRONMENT]",
-    summary="Version, IIS site / app pool / Worker state, last smoke and any run in progress.",
+    summary=(
+        "Version, IIS site / app pool / Worker state, last smoke, run in progress; "
+        "a pair's live slot."
+    ),
     role="operator",
     env_arg="optional",
     max_extra_args=0,

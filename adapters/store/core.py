@@ -21,6 +21,7 @@ import aiosqlite
 
 from adapters.clock import Clock, utc_now
 from adapters.store.bookkeeping import ExecStore
+from adapters.store.pairs import PairStore
 from adapters.store.rows import (
     ConversationRef,
     Deployment,
@@ -43,7 +44,7 @@ BUSY_TIMEOUT_MS = 5000
 _DEPLOYMENT = "SELECT * FROM deployments WHERE environment = ?"
 
 
-class Store(ExecStore, WatchStore):
+class Store(ExecStore, WatchStore, PairStore):
     """One connection to the state database; open with `await Store.open(path)`."""
 
     @classmethod

@@ -169,8 +169,21 @@ _V1 = (
     "CREATE INDEX smoke_by_environment ON smoke_results (environment, id)",
 )
 
+# Since when each blue/green pair's live slot is live (the slot itself is read from the
+# router every time; adapters/store/pairs.py).
+_V2 = (
+    """CREATE TABLE pair_live (
+        pair TEXT PRIMARY KEY,
+        live_slot TEXT NOT NULL,
+        since TEXT NOT NULL,
+        source TEXT NOT NULL CHECK (source IN ('switch', 'observed')),
+        updated_at TEXT NOT NULL
+    )""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "requests, runs, steps, deployments, conversations, watcher, locks, smoke", _V1),
+    Migration(2, "since when each blue/green pair's live slot is live", _V2),
 )
 
 

@@ -39,9 +39,8 @@ from commands.switch import run_switch
 from commands.types import Actor, Invocation
 from lab.core import Lab
 from lab.demo import DEMO_EXTRA_PACKAGES, DEMO_PASSWORD, DEMO_USERNAME, demo_hosts, demo_routers
+from tests.browser_stack import bot_config
 
-ROOT = Path(__file__).resolve().parents[1]
-DEMO_CONFIG = ROOT / "lab" / "demo-bot.toml"
 PAIR = "prod"
 # How long the new slot serves before the switch back: traffic really runs on it.
 _DWELL_S = 1.0
@@ -130,29 +129,7 @@ async def rollback_live_slot(services: Services, environment: str) -> None:
 
 def bench_config(lab: Lab, root: Path) -> Config:
     """The demo config, pointed at this lab's ports and at files under `root`."""
-    raw: dict[str, Any] = tomllib.loads(DEMO_CONFIG.read_text(encoding="utf-8"))
-    for name, env in raw["environments"].items():
-        host = lab.host_for(name)
-        env["package_store"] = str(lab.packages_dir)
-        for h in env["hosts"]:
-            h["name"], h["winrm_url"] = host, lab.winrm_url(host)
-        for check in env["smoke"]:
-            check["url"] = lab.http_base(host) + "/" + check["url"].split("/", 3)[3]
-    for name, pair in raw.get("pairs", {}).items():
-        router = lab.router_for(name)
-        pair["router"]["host"].update(name=router, winrm_url=lab.winrm_url(router))
-        pair["router"]["public_url"] = lab.public_url(router)
-    raw["paths"] = {
-        key: str(root / sub)
-        for key, sub in (
-            ("database", "var/mcms-bot.db"),
-            ("audit_dir", "logs/deploy/notifications"),
-            ("app_logs_dir", "logs/app"),
-            ("smoke_logs_dir", "artifacts/offline/logs"),
-            ("timeline_dir", "docs/logs"),
-        )
-    }
-    return Config.model_validate(raw)
+    return Config.model_validate(tomllib.loads(bot_config(lab, root, port=0)))
 
 
 def table(results: Sequence[tuple[str, LoadResult]]) -> str:

@@ -3,20 +3,19 @@ against an in-memory twin shell (reply shapes PowerShell 5.1 produces, garbage).
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 import pytest
 
 from adapters.errors import BadReply, InvalidName, RemoteScriptFailed
 from adapters.router.arr import ArrRouter
 from adapters.router.farm import Farm, FarmServer
-from adapters.winrm.scripts import JsonValue
 from adapters.winrm.transport import WinRMShell
 from lab.core import Lab
+from tests.adapters.test_hostops import ScriptedShell
+from tests.lab_pairs import request_in_flight
 
 pytest_plugins = ["tests.lab_fixtures"]
 ShellFactory = Callable[..., WinRMShell]  # the lab_shell fixture
@@ -68,10 +67,7 @@ async def test_wait_drained_returns_when_the_last_request_in_flight_finishes(
     router: ArrRouter, lab: Lab, lab_router: str
 ) -> None:
     lab.set_fault(PROD, "health", "slow", delay_s=0.8)
-    async with aiohttp.ClientSession() as session:
-        request = asyncio.create_task(session.get(lab.public_url(lab_router) + "/health"))
-        while not lab.farm(lab_router)["servers"][0]["current_requests"]:
-            await asyncio.sleep(0.01)
+    async with request_in_flight(lab, lab_router, PROD) as request:
         await router.set_server(STAGE, "online", timeout_s=10)
         await router.set_server(PROD, "drain", timeout_s=10)
         started = time.monotonic()
@@ -79,7 +75,7 @@ async def test_wait_drained_returns_when_the_last_request_in_flight_finishes(
         result = await router.wait_drained(PROD, deadline_s=10)
 
         assert result.drained and result.current_requests == 0
-        assert request.done() and (await request).status == 200
+        assert request.done() and (await request) == 200
         assert 0.2 < time.monotonic() - started < 5
         assert result.farm.server(PROD) is not None
         assert result.farm.server(PROD).total_requests == 1  # type: ignore[union-attr]
@@ -89,17 +85,13 @@ async def test_wait_drained_gives_up_at_the_deadline_with_requests_still_in_flig
     router: ArrRouter, lab: Lab, lab_router: str
 ) -> None:
     lab.set_fault(PROD, "health", "slow", delay_s=4)
-    async with aiohttp.ClientSession() as session:
-        request = asyncio.create_task(session.get(lab.public_url(lab_router) + "/health"))
-        while not lab.farm(lab_router)["servers"][0]["current_requests"]:
-            await asyncio.sleep(0.01)
+    async with request_in_flight(lab, lab_router, PROD):
         await router.set_server(PROD, "drain", timeout_s=10)
 
         result = await router.wait_drained(PROD, deadline_s=1)
 
         assert (result.drained, result.current_requests) == (False, 1)
         assert 1 <= result.waited_s < 3
-        request.cancel()
 
 
 async def test_an_unknown_server_or_farm_fails_naming_it_and_changes_nothing(
@@ -125,20 +117,6 @@ async def test_a_hostile_server_address_is_refused_before_anything_is_sent(
 # --- reply parsing, against a twin of the shell -------------------------------------------
 
 
-class TwinShell:
-    """Answers every script with the given reply, as the transport would hand it over."""
-
-    host = "arr-twin"
-
-    def __init__(self, reply: dict[str, Any]) -> None:
-        self.reply = reply
-
-    async def run(
-        self, op: str, params: Mapping[str, JsonValue], *, timeout_s: float
-    ) -> dict[str, Any]:
-        return self.reply
-
-
 def server(**changes: Any) -> dict[str, Any]:
     base = {
         "address": PROD,
@@ -154,7 +132,7 @@ def server(**changes: Any) -> dict[str, Any]:
 
 
 async def test_one_server_unwrapped_by_powershell_is_still_a_farm_of_one() -> None:
-    twin = ArrRouter(TwinShell({"ok": True, "farm": "MCMS", "servers": server()}), "MCMS")
+    twin = ArrRouter(ScriptedShell({"ok": True, "farm": "MCMS", "servers": server()}), "MCMS")
     farm = await twin.read_farm(timeout_s=1)
     assert [s.address for s in farm.servers] == [PROD]
     assert farm.servers[0].failed_requests == 1
@@ -184,7 +162,7 @@ async def test_one_server_unwrapped_by_powershell_is_still_a_farm_of_one() -> No
     ],
 )
 async def test_a_garbled_farm_is_refused_not_guessed(reply: dict[str, Any], says: str) -> None:
-    twin = ArrRouter(TwinShell({"ok": True, **reply}), "MCMS")
+    twin = ArrRouter(ScriptedShell({"ok": True, **reply}), "MCMS")
     with pytest.raises(BadReply, match=says):
         await twin.read_farm(timeout_s=1)
 
@@ -199,10 +177,10 @@ async def test_a_drain_result_that_contradicts_itself_is_refused() -> None:
         "servers": [server(state="Drain")],
     }
     with pytest.raises(BadReply, match="current_requests"):
-        await ArrRouter(TwinShell(reply), "MCMS").wait_drained(PROD, deadline_s=1)
+        await ArrRouter(ScriptedShell(reply), "MCMS").wait_drained(PROD, deadline_s=1)
 
 
 async def test_a_change_reported_for_another_server_is_refused() -> None:
     reply = {"ok": True, "farm": "MCMS", "server": STAGE, "servers": [server()]}
     with pytest.raises(BadReply, match="'server'"):
-        await ArrRouter(TwinShell(reply), "MCMS").set_server(PROD, "drain", timeout_s=1)
+        await ArrRouter(ScriptedShell(reply), "MCMS").set_server(PROD, "drain", timeout_s=1)

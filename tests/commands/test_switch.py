@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from commands.config import load_config
 from commands.slots import SwitchPlan, plan_switch, view_pair
 from commands.switch import StepOutcome, SwitchOutcome, run_switch
 from lab.core import Lab
+from tests.lab_pairs import request_in_flight
 
 pytest_plugins = ["tests.lab_fixtures"]
 ShellFactory = Callable[..., WinRMShell]
@@ -126,17 +126,12 @@ async def test_a_drain_past_its_deadline_goes_offline_and_the_request_in_flight_
     router: ArrRouter, lab: Lab, lab_router: str
 ) -> None:
     lab.set_fault(PROD, "health", "slow", delay_s=2.5)
-    async with aiohttp.ClientSession() as session:
-        in_flight = asyncio.create_task(session.get(lab.public_url(lab_router) + "/health"))
-        while not lab.farm(lab_router)["servers"][0]["current_requests"]:
-            await asyncio.sleep(0.01)
-
+    async with request_in_flight(lab, lab_router, PROD) as in_flight:
         outcome = await switch_to(router, "InternalStage", drain_deadline_s=1)
 
         assert outcome.ok
         wait = next(s for s in outcome.steps if s.step.kind == "wait")
         assert wait.drain is not None and not wait.drain.drained
         assert wait.drain.current_requests == 1
-        response = await in_flight
-        assert response.status == 200 and response.headers["X-Served-By"] == PROD
-        response.release()
+        assert await in_flight == 200
+    assert lab.farm(lab_router)["servers"][0]["failed_requests"] == 0

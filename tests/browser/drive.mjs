@@ -30,6 +30,11 @@ const { values: args } = parseArgs({
   },
 });
 const steps = JSON.parse(fs.readFileSync(args.scenario, 'utf8'));
+
+// A case-sensitive "contains this text" for locators (a plain string would ignore case).
+function exactly(text) {
+  return new RegExp(text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
+}
 fs.mkdirSync(args.out, { recursive: true });
 
 // The flags that make Debian's chromium behave on a machine without a network; the
@@ -79,12 +84,14 @@ try {
       }
       const action = step.double_click ?? step.click;
       if (action) {
-        const host = page.locator('.ac-adaptiveCard', { hasText: step.in_card }).last();
+        const host = page.locator('.ac-adaptiveCard', { hasText: exactly(step.in_card) }).last();
         const button = host.getByRole('button', { name: action, exact: true });
         if (step.double_click) await button.dblclick();
         else await button.click();
       }
-      const card = page.locator('.ac-adaptiveCard', { hasText: step.card }).last();
+      // Case-sensitive: a string `hasText` ignores case, and the progress card's "approved
+      // by Alex Wilber" would then pass for the decided card's "Approved by Alex Wilber".
+      const card = page.locator('.ac-adaptiveCard', { hasText: exactly(step.card) }).last();
       await card.waitFor({ timeout: (step.timeout_s ?? 20) * 1000 });
       // Cards are edited in place; let the last edit paint before reading and shooting.
       await page.waitForTimeout(300);

@@ -241,7 +241,7 @@ def _port_free(port: int) -> bool:
 
 @pytest.mark.slow
 def test_demo_cli_serves_the_fixed_ports_and_stops_on_sigterm(tmp_path: Path) -> None:
-    ports = [DEMO_CONTROL_PORT, 15985, 15986, 15987, 18081, 18082, 18083]
+    ports = [DEMO_CONTROL_PORT, 15985, 15986, 15987, 15988, 18080, 18081, 18082, 18083]
     if not all(_port_free(p) for p in ports):
         pytest.skip("a demo lab already runs on this machine")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -255,11 +255,14 @@ def test_demo_cli_serves_the_fixed_ports_and_stops_on_sigterm(tmp_path: Path) ->
     )
     try:
         assert proc.stdout is not None
-        banner = [proc.stdout.readline() for _ in range(3)]
+        banner = [proc.stdout.readline() for _ in range(5)]
         assert "control API http://127.0.0.1:15900" in banner[0]
         assert "http://127.0.0.1:15985/wsman" in banner[1] and "18081" in banner[1]
-        with socket.create_connection(("127.0.0.1", 18083), timeout=2):
-            pass
+        assert "pair prod" in banner[4] and "http://127.0.0.1:15988/wsman" in banner[4]
+        assert "public http://127.0.0.1:18080" in banner[4]
+        for port in (18083, 18080):
+            with socket.create_connection(("127.0.0.1", port), timeout=2):
+                pass
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=10)
     finally:

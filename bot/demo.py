@@ -131,8 +131,8 @@ def main() -> int:
             "  lab            Lab / InternalStage / InternalProd simulated; faults: lab/README.md"
         )
         print(
-            "  pair prod      InternalProd (live) / InternalStage behind the lab's ARR router, "
-            "public URL http://127.0.0.1:18080"
+            "  pair prod      InternalProd (live at start) / InternalStage behind the lab's "
+            "ARR router, public URL http://127.0.0.1:18080"
         )
         playground = _playground_bin()
         if playground:

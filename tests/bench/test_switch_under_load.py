@@ -28,13 +28,13 @@ async def test_a_switch_and_back_under_steady_load_fails_no_request(
         result = await run_load(
             lab.public_url(lab_router) + "/health",
             rate=50,
-            count=300,
+            count=400,
             started=lambda: switch_and_back(runtime.services, "prod"),
         )
     finally:
         await runtime.close()
 
-    assert (result.sent, result.ok, result.failed) == (300, 300, 0), result
+    assert (result.sent, result.ok, result.failed) == (400, 400, 0), result
     # The switch really happened under this load: both slots answered part of it, and the
     # change was over before the load ended.
     assert result.served_by[PROD] > 0 and result.served_by[STAGE] > 0, result.served_by

@@ -125,7 +125,7 @@ async def test_a_router_failure_stops_the_switch_and_leaves_the_farm_as_the_rout
 async def test_a_drain_past_its_deadline_goes_offline_and_the_request_in_flight_still_ends(
     router: ArrRouter, lab: Lab, lab_router: str
 ) -> None:
-    lab.set_fault(PROD, "health", "slow", delay_s=2.5)
+    lab.set_fault(PROD, "health", "slow", delay_s=4)
     async with request_in_flight(lab, lab_router, PROD) as in_flight:
         outcome = await switch_to(router, "InternalStage", drain_deadline_s=1)
 

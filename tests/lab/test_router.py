@@ -68,7 +68,7 @@ async def test_a_draining_server_finishes_its_requests_while_new_ones_go_to_the_
     lab: Lab, lab_router: str
 ) -> None:
     base = lab.public_url(lab_router)
-    lab.set_fault(PROD, "health", "slow", delay_s=0.5)
+    lab.set_fault(PROD, "health", "slow", delay_s=1)
     in_flight = asyncio.create_task(get(base + "/health"))
     await wait_in_flight(lab, lab_router, PROD, 1)
 

@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from lab.farm import SimFarm
+    from lab.runner import DrSuite
 
 PORTAL_CHECKS: Final = ("health", "swagger", "kerberos")
+PORTAL_PAGES: Final = ("login", "releases")
 
 # target → modes it accepts; see lab/README.md for what each one does.
 FAULT_MODES: Final[dict[str, frozenset[str]]] = {
@@ -25,6 +27,8 @@ FAULT_MODES: Final[dict[str, frozenset[str]]] = {
     "service": frozenset({"stuck"}),
     "package": frozenset({"corrupt"}),
     "farm": frozenset({"config_locked"}),  # a router host's ARR farm (lab.arr)
+    # The portal's HTML pages (lab.pages): "a11y" renders them with accessibility violations.
+    **{page: frozenset({"down", "slow", "error", "a11y"}) for page in PORTAL_PAGES},
 }
 
 
@@ -121,6 +125,8 @@ class SimHost:
     http_requests: int = 0
     # The ARR web farm of a router host (lab.router); None on a plain MCMS host.
     farm: SimFarm | None = None
+    # What run-dr-test finds installed on this host as a DR runner (lab.runner); None: nothing.
+    dr_suite: DrSuite | None = None
 
     @classmethod
     def from_spec(cls, spec: LabHostSpec, packages_dir: Path | None = None) -> SimHost:

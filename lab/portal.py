@@ -1,8 +1,11 @@
-"""The MCMS portal of one simulated host: the three endpoints the playbook's smoke run probes.
+"""The MCMS portal of one simulated host: the smoke endpoints and two real HTML pages.
 
 Health 200 and Swagger 200 like the real portal; Kerberos 401 with a Negotiate challenge,
-because the probe carries no ticket. The listener itself is opened and closed by the lab to
-follow the site and app pool (lab.core); this app only applies per-check faults.
+because the probe carries no ticket. A login page and the releases list (lab.pages) give
+the DR suites (lab/dr-suites) something a browser can sign in to and axe can scan. The
+listener itself is opened and closed by the lab to follow the site and app pool
+(lab.core); this app only applies per-check and per-page faults. Sessions live in the app,
+so a listener reopened (site or pool restarted) forgets them, as an app pool recycle does.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Final
 
 from aiohttp import web
 
+from lab import pages
 from lab.model import SimHost
 
 _SWAGGER: Final = (
@@ -61,8 +65,65 @@ def make_portal_app(host: SimHost) -> web.Application:
         )
         return fault or challenge
 
+    sessions: set[str] = set()
+
+    def signed_in(request: web.Request) -> bool:
+        return request.cookies.get(pages.SESSION_COOKIE, "") in sessions
+
+    def page(text: str, status: int = 200) -> web.Response:
+        return web.Response(status=status, text=text, content_type="text/html")
+
+    async def login_form(request: web.Request) -> web.Response:
+        fault = await guarded("login", request)
+        broken = host.fault_mode("login") == "a11y"
+        return fault or page(pages.login_page(host.name, broken=broken))
+
+    async def login(request: web.Request) -> web.Response:
+        fault = await guarded("login", request)
+        if fault is not None:
+            return fault
+        form = await request.post()
+        user, password = str(form.get("username", "")), str(form.get("password", ""))
+        if (user, password) != (pages.PORTAL_USER, pages.PORTAL_PASSWORD):
+            broken = host.fault_mode("login") == "a11y"
+            refused = pages.login_page(
+                host.name, error="Wrong user name or password.", broken=broken
+            )
+            return page(refused, status=401)
+        token = pages.new_session()
+        sessions.add(token)
+        response = _see_other("/releases")
+        response.set_cookie(pages.SESSION_COOKIE, token, httponly=True, samesite="Strict")
+        return response
+
+    async def releases(request: web.Request) -> web.Response:
+        fault = await guarded("releases", request)
+        if fault is not None:
+            return fault
+        if not signed_in(request):
+            return _see_other("/login")
+        broken = host.fault_mode("releases") == "a11y"
+        kept = sorted(host.release_dirs, key=_version_key)
+        return page(pages.releases_page(host.name, kept, host.current_release, broken=broken))
+
+    async def root(_: web.Request) -> web.Response:
+        return _see_other("/login")
+
     app = web.Application()
+    app.router.add_get("/", root)
+    app.router.add_get("/login", login_form)
+    app.router.add_post("/login", login)
+    app.router.add_get("/releases", releases)
     app.router.add_get("/health", health)
     app.router.add_get("/swagger/index.html", swagger)
     app.router.add_get("/api/auth/kerberos", kerberos)
     return app
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(p) if p.isdigit() else 0 for p in version.split("-")[0].split("."))
+
+
+def _see_other(location: str) -> web.Response:
+    # A plain response: returning aiohttp's HTTPSeeOther instead of raising it is deprecated.
+    return web.Response(status=303, headers={"Location": location})

@@ -24,6 +24,7 @@ from lab.model import Fault, LabHostSpec, ScriptCall
 from lab.packages import build_package_store
 from lab.powershell import apply_op
 from lab.router import LabRouterSpec, RouterRuntime
+from lab.runner import DrSuite
 from lab.runtime import LabRuntime
 
 T = TypeVar("T")
@@ -218,6 +219,14 @@ class Lab:
             return result
 
         return self._call(go)
+
+    def set_dr_suite(self, host: str, suite: DrSuite | None) -> None:
+        """Make `host` a DR runner host whose suite behaves as `suite` (None: no suite)."""
+
+        async def go() -> None:
+            self._runtime.host(host).sim.dr_suite = suite
+
+        self._call(go)
 
     def put_release(self, host: str, version: str, *, marker: str | None) -> None:
         """Set a scene: a release folder `version` whose marker holds `marker` (None: none,

@@ -21,6 +21,7 @@ from typing import Any, Final
 from lab import arr
 from lab.model import ScriptCall, ScriptError, SimHost
 from lab.releases import deploy_release, switch_site
+from lab.runner import run_dr_test
 
 MAX_COMMAND_LINE: Final = 8191  # cmd.exe's limit on Windows
 _MARKER: Final = re.compile(r"^\s*# mcms-op: ([a-z][a-z-]*)\s*$", re.MULTILINE)
@@ -265,6 +266,7 @@ _OPS: Final[dict[str, Handler]] = {
     "switch-site": switch_site,
     "arr-read-farm": arr.read_farm,
     "arr-set-server": arr.set_server,
+    "run-dr-test": run_dr_test,
 }
 _DEFERRED_OPS: Final[dict[str, DeferredHandler]] = {"arr-wait-drain": arr.wait_drain}
 

@@ -103,6 +103,11 @@ class HostOps:
         # The inventory name, for messages; the shell's own name when not given.
         self.host = host or shell.host
 
+    @property
+    def shell(self) -> RemoteShell:
+        """The shell under these operations: a DR runner host runs its suites through it."""
+        return self._shell
+
     async def echo(self, text: str, *, timeout_s: float) -> str:
         """Send `text` there and back; proves the transport keeps values byte-exact."""
         reply = await self._shell.run(OP_ECHO, {"Text": text}, timeout_s=timeout_s)

@@ -67,6 +67,7 @@ OP_SWITCH: Final = "switch-site"
 OP_ARR_READ: Final = "arr-read-farm"
 OP_ARR_SET: Final = "arr-set-server"
 OP_ARR_WAIT_DRAIN: Final = "arr-wait-drain"
+OP_DR_TEST: Final = "run-dr-test"
 
 # Runs on the host's command line (as -EncodedCommand): read the composed script from stdin
 # and run it. Kept tiny and constant so the command line stays far below 8,191 characters.
@@ -139,6 +140,19 @@ SCRIPTS: Final[Mapping[str, ScriptSpec]] = {
         _load(OP_ARR_READ, ("FarmName",)),
         _load(OP_ARR_SET, ("FarmName", "ServerAddress", "Action", "TimeoutSec")),
         _load(OP_ARR_WAIT_DRAIN, ("FarmName", "ServerAddress", "TimeoutSec")),
+        _load(
+            OP_DR_TEST,
+            (
+                "Program",
+                "Arguments",
+                "WorkingDir",
+                "Variables",
+                "ReportPath",
+                "TimeoutSec",
+                "MaxReportBytes",
+                "MaxLogBytes",
+            ),
+        ),
     )
 }
 

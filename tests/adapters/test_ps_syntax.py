@@ -51,6 +51,18 @@ VALID_PARAMS: dict[str, dict[str, JsonValue]] = {
         "TimeoutSec": 30,
     },
     "arr-wait-drain": {"FarmName": "MCMS", "ServerAddress": "prod-web01", "TimeoutSec": 60},
+    # The runner's command line and environment come from the config, never from chat; even
+    # so they travel as parameters, and hostile text must not break the composed script.
+    "run-dr-test": {
+        "Program": "npm.cmd",
+        "Arguments": ["run", "test:axe", HOSTILE],
+        "WorkingDir": "D:\\src\\MCMS",
+        "Variables": {"BASE_URL": "https://mcms-stage.corp.example/", "X": HOSTILE},
+        "ReportPath": "D:\\src\\MCMS\\reports\\axe-results.json",
+        "TimeoutSec": 900,
+        "MaxReportBytes": 52428800,
+        "MaxLogBytes": 262144,
+    },
 }
 # The most awkward values the edge still lets through: each must compose into valid syntax.
 EDGE_PARAMS: list[tuple[str, dict[str, JsonValue]]] = [
@@ -135,11 +147,15 @@ def test_composed_script_with_edge_values_parses(op: str, params: dict[str, Json
         ("arr-set-server", "FarmName", "MCMS' or 1=1"),
         ("arr-set-server", "TimeoutSec", 0),
         ("arr-wait-drain", "ServerAddress", "-web01"),
+        ("run-dr-test", "WorkingDir", HOSTILE),
+        ("run-dr-test", "ReportPath", "D:\\src\\..\\Windows\\win.ini"),
+        ("run-dr-test", "TimeoutSec", 7200),
     ],
     ids=lambda v: repr(v)[:20],
 )
 def test_hostile_values_never_reach_a_deploy_script(op: str, key: str, value: JsonValue) -> None:
-    """Only echo carries free text; every deploy parameter is checked by its suffix."""
+    """Only echo and a DR runner's command line carry free text (base64, never spliced);
+    every path, name, version and number is checked by its suffix."""
     with pytest.raises(InvalidName):
         ps_scripts.compose("test-host", op, {**VALID_PARAMS[op], key: value})
 

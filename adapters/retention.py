@@ -1,5 +1,10 @@
 """Log retention (playbook §7): smoke logs 14 days, the notifications (audit) 30 days.
 
+DR check folders (`dr/<run-id>/`, see adapters/dr/artifacts.py) live beside the smoke logs
+and follow the same window and the same rule: the day of the run — the `day` its manifest
+holds, as the name holds it for a smoke log — AND the newest mtime inside must both be older
+than the window; a folder without a readable manifest (not ours) is never touched.
+
 Smoke logs (`smoke_YYYYMMDD_HHMMSS[_n].log`) go when BOTH their name and their mtime are
 older than the window. The name is when the run happened — what "keep 14 days" is about,
 and it survives copies and backups, which reset the mtime. The mtime is the guard the other
@@ -18,11 +23,13 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from adapters.audit import prune
+from adapters.dr.artifacts import RUN_ID_PATTERN, read_manifest
 from adapters.files import fsync_dir
 
 log = logging.getLogger(__name__)
@@ -36,10 +43,11 @@ class Pruned:
 
     smoke_logs: tuple[Path, ...] = ()
     notifications: tuple[Path, ...] = ()
+    dr_runs: tuple[Path, ...] = ()
 
     @property
     def total(self) -> int:
-        return len(self.smoke_logs) + len(self.notifications)
+        return len(self.smoke_logs) + len(self.notifications) + len(self.dr_runs)
 
 
 def _name_date(name: str) -> date | None:
@@ -79,6 +87,44 @@ def prune_smoke_logs(directory: Path, keep_days: int, today: date, now: datetime
     return deleted
 
 
+def _newest_mtime(folder: Path) -> datetime:
+    stamps = [folder.stat().st_mtime]
+    stamps += [p.stat().st_mtime for p in folder.rglob("*") if not p.is_symlink()]
+    return datetime.fromtimestamp(max(stamps), UTC)
+
+
+def prune_dr_runs(directory: Path, keep_days: int, today: date, now: datetime) -> list[Path]:
+    """Delete DR check folders older than `keep_days` by manifest day AND by mtime."""
+    if not directory.is_dir():
+        return []
+    oldest_kept_day = today - timedelta(days=keep_days)
+    mtime_cutoff = now.astimezone(UTC) - timedelta(days=keep_days)
+    deleted = []
+    for folder in sorted(directory.iterdir()):
+        if not RUN_ID_PATTERN.fullmatch(folder.name) or folder.is_symlink() or not folder.is_dir():
+            continue
+        manifest = read_manifest(folder)
+        try:
+            day = date.fromisoformat(str(manifest["day"])) if manifest else None
+        except (KeyError, ValueError):
+            day = None
+        if day is None or day >= oldest_kept_day or day >= today:
+            continue
+        if _newest_mtime(folder) >= mtime_cutoff:
+            continue
+        shutil.rmtree(folder)
+        deleted.append(folder)
+        log.info(
+            "retention: deleted DR check %s (run of %s, older than %d days)",
+            folder,
+            day,
+            keep_days,
+        )
+    if deleted:
+        fsync_dir(directory)
+    return deleted
+
+
 def prune_notifications(directory: Path, keep_days: int, today: date) -> list[Path]:
     """Delete audit day files dated more than `keep_days` before `today` (chain anchored)."""
     deleted = prune(directory, today - timedelta(days=keep_days))
@@ -94,9 +140,14 @@ def apply_retention(
     audit_days: int,
     today: date,
     now: datetime,
+    dr_dir: Path | None = None,
 ) -> Pruned:
-    """One pass over both folders; blocking file I/O (run it in a worker thread)."""
+    """One pass over the folders; blocking file I/O (run it in a worker thread).
+
+    DR check folders (`dr_dir`) keep the smoke logs' window.
+    """
     return Pruned(
         smoke_logs=tuple(prune_smoke_logs(smoke_dir, smoke_days, today, now)),
         notifications=tuple(prune_notifications(audit_dir, audit_days, today)),
+        dr_runs=tuple(prune_dr_runs(dr_dir, smoke_days, today, now)) if dr_dir else (),
     )

@@ -20,6 +20,7 @@ from commands.config.base import (
     VERSION_PATTERN,
     Role,
 )
+from commands.config.dr import DrRunner, DrTests
 from commands.config.environment import (
     Approval,
     Environment,
@@ -53,6 +54,8 @@ __all__ = [
     "Approval",
     "Config",
     "ConfigError",
+    "DrRunner",
+    "DrTests",
     "Environment",
     "GrafanaInbound",
     "Host",

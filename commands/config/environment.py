@@ -14,6 +14,7 @@ from pydantic import (
 )
 
 from commands.config.base import EnvVarName, _check_env_var, _check_name, _Strict
+from commands.config.dr import DrTests
 
 
 class SmokeCheck(_Strict):
@@ -159,6 +160,8 @@ class Environment(_Strict):
     approval: Approval = Approval()
     watch: Watch = Watch()
     timeouts: Timeouts = Timeouts()
+    # The DR test matrix (`check ENVIRONMENT`): DR-SMOKE always, the suites when configured.
+    dr: DrTests | None = None
 
     @field_validator("releases_root")
     @classmethod

@@ -34,8 +34,10 @@ from commands.config.base import (
     _check_env_var,
     _Strict,
 )
+from commands.config.dr import BOT_HOST
 from commands.config.environment import (
     Environment,
+    Host,
 )
 from commands.config.pair import Pair, pair_problems
 
@@ -89,6 +91,8 @@ class Config(_Strict):
     retention: Retention = Retention()
     # Blue/green slot pairs by name (commands/config/pair.py); none is fine.
     pairs: dict[str, Pair] = Field(default_factory=dict)
+    # Windows hosts the DR suites run on (`runs_on` of a runner), reached over WinRM.
+    runner_hosts: list[Host] = Field(default_factory=list)
 
     @field_validator("timezone")
     @classmethod
@@ -140,6 +144,28 @@ class Config(_Strict):
             raise ValueError("; ".join(errors))
         return self
 
+    @model_validator(mode="after")
+    def _dr_runners_fit_their_hosts(self) -> Config:
+        errors: list[str] = []
+        names = [h.name for h in self.runner_hosts]
+        if BOT_HOST in names or len(set(names)) != len(names):
+            errors.append(f"runner_hosts: names must be unique and not {BOT_HOST!r}")
+        for env_name, env in self.environments.items():
+            if env.dr is None:
+                continue
+            for key, runner in env.dr.runners().items():
+                where = f"environments.{env_name}.dr.{key}"
+                if runner.remote and runner.runs_on not in names:
+                    known = ", ".join([BOT_HOST, *names])
+                    errors.append(f"{where}.runs_on: unknown runner host (known: {known})")
+                errors += [f"{where}: {p}" for p in runner.problems(str(env.dr.base_url), env_name)]
+        if errors:
+            raise ValueError("; ".join(errors))
+        return self
+
+    def runner_host(self, name: str) -> Host | None:
+        return next((h for h in self.runner_hosts if h.name == name), None)
+
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
@@ -180,6 +206,11 @@ class Config(_Strict):
                 names += [host.username_env, host.password_env]
         for pair in self.pairs.values():
             names += [pair.router.host.username_env, pair.router.host.password_env]
+        for host in self.runner_hosts:
+            names += [host.username_env, host.password_env]
+        for env in self.environments.values():
+            for runner in env.dr.runners().values() if env.dr else ():
+                names += runner.secret_env.values()
         names.append(self.alerts.grafana.token_env)
         if self.alerts.opsgenie is not None:
             names.append(self.alerts.opsgenie.api_key_env)

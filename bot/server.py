@@ -91,6 +91,7 @@ def build_app(
     endpoint = app[TEAMS_KEY]
     queue = OutboundQueue(TeamsSender(endpoint.adapter, endpoint.app_id), outbound_policy)
     reporter = QueueReporter(services, queue)
+    services.checks.connect(reporter)  # `check` cards: edited through the same queue
     executor = Executor(services, reporter)
     # Watching and alerting (issue 4): every proactive post goes through `queue` too.
     alerter = Alerter(services, queue, reporter)
@@ -128,6 +129,7 @@ def build_app(
         await watcher.stop()
         await alerter.close()
         await executor.drain(DRAIN_TIMEOUT_S)
+        await services.checks.close(DRAIN_TIMEOUT_S)
         try:
             await asyncio.wait_for(queue.drain(), 10)
         except TimeoutError:

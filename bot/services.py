@@ -22,6 +22,7 @@ from adapters.winrm.transport import WinRMShell
 from bot.logs import make_redactor
 from commands.config import Config, Host, PairRouter, secret
 from commands.context import Services
+from commands.dr.checks import DrChecks
 
 
 def utc_now() -> datetime:
@@ -118,5 +119,6 @@ async def open_runtime(
         write_smoke_log=smoke_log,
         now=clock,
         routers=traffic_router,
+        checks=DrChecks(smoke_dir / "dr"),
     )
     return Runtime(services, store, timeline, smoke_dir, at(config.paths.audit_dir))

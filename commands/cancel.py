@@ -1,9 +1,11 @@
-"""`cancel <run>` — stop a run at its next step boundary (a step in flight is not cut)."""
+"""`cancel RUN-ID` — stop a run at its next step boundary (a step in flight is not cut),
+or a DR check (`dr-…`) at once: its running suite's process tree is killed."""
 
 from __future__ import annotations
 
 import re
 
+from adapters.dr.artifacts import RUN_ID_PATTERN as CHECK_ID
 from commands.context import actor_fields
 from commands.registry import Command, CommandCall
 from commands.types import Reply
@@ -11,19 +13,62 @@ from commands.types import Reply
 RUN_ID = re.compile(r"^run-[0-9a-f]{8}$")
 
 
+async def cancel_check(call: CommandCall, check_id: str) -> Reply:
+    services, inv = call.services, call.invocation
+    check = services.checks.find(check_id)
+    if check is None:
+        return Reply(
+            f"No DR check `{check_id}` is running (it may have ended: its card has the results).",
+            refused=True,
+            extra={"reason": "unknown-run"},
+        )
+    if not services.config.has_role(inv.actor.aad_object_id, "operator", check.environment):
+        return Reply(
+            f"Cancelling `{check_id}` needs the **operator** role for {check.environment}.",
+            refused=True,
+            extra={"reason": "role"},
+        )
+    running = check.running.id if check.running else None
+    if services.checks.cancel(check_id, inv.actor.name) is None:
+        return Reply(
+            f"DR check `{check_id}` is already being cancelled.",
+            refused=True,
+            extra={"reason": "already-cancelling"},
+        )
+    await services.audit.append(
+        "CancelRequested",
+        environment=check.environment,
+        run_id=check_id,
+        actor=actor_fields(inv.actor.name, inv.actor.aad_object_id),
+        step=running,
+    )
+    doing = (
+        f"{running} is being stopped now (its process tree is killed)"
+        if running
+        else ("it stops before its next test")
+    )
+    return Reply(
+        f"Cancelling DR check `{check_id}` ({check.environment}): {doing}; the tests after it "
+        "will not run. The card will say where it stopped."
+    )
+
+
 async def run(call: CommandCall) -> Reply:
     services, inv = call.services, call.invocation
     if not call.args:
         return Reply(
-            "`cancel` needs a run id: `cancel run-…` (see the progress card).",
+            "`cancel` needs a run id: `cancel run-…` or `cancel dr-…` (see the progress card).",
             refused=True,
             extra={"reason": "missing-run"},
         )
     run_id = call.args[0].lower()
+    if CHECK_ID.fullmatch(run_id):
+        return await cancel_check(call, run_id)
     found = await services.store.get_run(run_id) if RUN_ID.fullmatch(run_id) else None
     if found is None:
         return Reply(
-            f"There is no run `{call.args[0]}`. The id is on the progress card (run-…).",
+            f"There is no run `{call.args[0]}`. The id is on the progress card (run-… for a "
+            "rollback or deploy, dr-… for a DR check).",
             refused=True,
             extra={"reason": "unknown-run"},
         )
@@ -65,7 +110,7 @@ async def run(call: CommandCall) -> Reply:
 COMMAND = Command(
     name="cancel",
     usage="RUN-ID",
-    summary="Stop a running rollback/deploy at its next step boundary.",
+    summary="Stop a running rollback/deploy at its next step boundary, or a DR check now.",
     role="operator",
     env_arg="none",
     max_extra_args=1,

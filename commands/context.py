@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from adapters.router.farm import TrafficRouter
     from adapters.store import Store
     from adapters.winrm.hostops import HostOps
+    from commands.dr.checks import DrChecks
 
 
 class AuditSink(Protocol):
@@ -67,6 +68,8 @@ class Services:
     now: Callable[[], datetime]
     # The traffic router of a blue/green pair (its [pairs.NAME.router]).
     routers: RouterFactory
+    # The DR checks running now (`check`, `cancel`) and where their folders go.
+    checks: DrChecks
 
 
 def actor_fields(name: str, aad_object_id: str | None) -> dict[str, str | None]:

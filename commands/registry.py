@@ -79,7 +79,16 @@ class Registry:
 
 def default_registry() -> Registry:
     # Imported here so each command module can import this one for its types.
-    from commands import cancel, deploy, rollback, smoke, status, subscribe, unsubscribe
+    from commands import (
+        cancel,
+        check,
+        deploy,
+        rollback,
+        smoke,
+        status,
+        subscribe,
+        unsubscribe,
+    )
     from commands import help as help_cmd
 
     return Registry(
@@ -87,6 +96,7 @@ def default_registry() -> Registry:
             help_cmd.COMMAND,
             status.COMMAND,
             smoke.COMMAND,
+            check.COMMAND,
             rollback.COMMAND,
             deploy.COMMAND,
             cancel.COMMAND,

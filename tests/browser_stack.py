@@ -25,6 +25,7 @@ from typing import Any
 
 from lab.core import Lab
 from lab.demo import DEMO_PASSWORD, DEMO_USERNAME
+from tests.lab_dr import point_dr_at_lab
 from tests.lab_pairs import point_pairs_at_lab
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,19 +62,21 @@ SCENARIO: list[dict[str, Any]] = [
 ]
 
 
-def missing_prerequisites() -> list[str]:
-    """What the browser tests need and this machine lacks (empty: all there)."""
+def missing_prerequisites(package_dir: Path = BROWSER_DIR) -> list[str]:
+    """What the browser tests (or the npm project at `package_dir`) need and this machine
+    lacks: node, Debian's chromium, the pinned npm packages (empty: all there)."""
     missing = []
     if shutil.which("node") is None:
         missing.append("node (Node.js 20+)")
     if not CHROMIUM.exists():
         missing.append(f"{CHROMIUM} (Debian package chromium)")
-    pins = json.loads((BROWSER_DIR / "package.json").read_text())["devDependencies"]
+    pins = json.loads((package_dir / "package.json").read_text())["devDependencies"]
+    where = package_dir.relative_to(ROOT)
     for name, version in pins.items():
-        manifest = BROWSER_DIR / "node_modules" / name / "package.json"
+        manifest = package_dir / "node_modules" / name / "package.json"
         found = json.loads(manifest.read_text())["version"] if manifest.exists() else None
         if found != version:
-            missing.append(f"npm {name}@{version} in tests/browser (found {found})")
+            missing.append(f"npm {name}@{version} in {where} (found {found})")
     return missing
 
 
@@ -113,6 +116,7 @@ def bot_config(lab: Lab, root: Path, port: int) -> str:
         for check in env["smoke"]:
             check["url"] = lab.http_base(host) + "/" + check["url"].split("/", 3)[3]
     point_pairs_at_lab(raw, lab)
+    point_dr_at_lab(raw, lab)
     raw["paths"] = {
         "database": str(root / "var" / "mcms-bot.db"),
         "audit_dir": str(root / "logs" / "deploy" / "notifications"),

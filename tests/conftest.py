@@ -22,6 +22,7 @@ from bot.server import EXECUTOR_KEY, QUEUE_KEY, build_app
 from bot.services import Runtime, open_runtime
 from bot.teams.outbound_queue import RetryPolicy
 from commands.config import Config
+from tests.lab_dr import point_dr_at_lab
 from tests.lab_pairs import point_pairs_at_lab
 from tests.teams_factory import ALEX, TENANT, User, make_invoke, make_message
 
@@ -44,8 +45,12 @@ STRANGER = User("Nobody Known", "00000000-0000-0000-0000-0000000000099", id="use
 FOREIGN_TENANT = "99999999-0000-0000-0000-000000000009"
 
 
-def lab_config(lab: Lab, tmp_path: Path) -> Config:
-    """The demo config, pointed at this lab's ephemeral ports and at files under tmp_path."""
+ConfigEdit = Callable[[dict[str, Any]], None]
+
+
+def lab_config(lab: Lab, tmp_path: Path, edit: ConfigEdit | None = None) -> Config:
+    """The demo config, pointed at this lab's ephemeral ports and at files under tmp_path;
+    `edit` may change the raw TOML data before it is validated."""
     raw: dict[str, Any] = tomllib.loads(DEMO_CONFIG.read_text(encoding="utf-8"))
     for name, env in raw["environments"].items():
         host = lab.host_for(name)
@@ -60,6 +65,7 @@ def lab_config(lab: Lab, tmp_path: Path) -> Config:
             path = check["url"].split("/", 3)[3]
             check["url"] = f"{base}/{path}"
     point_pairs_at_lab(raw, lab)
+    point_dr_at_lab(raw, lab)
     raw["paths"] = {
         "database": str(tmp_path / "var" / "mcms-bot.db"),
         "audit_dir": str(tmp_path / "logs" / "deploy" / "notifications"),
@@ -77,6 +83,8 @@ def lab_config(lab: Lab, tmp_path: Path) -> Config:
             "environments": ["InternalProd"],
         }
     )
+    if edit is not None:
+        edit(raw)
     return Config.model_validate(raw)
 
 
@@ -228,8 +236,18 @@ class Chat:
 
 
 @pytest.fixture
+def config_edit() -> ConfigEdit | None:
+    """Override in a test module to change the `chat` fixture's config (raw TOML data)."""
+    return None
+
+
+@pytest.fixture
 async def chat(
-    lab: Lab, fake_connector: FakeConnector, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    lab: Lab,
+    fake_connector: FakeConnector,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    config_edit: ConfigEdit | None,
 ) -> AsyncIterator[Chat]:
     from lab.demo import DEMO_PASSWORD, DEMO_USERNAME
 
@@ -237,7 +255,7 @@ async def chat(
     monkeypatch.setenv("MCMS_LAB_WINRM_PASSWORD", DEMO_PASSWORD)
     for name in ("MCMS_BOT_APP_ID", "MCMS_BOT_APP_PASSWORD", "MCMS_BOT_APP_TENANT_ID"):
         monkeypatch.delenv(name, raising=False)
-    config = lab_config(lab, tmp_path)
+    config = lab_config(lab, tmp_path, config_edit)
     clock = ShiftableClock()
     runtime = await open_runtime(config, clock=clock)
     # Fast pacing keeps the suite quick; tests/teams/test_outbound.py proves the real pacing.

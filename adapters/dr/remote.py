@@ -113,12 +113,17 @@ def _from_reply(host: str, reply: dict[str, Any], log_path: Path) -> RunnerOutpu
 
 
 async def run_remote(
-    shell: RemoteShell, command: RemoteCommand, log_path: Path, cancel: asyncio.Event
+    shell: RemoteShell,
+    command: RemoteCommand,
+    log_path: Path,
+    cancel: asyncio.Event,
+    *,
+    readback_s: float = READBACK_S,
 ) -> RunnerOutput:
     """Run the suite on the shell's host; never raises for the suite's or the host's faults."""
     started = time.monotonic()
     call = asyncio.create_task(
-        shell.run(OP_DR_TEST, parameters(command), timeout_s=command.timeout_s + READBACK_S)
+        shell.run(OP_DR_TEST, parameters(command), timeout_s=command.timeout_s + readback_s)
     )
     stopper = asyncio.create_task(cancel.wait())
     try:

@@ -31,6 +31,7 @@ async def retention_pass(services: Services, smoke_dir: Path, audit_dir: Path) -
         config.retention.notification_days,
         now.astimezone(config.tz).date(),
         now,
+        services.checks.dr_dir,
     )
     # The watcher stores one smoke result per run (~1,440 a day per environment): the rows
     # follow the smoke logs' retention.
@@ -46,6 +47,7 @@ async def retention_pass(services: Services, smoke_dir: Path, audit_dir: Path) -
             detail={
                 "smoke_logs": [p.name for p in pruned.smoke_logs],
                 "notifications": [p.name for p in pruned.notifications],
+                "dr_runs": [p.name for p in pruned.dr_runs],
                 "smoke_log_days": config.retention.smoke_log_days,
                 "notification_days": config.retention.notification_days,
             },
@@ -61,9 +63,11 @@ async def retention_loop(
         try:
             pruned = await retention_pass(services, smoke_dir, audit_dir)
             log.info(
-                "retention: %d smoke log(s), %d notification file(s) deleted",
+                "retention: %d smoke log(s), %d notification file(s), %d DR check folder(s) "
+                "deleted",
                 len(pruned.smoke_logs),
                 len(pruned.notifications),
+                len(pruned.dr_runs),
             )
         except Exception:
             log.exception("retention pass failed; next try in %g s", every_s)

@@ -34,6 +34,7 @@ async def test_help_lists_every_command_with_usage_and_who_may_run_it(chat: Chat
         "help",
         "status [ENVIRONMENT]",
         "smoke ENVIRONMENT",
+        "check ENVIRONMENT [smoke|axe|e2e|zap|all]",
         "rollback ENVIRONMENT [VERSION]",
         "deploy ENVIRONMENT VERSION",
         "cancel RUN-ID",

@@ -1,6 +1,7 @@
-"""Retention: smoke logs older than 14 days (by name AND mtime), notifications older than
-30 days (by name, through the audit's own prune, so the chain still verifies); today's
-files never; every deletion logged."""
+"""Retention: smoke logs older than 14 days (by name AND mtime), DR check folders likewise
+(by their manifest's day AND the newest mtime inside), notifications older than 30 days
+(by name, through the audit's own prune, so the chain still verifies); today's files
+never; every deletion logged."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ import pytest
 
 from adapters.audit import AuditLog, verify
 from adapters.clock import ManualClock
-from adapters.retention import apply_retention, prune_smoke_logs
+from adapters.dr.artifacts import RunFolder
+from adapters.retention import apply_retention, prune_dr_runs, prune_smoke_logs
 
 if TYPE_CHECKING:
     from tests.alert_helpers import AlertBot
@@ -40,6 +42,16 @@ def smoke_log(directory: Path, day: date, *, age_days: float, suffix: str = "") 
 
 def days_ago(n: int) -> date:
     return TODAY - timedelta(days=n)
+
+
+def dr_folder(directory: Path, run_id: str, day: date, *, age_days: float) -> Path:
+    """A DR check's folder for a run on `day`, every file last modified `age_days` ago."""
+    folder = RunFolder.create(directory, run_id, {"run_id": run_id, "day": day.isoformat()})
+    folder.write("DR-AXE.log", b"axe output")
+    stamp = (NOW - timedelta(days=age_days)).timestamp()
+    for path in [*folder.path.iterdir(), folder.path]:
+        os.utime(path, (stamp, stamp))
+    return folder.path
 
 
 @pytest.mark.parametrize(
@@ -87,6 +99,35 @@ def write_audit_days(directory: Path, ages: list[int]) -> None:
         audit.append_sync("Smoke", environment="Lab", status="failed")
 
 
+@pytest.mark.parametrize(
+    ("day_age", "mtime_age", "deleted"),
+    [(20, 20, True), (14, 30, False), (20, 3, False), (3, 20, False), (0, 40, False)],
+    ids=["old", "boundary", "recent-mtime", "recent-day", "today"],
+)
+def test_dr_check_folders_go_only_when_old_by_day_and_mtime(
+    tmp_path: Path, day_age: int, mtime_age: float, deleted: bool
+) -> None:
+    folder = dr_folder(tmp_path, "dr-0a1b2c3d", days_ago(day_age), age_days=mtime_age)
+    gone = prune_dr_runs(tmp_path, 14, TODAY, NOW)
+    assert (gone == [folder]) is deleted
+    assert folder.exists() is not deleted
+
+
+def test_a_dr_folder_looked_at_recently_stays_and_strangers_are_never_touched(
+    tmp_path: Path,
+) -> None:
+    touched = dr_folder(tmp_path, "dr-00000001", days_ago(30), age_days=30)
+    os.utime(touched / "DR-AXE.log", None)  # someone reopened its log today: it stays
+    strangers = [tmp_path / "dr-00000002", tmp_path / "reports", tmp_path / "dr-XYZ"]
+    for path in strangers:  # no manifest, or not a run id: not ours
+        path.mkdir()
+        stamp = (NOW - timedelta(days=400)).timestamp()
+        os.utime(path, (stamp, stamp))
+    old = dr_folder(tmp_path, "dr-00000003", days_ago(30), age_days=30)
+    assert prune_dr_runs(tmp_path, 14, TODAY, NOW) == [old]
+    assert touched.exists() and all(p.exists() for p in strangers)
+
+
 def test_notifications_older_than_30_days_go_and_the_chain_still_verifies(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -126,6 +167,10 @@ async def test_the_bot_prunes_at_start_and_audits_what_went(alert_bot: AlertBot)
     os.utime(old, (stamp, stamp))
     fresh = smoke_dir / f"smoke_{real_now.astimezone(KST):%Y%m%d}_000000.log"
     fresh.write_text("today")
+    old_day = (real_now - timedelta(days=40)).astimezone(KST).date()
+    old_check = RunFolder.create(smoke_dir / "dr", "dr-0ddba11d", {"day": old_day.isoformat()})
+    for path in [*old_check.path.iterdir(), old_check.path]:
+        os.utime(path, (stamp, stamp))
     chat = await bot.start()
     audit = Path(chat.config.paths.audit_dir)
 
@@ -137,10 +182,12 @@ async def test_the_bot_prunes_at_start_and_audits_what_went(alert_bot: AlertBot)
         while not pruned_events():
             await asyncio.sleep(0.02)
     assert not old.exists() and fresh.exists()
+    assert not old_check.path.exists()
     [pruned] = pruned_events()
     assert pruned["detail"] == {
         "smoke_logs": [old.name],
         "notifications": [],
+        "dr_runs": ["dr-0ddba11d"],
         "smoke_log_days": 14,
         "notification_days": 30,
     }

@@ -23,6 +23,8 @@ BOT_HEALTH = "http://127.0.0.1:3978/healthz"
 PLAYGROUND_VERSION = "0.2.28"
 PLAYGROUND_PORT = 56150
 PLAYGROUND_DIR = ROOT / "var" / "playground"
+DR_SUITES_DIR = ROOT / "lab" / "dr-suites"
+CHROMIUM = Path("/usr/bin/chromium")
 
 
 def _wait_http(url: str, seconds: float, proc: subprocess.Popen[bytes]) -> bool:
@@ -92,6 +94,36 @@ def _playground_bin() -> Path | None:
     return binary
 
 
+def _install_dr_suites() -> str:
+    """`npm ci` the lab's DR suites (`check Lab`) from their lock file; what to tell the user."""
+    npm = shutil.which("npm")
+    if not shutil.which("node") or not npm:
+        return "(Node.js not found: `check Lab` runs DR-SMOKE; DR-AXE and DR-E2E need node)"
+    installed = DR_SUITES_DIR / "node_modules" / ".package-lock.json"
+    lock = DR_SUITES_DIR / "package-lock.json"
+    if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
+        print("Installing the lab's DR suites (npm ci in lab/dr-suites)...")
+        done = subprocess.run(  # noqa: S603
+            [
+                npm,
+                "ci",
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+                "--prefix",
+                str(DR_SUITES_DIR),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            return f"DR suites not installed (npm said: {done.stderr.strip()[-300:]})"
+    if not CHROMIUM.exists():
+        return f"DR suites installed; DR-AXE needs {CHROMIUM} (apt-get install chromium)"
+    return "DR suites      lab/dr-suites (axe-core in chromium, node's test runner): check Lab"
+
+
 def main() -> int:
     env = dict(os.environ)
     # The lab's demo credentials; a real deployment sets its own in the service environment.
@@ -106,6 +138,7 @@ def main() -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
+    dr_note = _install_dr_suites()
     try:
         lab = _start(
             [sys.executable, "-m", "lab", "--demo", "--root", "var/lab"], env, logs / "lab.log"
@@ -165,7 +198,10 @@ def main() -> int:
                 print("  Playground did not start; see logs/playground.log")
         else:
             print("  (Node.js not found: install it to get Microsoft 365 Agents Playground)")
-        print("\nTry: help · status · smoke Lab · rollback Lab (then Approve on the card)")
+        print(f"  {dr_note}")
+        print(
+            "\nTry: help · status · smoke Lab · check Lab · rollback Lab (then Approve on the card)"
+        )
         print("Logs: logs/app/bot.jsonl, audit: logs/deploy/notifications/. Ctrl-C stops all.\n")
         while True:
             for proc in procs:

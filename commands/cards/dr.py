@@ -93,7 +93,7 @@ def render_check_card(view: CheckView, tz: ZoneInfo) -> cards.Card:
             ]
         ),
         cards.table(
-            ["Test", "Result", "Counts", "Duration", "Worst findings"],
+            ["Test", "Result", "Counts", "Time", "Worst findings"],
             [
                 [
                     row.test.id,
@@ -105,7 +105,7 @@ def render_check_card(view: CheckView, tz: ZoneInfo) -> cards.Card:
                 for row in view.rows
             ],
             [ROW_COLORS.get(row.state) for row in view.rows],
-            widths=[2, 2, 3, 2, 5],
+            widths=[3, 3, 4, 2, 6],
         ),
     ]
     if view.state == "running":

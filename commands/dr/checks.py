@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from adapters.dr.artifacts import RunFolder, new_run_id
+from adapters.dr.artifacts import RunFolder
 from commands.cards.dr import CheckRow, CheckView, render_check_card, summary_text
 from commands.context import Services, actor_fields
-from commands.dr.engine import result_record, run_dr_tests
+from commands.dr.engine import open_run_folder, result_record, run_dr_tests
 from commands.dr.judge import DrResult, worst
 from commands.dr.matrix import DrTest
 from commands.types import Actor
@@ -109,9 +109,8 @@ class ActiveCheck:
 def _row(result: DrResult) -> CheckRow:
     parts = [worst(result.findings)] if result.findings else []
     parts += [p for p in (result.why, result.note) if p]
-    return CheckRow(
-        result.test, result.outcome, result.counts, result.duration_s, " — ".join(parts)
-    )
+    took = None if result.outcome == "not-run" else result.duration_s
+    return CheckRow(result.test, result.outcome, result.counts, took, " — ".join(parts))
 
 
 class DrChecks:
@@ -154,21 +153,9 @@ class DrChecks:
         if environment in self._active:
             raise RuntimeError(f"a DR check of {environment} is already running")
         env = services.config.environments[environment]
-        run_id, started_at = new_run_id(), services.now()
-        folder = RunFolder.create(
-            self.dr_dir,
-            run_id,
-            {
-                "run_id": run_id,
-                "environment": environment,
-                "tests": [t.id for t in tests],
-                "requested_by": actor_fields(actor.name, actor.aad_object_id),
-                "started_at": started_at.isoformat(),
-                # The run's day where the operators are: what retention keeps 14 days.
-                "day": started_at.astimezone(services.config.tz).date().isoformat(),
-                "base_url": str(env.dr.base_url) if env.dr else None,
-            },
-        )
+        requested_by = actor_fields(actor.name, actor.aad_object_id)
+        folder = open_run_folder(services, self.dr_dir, environment, tests, requested_by)
+        run_id, started_at = folder.run_id, datetime.fromisoformat(folder.manifest["started_at"])
         check = ActiveCheck(
             run_id=run_id,
             environment=environment,

@@ -1,6 +1,11 @@
 """run_dr_tests: run these DR tests against this environment, into one run folder.
 
-The one function the chat command (`check`) and, later, a plan's gates call. Tests run one
+The one function the chat command (`check`) and, later, a plan's gates call:
+
+    folder = open_run_folder(services, services.checks.dr_dir, env, tests, requested_by)
+    results = await run_dr_tests(services, env, tests, folder, observer=..., cancel=...)
+    passed = all(r.passed for r in results)   # a gate: not run (cancelled...) is not passed
+ Tests run one
 after another in matrix order, each under its runner's deadline; `cancel` stops the one
 running (its process tree is killed) and the rest are not run. An observer hears each
 start and each result as it lands (the card, the audit); the results come back typed.
@@ -21,7 +26,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from adapters.dr.artifacts import RunFolder
+from adapters.dr.artifacts import RunFolder, new_run_id
 from adapters.dr.local import LocalCommand, run_local
 from adapters.dr.remote import RemoteCommand, run_remote
 from adapters.smoke_log import render_log
@@ -47,6 +52,32 @@ def not_configured(environment: str, test: DrTest) -> str:
     return (
         f"not configured for {environment}: add [environments.{environment}.dr.{test.key}] "
         "to the bot's config"
+    )
+
+
+def open_run_folder(
+    services: Services,
+    dr_dir: Path,
+    environment: str,
+    tests: Sequence[DrTest],
+    requested_by: dict[str, str | None],
+) -> RunFolder:
+    """A new run's folder under `dr_dir` (services.checks.dr_dir), its manifest written."""
+    env = services.config.environments[environment]
+    run_id, started_at = new_run_id(), services.now()
+    return RunFolder.create(
+        dr_dir,
+        run_id,
+        {
+            "run_id": run_id,
+            "environment": environment,
+            "tests": [t.id for t in tests],
+            "requested_by": requested_by,
+            "started_at": started_at.isoformat(),
+            # The run's day where the operators are: what retention keeps 14 days by.
+            "day": started_at.astimezone(services.config.tz).date().isoformat(),
+            "base_url": str(env.dr.base_url) if env.dr else None,
+        },
     )
 
 

@@ -7,6 +7,7 @@ runs the real lab suites in chromium.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import sys
@@ -16,6 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from commands.dr.engine import open_run_folder, run_dr_tests
+from commands.dr.judge import DrResult
+from commands.dr.matrix import AXE, E2E, SMOKE, DrTest
 from lab.core import Lab
 from lab.runner import DrSuite
 from tests.conftest import ADELE, MEGAN, card_texts, table_rows
@@ -192,6 +196,7 @@ async def test_all_runs_what_is_configured_and_lists_the_rest_as_not_run(chat: C
     assert table["DR-AXE"][0] == "✅ passed"
     for test, key in (("DR-E2E", "e2e"), ("DR-ZAP", "zap")):
         assert table[test][0] == "⏭️ not run"
+        assert table[test][2] == ""  # no time: it never ran
         assert f"add [environments.Lab.dr.{key}]" in table[test][3]
     assert card_texts(final)[0] == "DR check Lab: PASSED — 2/2 passed"
 
@@ -376,3 +381,45 @@ async def test_a_check_running_at_shutdown_is_stopped_and_says_interrupted(
     final = card_of(chat.puts(reply.assigned_id or "")[-1])
     assert card_texts(final)[0].startswith("DR check Lab: interrupted")
     assert any("by the bot shutting down" in t for t in card_texts(final))
+
+
+# --- the entry gates will call -----------------------------------------------------------------
+
+
+@with_runners(
+    axe=runner("sleep=60", "copy=axe-clean.json"), e2e=runner("copy=junit-node-passing.xml")
+)
+async def test_run_dr_tests_is_callable_without_chat_with_progress_and_cancel(chat: Chat) -> None:
+    """What a plan's gate will do: its own folder, an observer, a cancel event, typed results."""
+    services = chat.runtime.services
+    tests = (SMOKE, AXE, E2E)
+    folder = open_run_folder(services, services.checks.dr_dir, "Lab", tests, {"name": "gate"})
+    heard: list[str] = []
+    cancel = asyncio.Event()
+
+    class Observer:
+        async def started(self, test: DrTest) -> None:
+            heard.append(f"started {test.id}")
+            if test is AXE:
+                asyncio.get_running_loop().call_later(0.5, cancel.set)
+
+        async def finished(self, result: DrResult) -> None:
+            heard.append(f"{result.outcome} {result.test.id}")
+
+    results = await run_dr_tests(services, "Lab", tests, folder, observer=Observer(), cancel=cancel)
+    assert [(r.test.id, r.outcome) for r in results] == [
+        ("DR-SMOKE", "passed"),
+        ("DR-AXE", "cancelled"),
+        ("DR-E2E", "not-run"),
+    ]
+    assert heard == [
+        "started DR-SMOKE",
+        "passed DR-SMOKE",
+        "started DR-AXE",
+        "cancelled DR-AXE",
+        "not-run DR-E2E",
+    ]
+    assert not any(r.passed for r in results[1:])
+    manifest = json.loads((folder.path / "check.json").read_text())
+    assert [r["outcome"] for r in manifest["results"]] == ["passed", "cancelled", "not-run"]
+    assert audit(chat, "DrTest") == []  # recording is the caller's business

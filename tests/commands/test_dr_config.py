@@ -139,3 +139,15 @@ def test_a_local_runner_takes_posix_paths_and_any_argument() -> None:
     assert dr.e2e.report_path("/srv/suites", "Lab", "dr-0a1b2c3d") == (
         "/srv/suites/reports/dr-0a1b2c3d/junit.xml"
     )
+
+
+def test_the_readmes_runner_example_is_a_valid_config() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Pointing the runners at the team's suites\n", 1)[1]
+    example = tomllib.loads(section.split("```toml\n", 1)[1].split("```", 1)[0])
+    raw = copy.deepcopy(DEMO)
+    raw["environments"]["InternalStage"]["dr"] = example["environments"]["InternalStage"]["dr"]
+    raw["runner_hosts"] = example["runner_hosts"]
+    dr = Config.model_validate(raw).environments["InternalStage"].dr
+    assert dr is not None and set(dr.runners()) == {"axe", "e2e"}
+    assert all(r.runs_on == "mcms-build01" for r in dr.runners().values())

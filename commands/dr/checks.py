@@ -230,7 +230,10 @@ class DrChecks:
         await self.show(check, final=True)
         if self._outbox is not None and check.conversation_id:
             view = check.view(time.monotonic())
-            await self._outbox.post(check.conversation_id, summary_text(view), None)
+            try:
+                await self._outbox.post(check.conversation_id, summary_text(view), None)
+            except Exception:
+                log.exception("DR check %s: summary post failed", check.run_id)
 
     def _settle(self, check: ActiveCheck, results: list[DrResult]) -> None:
         if check.cancel.is_set():
@@ -257,13 +260,18 @@ class DrChecks:
         if self._outbox is None or check.card_id is None or not check.conversation_id:
             return
         view = check.view(time.monotonic())
-        await self._outbox.update(
-            check.conversation_id,
-            check.card_id,
-            f"DR check {check.environment}: {view.headline()}",
-            render_check_card(view, check.tz),
-            final=final,
-        )
+        try:
+            await self._outbox.update(
+                check.conversation_id,
+                check.card_id,
+                f"DR check {check.environment}: {view.headline()}",
+                render_check_card(view, check.tz),
+                final=final,
+            )
+        except Exception:
+            # Chat is not the record (the audit and the run folder are): a check never
+            # stops because its card could not be edited.
+            log.exception("DR check %s: card edit failed", check.run_id)
 
     async def _record_end(self, services: Services, check: ActiveCheck) -> None:
         view = check.view(time.monotonic())

@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from commands.dr.checks import DrChecks
 from commands.dr.engine import open_run_folder, run_dr_tests
 from commands.dr.judge import DrResult
 from commands.dr.matrix import AXE, E2E, SMOKE, DrTest
+from commands.types import Actor
 from lab.core import Lab
 from lab.runner import DrSuite
 from tests.conftest import ADELE, MEGAN, card_texts, table_rows
@@ -423,3 +425,22 @@ async def test_run_dr_tests_is_callable_without_chat_with_progress_and_cancel(ch
     manifest = json.loads((folder.path / "check.json").read_text())
     assert [r["outcome"] for r in manifest["results"]] == ["passed", "cancelled", "not-run"]
     assert audit(chat, "DrTest") == []  # recording is the caller's business
+
+
+async def test_a_check_whose_chat_is_down_still_runs_to_its_audit_line(chat: Chat) -> None:
+    class ChatDown:
+        async def post(self, *_: Any, **__: Any) -> str | None:
+            raise RuntimeError("chat is down")
+
+        async def update(self, *_: Any, **__: Any) -> None:
+            raise RuntimeError("chat is down")
+
+    services = chat.runtime.services
+    board = DrChecks(services.checks.dr_dir)
+    board.connect(ChatDown())
+    check = board.start(services, "Lab", (SMOKE,), Actor("Alex Wilber", None), "conversation-1")
+    await board.attach_card(check, "activity-1")
+    assert check.task is not None
+    await asyncio.wait_for(check.task, 10)
+    assert check.state == "passed"
+    assert [e["status"] for e in audit(chat, "DrCheck")] == ["passed"]

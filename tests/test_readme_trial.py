@@ -29,7 +29,7 @@ def test_readme_trial_starts_with_make_run_on_the_demo_ports() -> None:
     section = trial_section()
     assert section.count("```sh\nmake run\n```") == 1
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
-    assert "run: $(STAMP)\n\t$(BIN)/python -m bot.demo\n" in makefile
+    assert "run: $(RUN_STAMP)\n\t$(BIN)/python -m bot.demo\n" in makefile
     assert f"http://127.0.0.1:{demo.PLAYGROUND_PORT}/" in section
     assert f"@microsoft/m365agentsplayground@{demo.PLAYGROUND_VERSION}" in section
     # `make run` and the browser tests use the same Playground release.

@@ -3,44 +3,54 @@
 `manifest/manifest.template.json` holds what an organisation edits (names, developer URLs,
 accent colour); the builder fills in the app id and version, and generates `commandLists`
 from the same registry that `help` reads, so the commands Teams suggests are exactly the
-ones the bot runs. Every problem is collected and reported at once, each naming its field
-or file, because Teams only answers "invalid package" to a bad upload.
+ones the bot runs. The result is validated against Microsoft's own manifest schema (vendored
+under manifest/schema/), plus the Teams rules that schema does not express: https developer
+URLs, a semver version, the documented command lengths, icon sizes and the outline mask.
+Every problem is collected and reported at once, each naming its field or file, because
+Teams only answers "invalid package" to a bad upload.
+
+The template, icons and schema ship in the wheel as the package `bot.teams.app_manifest`
+(the top-level manifest/ directory) and are read with importlib.resources, so an installed
+`mcms-bot manifest` needs no source tree.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import re
 import sys
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from importlib import metadata
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
+from jsonschema import Draft4Validator, ValidationError
+
 from bot.teams.png import PngError, read_png
+from bot.version import installed_version
 from commands.registry import Registry, default_registry
 
-MANIFEST_DIR = Path(__file__).resolve().parents[2] / "manifest"
+# The top-level manifest/ directory, as the wheel (and the editable install) ship it.
+MANIFEST_PACKAGE = "bot.teams.app_manifest"
 TEMPLATE_NAME = "manifest.template.json"
+SCHEMA_PATH = ("schema", "teams", "v1.30", "MicrosoftTeams.schema.json")
 SCOPES = ("personal", "team", "groupChat")
 # Teams' documented limits. Schema v1.30 allows command titles of 128 and descriptions of
 # 4000 characters, but the documented (and older schemas') 32 / 128 fit every client.
-MAX_COMMANDS, TITLE_MAX, DESCRIPTION_MAX = 12, 32, 128
-TEXT_LIMITS = {
-    "name.short": 30,
-    "name.full": 100,
-    "description.short": 80,
-    "description.full": 4000,
-    "developer.name": 32,
-}
+TITLE_MAX, DESCRIPTION_MAX = 32, 128
+# Schema v1.30 accepts http:// here; Teams refuses to publish an app whose pages are not https.
 URL_FIELDS = ("developer.websiteUrl", "developer.privacyUrl", "developer.termsOfUseUrl")
 ICON_SIZES = {"color": 192, "outline": 32}
 GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+# The schema's top-level `version` is any string; Teams requires MAJOR.MINOR.PATCH.
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
-HEX_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+# Manifest fields filled from --app-id: a bad id is reported once, as the argument.
+FROM_APP_ID = frozenset({"id", "bots[0].botId"})
 PLACEHOLDER = re.compile(r"\{\{[^}]*\}\}")
 WHITE = (255, 255, 255)
 # Zip entries get a fixed timestamp: the same inputs give the same package, byte for byte.
@@ -88,20 +98,34 @@ class AppPackage:
         partial.replace(path)
 
 
+def manifest_files() -> Traversable:
+    """The template, icons and schemas shipped with the package (manifest/ in the source)."""
+    return resources.files(MANIFEST_PACKAGE)
+
+
+@functools.cache
+def schema_validator() -> Draft4Validator:
+    """Microsoft's v1.30 manifest schema, vendored under manifest/schema/ (draft-04)."""
+    node = manifest_files()
+    for part in SCHEMA_PATH:
+        node = node.joinpath(part)
+    schema = json.loads(node.read_text(encoding="utf-8"))
+    return Draft4Validator(schema, format_checker=Draft4Validator.FORMAT_CHECKER)
+
+
 def main_manifest(
     app_id: str, out: Path, app_version: str | None, manifest_dir: Path | None
 ) -> int:
     """`mcms-bot manifest`: write the package, or say what is wrong; the exit status."""
-    try:
-        version = app_version or metadata.version("mcms-bot")
-    except metadata.PackageNotFoundError:
+    version = app_version or installed_version()
+    if version is None:
         print(
             "mcms-bot is not installed, so its version is unknown: pass --app-version",
             file=sys.stderr,
         )
         return 1
     try:
-        package = build_package(app_id, version, default_registry(), manifest_dir or MANIFEST_DIR)
+        package = build_package(app_id, version, default_registry(), manifest_dir)
         package.write(out)
     except ManifestError as exc:
         print(exc, file=sys.stderr)
@@ -135,11 +159,6 @@ def command_lists(registry: Registry) -> tuple[list[JsonObject], list[str]]:
                 f"(limit {DESCRIPTION_MAX}); shorten the command's summary in commands/"
             )
         commands.append({"title": command.name, "description": description})
-    if len(commands) > MAX_COMMANDS:
-        problems.append(
-            f"commandLists: the registry has {len(commands)} commands, a Teams command list "
-            f"holds at most {MAX_COMMANDS}"
-        )
     return [{"scopes": [scope], "commands": commands} for scope in SCOPES], problems
 
 
@@ -147,20 +166,26 @@ def build_package(
     app_id: str,
     version: str,
     registry: Registry,
-    manifest_dir: Path = MANIFEST_DIR,
+    manifest_dir: Traversable | None = None,
 ) -> AppPackage:
-    """The package for `app_id`, or ManifestError listing everything wrong."""
+    """The package for `app_id`, or ManifestError listing everything wrong.
+
+    `manifest_dir` holds the template and icons (default: the ones shipped with the package);
+    the schema always comes from the package.
+    """
+    directory = manifest_dir if manifest_dir is not None else manifest_files()
     problems: list[str] = []
-    if not GUID.match(app_id):
+    bad_app_id = not GUID.match(app_id)
+    if bad_app_id:
         problems.append(
             f"--app-id {app_id!r} is not a GUID (like 00000000-0000-0000-0000-000000000000): "
             "use the Microsoft App ID of the Azure Bot registration"
         )
     if not SEMVER.match(version):
         problems.append(f"version {version!r} is not MAJOR.MINOR.PATCH, as Teams requires")
-    manifest = _load_template(manifest_dir / TEMPLATE_NAME)
+    manifest = _load_template(directory.joinpath(TEMPLATE_NAME))
     manifest = _fill(manifest, {"{{app-id}}": app_id, "{{version}}": version})
-    problems += _check_fields(manifest)
+    template_problems = _teams_rules(manifest)
     bots = manifest.get("bots")
     if not (isinstance(bots, list) and len(bots) == 1 and isinstance(bots[0], dict)):
         problems.append(f"bots: {TEMPLATE_NAME} must declare exactly one bot")
@@ -171,8 +196,11 @@ def build_package(
         )
     else:
         bots[0]["commandLists"], command_problems = command_lists(registry)
-        problems += command_problems
-    icons, icon_problems = _load_icons(manifest, manifest_dir)
+        template_problems += command_problems
+    skip = FROM_APP_ID if bad_app_id else frozenset()
+    problems += [p for path, p in schema_problems(manifest) if path not in skip]
+    problems += template_problems
+    icons, icon_problems = _load_icons(manifest, directory)
     problems += icon_problems
     if problems:
         raise ManifestError(problems)
@@ -188,7 +216,33 @@ def build_package(
     return AppPackage(manifest, icons, notes)
 
 
-def _load_template(path: Path) -> JsonObject:
+def schema_problems(manifest: JsonObject) -> list[tuple[str, str]]:
+    """(field path, "path: why") for each place the manifest breaks Microsoft's schema."""
+    errors = sorted(schema_validator().iter_errors(manifest), key=lambda e: list(e.absolute_path))
+    return [(_path(e.absolute_path), f"{_path(e.absolute_path)}: {_why(e)}") for e in errors]
+
+
+def _path(parts: Iterable[str | int]) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}" if out else str(part)
+    return out or "(manifest)"
+
+
+def _why(error: ValidationError) -> str:
+    """jsonschema's message, without repeating a long value back."""
+    value, limit = error.instance, error.validator_value
+    if error.validator == "maxLength" and isinstance(value, str):
+        return f"{len(value)} characters, limit {limit}"
+    if error.validator == "maxItems" and isinstance(value, list):
+        return f"{len(value)} entries, limit {limit}"
+    if error.validator == "pattern":
+        return f"{value!r} does not match {limit}"
+    message = error.message
+    return message if len(message) <= 200 else message[:197] + "..."
+
+
+def _load_template(path: Traversable) -> JsonObject:
     try:
         loaded = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
@@ -219,25 +273,17 @@ def _get(manifest: JsonObject, dotted: str) -> Any:
     return node
 
 
-def _check_fields(manifest: JsonObject) -> list[str]:
+def _teams_rules(manifest: JsonObject) -> list[str]:
+    """What Teams requires beyond the schema (which reports missing and over-long fields)."""
     problems = [
         f"{path}: placeholder {match} is not filled by `mcms-bot manifest`"
         for path, text in _strings(manifest, "")
         for match in PLACEHOLDER.findall(text)
     ]
-    for field, limit in TEXT_LIMITS.items():
-        value = _get(manifest, field)
-        if value is None and field != "name.full":
-            problems.append(f"{field}: missing in {TEMPLATE_NAME}")
-        elif value is not None and (not isinstance(value, str) or len(value) > limit):
-            size = len(value) if isinstance(value, str) else "not a string"
-            problems.append(f"{field}: {size} characters, limit {limit}")
     for field in URL_FIELDS:
         url = _get(manifest, field)
-        if not (isinstance(url, str) and url.startswith("https://")):
+        if isinstance(url, str) and not url.startswith("https://"):
             problems.append(f"{field}: must be an https:// URL, is {url!r}")
-    if not HEX_COLOR.match(str(manifest.get("accentColor"))):
-        problems.append(f"accentColor: must be like #1F5F8B, is {manifest.get('accentColor')!r}")
     return problems
 
 
@@ -251,7 +297,9 @@ def _strings(node: Any, path: str) -> list[tuple[str, str]]:
     return []
 
 
-def _load_icons(manifest: JsonObject, manifest_dir: Path) -> tuple[dict[str, bytes], list[str]]:
+def _load_icons(
+    manifest: JsonObject, manifest_dir: Traversable
+) -> tuple[dict[str, bytes], list[str]]:
     icons: dict[str, bytes] = {}
     problems: list[str] = []
     declared: JsonObject = manifest["icons"] if isinstance(manifest.get("icons"), dict) else {}
@@ -260,7 +308,7 @@ def _load_icons(manifest: JsonObject, manifest_dir: Path) -> tuple[dict[str, byt
         if not isinstance(name, str) or not name or "/" in name or "\\" in name:
             problems.append(f"{field}: must name a PNG file next to the template, is {name!r}")
             continue
-        path = manifest_dir / name
+        path = manifest_dir.joinpath(name)
         try:
             data = path.read_bytes()
         except OSError:

@@ -1,8 +1,9 @@
 """`mcms-bot manifest`: a Teams app package that Microsoft's own schema accepts.
 
 The schema is the v1.30 file bundled in npm `@microsoft/app-manifest` 1.1.2, vendored under
-manifest/schema/ (never downloaded at test time); a deliberately broken manifest fails it,
-so the check is known to bite.
+manifest/schema/ (never downloaded at test time). The builder validates every package
+against it, so a template that breaks the schema is refused with the field named; a
+deliberately broken manifest fails it here too, so the check is known to bite.
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ import pytest
 from jsonschema import Draft4Validator
 
 from bot.cli import main
-from bot.teams.manifest import MANIFEST_DIR, ManifestError, build_package
+from bot.teams.manifest import ManifestError, build_package, manifest_files
 from bot.teams.png import read_png
 from commands.registry import Command, Registry, default_registry
 
 ROOT = Path(__file__).resolve().parents[2]
+MANIFEST_DIR = ROOT / "manifest"
 SCHEMA_FILE = MANIFEST_DIR / "schema" / "teams" / "v1.30" / "MicrosoftTeams.schema.json"
 SCHEMA_URL = "https://developer.microsoft.com/json-schemas/teams/v1.30/MicrosoftTeams.schema.json"
 APP_ID = "6f1c2a9e-3b4d-4e5f-8a7b-0c1d2e3f4a5b"
@@ -98,11 +100,11 @@ def edit_template(directory: Path, change: Callable[[dict[str, Any]], None]) -> 
     path.write_text(json.dumps(template), encoding="utf-8")
 
 
-def build(directory: Path = MANIFEST_DIR, registry: Registry | None = None) -> dict[str, Any]:
+def build(directory: Path | None = None, registry: Registry | None = None) -> dict[str, Any]:
     return build_package(APP_ID, "1.2.3", registry or default_registry(), directory).manifest
 
 
-def problems_of(directory: Path, registry: Registry | None = None) -> str:
+def problems_of(directory: Path | None, registry: Registry | None = None) -> str:
     with pytest.raises(ManifestError) as caught:
         build(directory, registry)
     return str(caught.value)
@@ -149,6 +151,50 @@ def test_schema_rejects_invalid_values(
         node = node[key]
     node[path[-1]] = value
     assert any(e.startswith(f"{names}:") for e in schema_errors(validator, broken))
+
+
+def test_channel_scope_settings_for_ops_channels(cli_zip: Path) -> None:
+    """Ops channels are often private or shared; the Add button should offer a team first."""
+    manifest = zipped_manifest(cli_zip)
+    assert sorted(manifest["supportedChannelTypes"]) == ["privateChannels", "sharedChannels"]
+    assert manifest["defaultInstallScope"] == "team"
+    assert "team" in manifest["bots"][0]["scopes"]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda t: t.update(accentColor="blue"), "accentColor: 'blue' does not match"),
+        (lambda t: t.update(supportedChannelTypes=["secretChannels"]), "supportedChannelTypes[0]:"),
+        (lambda t: t.update(defaultInstallScope="everywhere"), "defaultInstallScope:"),
+        (lambda t: t.update(colour="#123456"), "Additional properties are not allowed"),
+        (lambda t: t["developer"].pop("privacyUrl"), "developer: 'privacyUrl' is a required"),
+        (lambda t: t["name"].update(full="x" * 101), "name.full: 101 characters, limit 100"),
+    ],
+    ids=["colour", "channel-type", "install-scope", "unknown-key", "missing-url", "long-name"],
+)
+def test_the_builder_refuses_what_the_schema_refuses(
+    tmp_path: Path, change: Callable[[dict[str, Any]], None], expected: str
+) -> None:
+    """No hand-written copy of these rules exists: the builder runs Microsoft's schema."""
+    directory = manifest_dir_copy(tmp_path)
+    edit_template(directory, change)
+    assert expected in problems_of(directory)
+
+
+def test_http_developer_urls_are_refused_though_the_schema_allows_them(tmp_path: Path) -> None:
+    directory = manifest_dir_copy(tmp_path)
+    edit_template(directory, lambda t: t["developer"].update(privacyUrl="http://x.example/p"))
+    assert "developer.privacyUrl: must be an https:// URL" in problems_of(directory)
+
+
+def test_the_package_reads_its_files_from_the_installed_package() -> None:
+    """The default template, icons and schema are package data, not paths in a source tree."""
+    files = manifest_files()
+    assert files.joinpath("manifest.template.json").is_file()
+    assert files.joinpath("color.png").is_file() and files.joinpath("outline.png").is_file()
+    schema = files.joinpath("schema").joinpath("teams").joinpath("v1.30")
+    assert schema.joinpath("MicrosoftTeams.schema.json").is_file()
 
 
 def test_vendored_schema_is_the_unchanged_upstream_file() -> None:
@@ -318,9 +364,10 @@ def test_an_unfilled_placeholder_is_refused(tmp_path: Path) -> None:
 def test_over_long_command_descriptions_and_too_many_commands_are_refused() -> None:
     long_one = Command("explain", "", "x" * 129, None, "none", 0, _run)
     many = [Command(f"c{i}", "", "Does a thing.", None, "none", 0, _run) for i in range(12)]
-    problems = problems_of(MANIFEST_DIR, Registry([long_one, *many]))
+    problems = problems_of(None, Registry([long_one, *many]))
     assert "command 'explain': description (usage + summary) is 129 characters" in problems
-    assert "the registry has 13 commands, a Teams command list holds at most 12" in problems
+    for i in range(3):  # the schema's limit, in each scope's list
+        assert f"bots[0].commandLists[{i}].commands: 13 entries, limit 12" in problems
 
 
 async def _run(call: Any) -> Any:

@@ -17,6 +17,8 @@ from typing import Any, Protocol
 
 import httpx
 
+from adapters.tls import client_context
+
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -90,7 +92,9 @@ async def post_json(
 ) -> Delivery:
     """POST `payload` until a 2xx, a non-retryable answer, or `policy.attempts` run out."""
     reason, status = "", None
-    async with httpx.AsyncClient(transport=transport, follow_redirects=False) as client:
+    async with httpx.AsyncClient(
+        transport=transport, follow_redirects=False, verify=client_context()
+    ) as client:
         for attempt in range(1, policy.attempts + 1):
             wait: float | None = None
             try:

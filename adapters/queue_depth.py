@@ -13,6 +13,8 @@ from typing import Any
 
 import httpx
 
+from adapters.tls import client_context
+
 
 @dataclass(frozen=True)
 class QueueDepth:
@@ -38,7 +40,9 @@ async def read_queue_depth(
     try:
         async with (
             asyncio.timeout(timeout_s),
-            httpx.AsyncClient(transport=transport, trust_env=False) as client,
+            httpx.AsyncClient(
+                transport=transport, trust_env=False, verify=client_context()
+            ) as client,
         ):
             response = await client.get(url, timeout=timeout_s)
     except (TimeoutError, httpx.TimeoutException):

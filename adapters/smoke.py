@@ -8,11 +8,14 @@ convention for "no HTTP answer"), so "all checks refused" can be read as "servic
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import httpx
+
+from adapters.tls import client_context
 
 NO_ANSWER = -1
 
@@ -44,11 +47,23 @@ class CheckResult:
 def _cause(exc: httpx.HTTPError) -> str:
     if isinstance(exc, httpx.TimeoutException):
         return "timeout"
+    if _untrusted_certificate(exc):
+        return "certificate not trusted"
     if isinstance(exc, httpx.ConnectError):
         return "connection refused"
     if isinstance(exc, httpx.RemoteProtocolError | httpx.DecodingError):
         return "malformed HTTP reply"
     return exc.__class__.__name__
+
+
+def _untrusted_certificate(exc: BaseException) -> bool:
+    """Whether the TLS handshake failed on the certificate (httpx wraps it in ConnectError)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 async def _probe(client: httpx.AsyncClient, target: SmokeTarget) -> CheckResult:
@@ -70,6 +85,9 @@ async def _probe(client: httpx.AsyncClient, target: SmokeTarget) -> CheckResult:
 
 async def run_checks(targets: Sequence[SmokeTarget]) -> list[CheckResult]:
     """Probe every target concurrently; results come back in the targets' order."""
-    # Smoke must see what a client sees: no redirects followed, no proxy from the environment.
-    async with httpx.AsyncClient(follow_redirects=False, trust_env=False, verify=True) as client:
+    # Smoke must see what a client sees: no redirects followed, no proxy from the environment,
+    # and the certificates the OS trusts (an internal CA's site passes, as in a browser).
+    async with httpx.AsyncClient(
+        follow_redirects=False, trust_env=False, verify=client_context()
+    ) as client:
         return list(await asyncio.gather(*(_probe(client, t) for t in targets)))

@@ -62,6 +62,7 @@ def remote_shell(host: Host) -> RemoteShell:
         password,
         operation_timeout_s=host.operation_timeout_s,
         server_cert_validation=host.server_cert_validation,
+        ca_trust_path=str(host.ca_trust_path) if host.ca_trust_path else None,
         host=host.name,
     )
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -46,6 +47,28 @@ _GRACE_S = 0.25
 # Bound on each cleanup call: the shell must be deleted, but not at any price.
 _CLEANUP_OPERATION_S = 1
 _CLEANUP_READ_S = 2
+
+
+# What pywinrm imports for a transport beyond its own dependencies, and the extra of this
+# package (pyproject.toml) that installs it.
+_TRANSPORT_EXTRAS = {
+    "kerberos": ("winrm.vendor.requests_kerberos", "kerberos"),
+    "credssp": ("requests_credssp", "credssp"),
+}
+
+
+def missing_extra(transport: str) -> str | None:
+    """The package extra that `transport` needs and this Python lacks ("kerberos",
+    "credssp"), or None. pywinrm itself only says so at the first call to a host."""
+    needed = _TRANSPORT_EXTRAS.get(transport)
+    if needed is None:
+        return None
+    module, extra = needed
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return extra
+    return None
 
 
 class _Cancelled(Exception):
@@ -137,7 +160,8 @@ class WinRMShell:
             password=self._password,
             server_cert_validation=self._server_cert_validation,
             # Explicit, so pywinrm does not fall back to REQUESTS_CA_BUNDLE (deprecated there);
-            # None = the CA bundle of requests (certifi).
+            # the host's `ca_trust_path`, else None = the CA bundle of requests (certifi), plus
+            # the OS store once the bot called adapters.tls.use_os_trust_store().
             ca_trust_path=self._ca_trust_path,  # type: ignore[arg-type]  # None is documented
             operation_timeout_sec=self._operation_timeout_s,
             read_timeout_sec=self._operation_timeout_s + 1,

@@ -49,6 +49,10 @@ class Host(_Strict):
     password_env: EnvVarName
     allow_insecure_transport: bool = False
     server_cert_validation: Literal["validate", "ignore"] = "validate"
+    # A PEM bundle (or a directory of hashed certificates) holding the CA that signed the
+    # host's WinRM HTTPS certificate, e.g. an internal AD CS root; default: the CA bundle
+    # of requests.
+    ca_trust_path: Path | None = None
     operation_timeout_s: float = Field(default=10.0, gt=0, le=60)
 
     @field_validator("name")
@@ -69,6 +73,13 @@ class Host(_Strict):
             raise ValueError(
                 f"transport {self.transport!r} over plain http sends credentials in clear text; "
                 "use https, ntlm or kerberos, or set allow_insecure_transport = true (lab only)"
+            )
+        if self.ca_trust_path is not None and (
+            plain_http or self.server_cert_validation == "ignore"
+        ):
+            raise ValueError(
+                "ca_trust_path only applies to an https:// winrm_url with "
+                "server_cert_validation = 'validate'"
             )
         return self
 

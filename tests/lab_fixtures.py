@@ -19,6 +19,34 @@ from lab.core import Lab
 from lab.demo import DEMO_EXTRA_PACKAGES, DEMO_PASSWORD, DEMO_USERNAME, demo_hosts, demo_routers
 
 ShellFactory = Callable[..., WinRMShell]
+DEMO_CONFIG = Path(__file__).resolve().parents[1] / "lab" / "demo-bot.toml"
+# What the demo config reads its WinRM credentials from (bot/demo.py sets them the same way).
+LAB_CREDENTIALS = {"MCMS_LAB_WINRM_USER": DEMO_USERNAME, "MCMS_LAB_WINRM_PASSWORD": DEMO_PASSWORD}
+
+
+def write_lab_config(lab: Lab, directory: Path, *, port: int, extra: str = "") -> Path:
+    """The demo config as a file, for a bot process of its own: pointed at this lab's ports,
+    listening on `port`, every path under `directory`; `extra` TOML is appended."""
+    text = DEMO_CONFIG.read_text(encoding="utf-8")
+    replacements = {
+        "port = 3978": f"port = {port}",
+        'package_store = "var/lab/packages"': f'package_store = "{lab.packages_dir}"',
+    }
+    for spec in demo_hosts(fixed_ports=True):
+        replacements[f"http://127.0.0.1:{spec.winrm_port}/wsman"] = lab.winrm_url(spec.name)
+        replacements[f"http://127.0.0.1:{spec.http_port}/"] = lab.http_base(spec.name) + "/"
+    for key in ("database", "audit_dir", "app_logs_dir", "smoke_logs_dir", "timeline_dir"):
+        start = text.index(f"{key} = ")
+        line = text[start : text.index("\n", start)]
+        relative = line.split('"')[1]
+        replacements[line] = f'{key} = "{directory / relative}"'
+    for old, new in replacements.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    path = directory / "mcms-bot.toml"
+    directory.mkdir(parents=True, exist_ok=True)
+    path.write_text(text + extra, encoding="utf-8")
+    return path
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from typing import Any
 
 from adapters.errors import RemoteError
 from adapters.store.rows import Request, Run
+from bot.logs import bind_log_fields
 from bot.ports import Reporter
 from bot.runs.record import RunRecord
 from bot.runs.steps import STEPS, StepContext, StepError, deadline_for
@@ -73,6 +74,9 @@ class Executor:
             await asyncio.wait(pending)
 
     async def _guarded(self, request: Request) -> None:
+        # This task's own log context: every line of the run carries the request (and,
+        # once it exists, the run) as fields.
+        bind_log_fields(request_id=request.id)
         try:
             await self._run(request)
         except asyncio.CancelledError:
@@ -80,7 +84,7 @@ class Executor:
         except Exception:
             # A bug: the run is failed by _run's own handler when it got that far; here we
             # only make sure it is in the log with the request id.
-            log.exception("executor failed on request %s", request.id)
+            log.exception("executor failed")
 
     # --- the run ---------------------------------------------------------------------------
 
@@ -144,6 +148,7 @@ class Executor:
             return
 
         run_id, now = new_run_id(), services.now()
+        bind_log_fields(run_id=run_id)
         try:
             await services.store.create_run(
                 Run(
@@ -156,7 +161,7 @@ class Executor:
                 )
             )
         except sqlite3.IntegrityError:
-            log.info("request %s already has a run; ignoring a second start", request.id)
+            log.info("the request already has a run; ignoring a second start")
             return
         lock = await services.store.try_lock(request.environment, run_id, request.requester_name)
         if not lock.acquired:
@@ -244,6 +249,7 @@ class Executor:
             outcome = ("failed", "Failed", f"Failed at step {index + 1} '{step.title}': {error}")
             break
         state, event, note = outcome
+        log.info("run %s", state, extra={"note": note} if note else None)
         hosts_after = await self._host_states(env) if state != "succeeded" else ()
         final = record.close(state, note, hosts_after)
         await self._finish(request, run_id, final, state, event, note)
@@ -271,7 +277,7 @@ class Executor:
             return "", str(exc)
         except Exception:
             ref = secrets.token_hex(4)
-            log.exception("step %s of %s failed unexpectedly [ref %s]", key, ctx.run_id, ref)
+            log.exception("step %s failed unexpectedly", key, extra={"ref": ref})
             return "", f"internal error (reference {ref}, details in logs/app)"
 
     async def _host_states(self, env: Environment) -> tuple[str, ...]:

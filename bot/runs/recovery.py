@@ -93,7 +93,7 @@ class Recovered:
             try:
                 await _tell_interrupted(services, reporter, run)
             except Exception:
-                log.exception("could not report interrupted run %s", run.run_id)
+                log.exception("could not report an interrupted run", extra={"run_id": run.run_id})
         for request in self.requests:
             if request.conversation_id:
                 await reporter.post(

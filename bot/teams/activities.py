@@ -267,7 +267,7 @@ class TeamsBot(ActivityHandler):  # type: ignore[misc]
                 correlation_id=correlation_id,
             )
         except Exception:
-            log.exception("card action %r failed [correlation %s]", verb, correlation_id)
+            log.exception("card action %r failed", verb, extra={"correlation_id": correlation_id})
             return CardActionError("InternalError", apology(correlation_id), status_code=500)
 
     async def _remember(self, activity: Any) -> None:
@@ -286,5 +286,6 @@ class TeamsBot(ActivityHandler):  # type: ignore[misc]
             # Losing a reference only costs proactive posts there; it must not cost the
             # user the answer to the command they just sent.
             log.exception(
-                "storing the conversation reference failed [%s]", correlation_id_of(activity)
+                "storing the conversation reference failed",
+                extra={"correlation_id": correlation_id_of(activity)},
             )

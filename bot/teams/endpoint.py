@@ -3,6 +3,8 @@
 Bodies that are not activities get a 400 here (stock CloudAdapter answers 500 for them);
 authentication failures are 401 (bot/teams/auth.py); a failed turn is logged with its correlation
 id and answered with an apology, never re-raised (a 5xx would make the channel resend it).
+Every line logged while an activity is handled carries its correlation id as a field
+(bot.logs.log_fields), and so does every task the turn starts.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from botbuilder.core import InvokeResponse, TurnContext
 from botbuilder.integration.aiohttp import CloudAdapter
 from botbuilder.schema import Activity, ActivityTypes
 
+from bot.logs import log_fields
 from bot.teams.activities import CardActionError, TeamsBot, apology, correlation_id_of, invoke_body
 from bot.teams.auth import StrictBotFrameworkAuthentication
 
@@ -29,7 +32,8 @@ async def _on_turn_error(turn_context: TurnContext, error: Exception) -> None:
     """
     activity = turn_context.activity
     correlation_id = correlation_id_of(activity)
-    log.error("turn failed [correlation %s]", correlation_id, exc_info=error)
+    fields = {"correlation_id": correlation_id}
+    log.error("turn failed", exc_info=error, extra=fields)
     try:
         if activity.type == ActivityTypes.invoke:
             error_body = CardActionError("InternalError", apology(correlation_id), 500)
@@ -40,7 +44,7 @@ async def _on_turn_error(turn_context: TurnContext, error: Exception) -> None:
         else:
             await turn_context.send_activity(apology(correlation_id))
     except Exception:
-        log.exception("could not send the apology [correlation %s]", correlation_id)
+        log.exception("could not send the apology", extra=fields)
 
 
 def _activity_problem(body: object) -> str | None:
@@ -87,16 +91,17 @@ class TeamsEndpoint:
         problem = _activity_problem(body)
         if problem is not None:
             return _problem(400, problem)
-        try:
-            response: web.StreamResponse = await self.adapter.process(request, self.bot)
-        except web.HTTPException:
-            raise  # 401 from CloudAdapter, among others
-        except Exception:
-            # Turn errors are handled by _on_turn_error; this is the connector or the SDK
-            # failing around the turn: an honest 500, logged with the correlation id.
-            correlation_id = str(body.get("id") or uuid.uuid4().hex[:12])
-            log.exception("activity processing failed [correlation %s]", correlation_id)
-            return web.json_response(
-                {"error": "internal error", "correlationId": correlation_id}, status=500
-            )
+        correlation_id = str(body.get("id") or uuid.uuid4().hex[:12])
+        with log_fields(correlation_id=correlation_id):
+            try:
+                response: web.StreamResponse = await self.adapter.process(request, self.bot)
+            except web.HTTPException:
+                raise  # 401 from CloudAdapter, among others
+            except Exception:
+                # Turn errors are handled by _on_turn_error; this is the connector or the SDK
+                # failing around the turn: an honest 500, logged with the correlation id.
+                log.exception("activity processing failed")
+                return web.json_response(
+                    {"error": "internal error", "correlationId": correlation_id}, status=500
+                )
         return response

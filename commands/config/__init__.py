@@ -35,6 +35,8 @@ from commands.config.environment import (
 from commands.config.model import (
     Config,
     ConfigError,
+    Logging,
+    LogLevel,
     Paths,
     Person,
     Server,
@@ -60,6 +62,8 @@ __all__ = [
     "GrafanaInbound",
     "Host",
     "Iis",
+    "LogLevel",
+    "Logging",
     "OpsGenie",
     "Pair",
     "PairRouter",

@@ -70,7 +70,9 @@ class Alerts(_Strict):
 
 
 class Retention(_Strict):
-    """Playbook §7: smoke logs 14 days, the notifications (audit) 30 days."""
+    """Playbook §7: smoke logs 14 days, the notifications (audit) 30 days; the bot's own
+    application logs (logs/app/, one file per day) as long as the smoke logs."""
 
     smoke_log_days: int = Field(default=14, ge=1, le=3650)
     notification_days: int = Field(default=30, ge=1, le=3650)
+    app_log_days: int = Field(default=14, ge=1, le=3650)

@@ -70,6 +70,20 @@ class Server(_Strict):
     port: int = Field(default=3978, ge=0, le=65535)
 
 
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+class Logging(_Strict):
+    """The application log (logs/app/): its level; `mcms-bot run --log-level` overrides it."""
+
+    level: LogLevel = "INFO"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, v: object) -> object:
+        return v.upper() if isinstance(v, str) else v
+
+
 class Paths(_Strict):
     """Where state and records go; relative paths are resolved against the working directory."""
 
@@ -93,6 +107,7 @@ class Config(_Strict):
     pairs: dict[str, Pair] = Field(default_factory=dict)
     # Windows hosts the DR suites run on (`runs_on` of a runner), reached over WinRM.
     runner_hosts: list[Host] = Field(default_factory=list)
+    logging: Logging = Logging()
 
     @field_validator("timezone")
     @classmethod

@@ -207,7 +207,10 @@ async def test_a_failing_command_apologises_with_the_correlation_id_and_no_detai
     [apology] = bot.connector.calls
     assert activity["id"] in apology.body["text"]
     assert "hunter2" not in apology.body["text"] and "Traceback" not in apology.body["text"]
-    assert any(activity["id"] in r.getMessage() and r.exc_info for r in caplog.records)
+    # The correlation id is a field of the log line, not words in its message.
+    [failed] = [r for r in caplog.records if r.exc_info]
+    assert getattr(failed, "correlation_id", None) == activity["id"]
+    assert activity["id"] not in failed.getMessage()
 
 
 async def test_a_reply_the_connector_refuses_is_logged_and_not_a_500(
@@ -221,7 +224,8 @@ async def test_a_reply_the_connector_refuses_is_logged_and_not_a_500(
 
     assert status == 201
     assert [c.status for c in bot.connector.calls] == [403, 403]  # the reply, the apology
-    assert any(activity["id"] in r.getMessage() for r in caplog.records if r.levelname == "ERROR")
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert errors and all(getattr(r, "correlation_id", None) == activity["id"] for r in errors)
 
 
 async def test_the_fake_connector_throttles_on_request(fake_connector: FakeConnector) -> None:

@@ -1,9 +1,13 @@
-"""`mcms-bot` — run the bot, validate a config, verify the audit.
+"""`mcms-bot` — run the bot, validate a config, verify the audit, build the Teams app package.
 
-mcms-bot [run] [--config FILE]        serve /api/messages (default command)
-mcms-bot check-config FILE             exit 0, or 1 listing every problem by key
-mcms-bot audit verify [--dir DIR | --config FILE]
-mcms-bot manifest --app-id GUID [--out FILE.zip]   the Teams app package to upload
+mcms-bot [run] [--config FILE] [--log-level LEVEL]   serve /api/messages (default command)
+mcms-bot check-config [--config FILE]                exit 0, or 1 listing every problem by key
+mcms-bot audit verify [--dir DIR | --config FILE]    exit 0 intact, 1 damaged, 2 cannot check
+mcms-bot manifest [--app-id GUID] [--out FILE.zip]   the Teams app package to upload
+mcms-bot --version
+
+Every subcommand takes `--config FILE` the same way (before or after its name), and falls
+back to $MCMS_BOT_CONFIG. Exit status 2 always means a usage or I/O error: nothing was checked.
 """
 
 from __future__ import annotations
@@ -14,15 +18,23 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from bot.version import installed_version
 from commands.config import Config, ConfigError, load_config, secret
 
 DEFAULT_CONFIG_ENV = "MCMS_BOT_CONFIG"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+USAGE_ERROR = 2
 
 
-def _config_path(given: str | None) -> str:
+class UsageError(Exception):
+    """The command line cannot be acted on; exit status 2 with this message."""
+
+
+def config_path(given: str | None) -> str:
+    """--config, else $MCMS_BOT_CONFIG; UsageError when neither is set."""
     path = given or os.environ.get(DEFAULT_CONFIG_ENV)
     if not path:
-        raise SystemExit(
+        raise UsageError(
             f"no config file: pass --config FILE or set {DEFAULT_CONFIG_ENV} "
             "(the demo's is lab/demo-bot.toml; `make run` uses it)"
         )
@@ -30,10 +42,16 @@ def _config_path(given: str | None) -> str:
 
 
 def check_config(path: str) -> int:
+    from bot.preflight import machine_problems
+
     try:
         config = load_config(path)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
+        return 1
+    lacking = machine_problems(config)
+    if lacking:
+        print(ConfigError(path, tuple(lacking)), file=sys.stderr)
         return 1
     hosts = sum(len(e.hosts) for e in config.environments.values())
     print(
@@ -54,57 +72,98 @@ def check_config(path: str) -> int:
     return 0
 
 
-def audit_verify(directory: Path) -> int:
+def audit_verify(args: argparse.Namespace) -> int:
     from adapters.audit import main_verify
 
-    return main_verify(directory)
-
-
-def _audit_dir(args: argparse.Namespace) -> Path:
     if args.dir:
-        return Path(args.dir)
+        return main_verify(Path(args.dir))
     try:
-        config: Config = load_config(_config_path(args.config))
+        config: Config = load_config(config_path(args.config))
     except ConfigError as exc:
-        raise SystemExit(str(exc)) from exc
-    return config.paths.audit_dir
+        print(exc, file=sys.stderr)
+        return USAGE_ERROR
+    return main_verify(config.paths.audit_dir)
 
 
 def build_manifest(args: argparse.Namespace) -> int:
     from bot.teams.manifest import main_manifest
 
+    app_id = args.app_id if args.app_id is not None else _app_id_from_config(args.config)
     directory = Path(args.manifest_dir) if args.manifest_dir else None
-    return main_manifest(args.app_id, Path(args.out), args.app_version, directory)
+    return main_manifest(app_id, Path(args.out), args.app_version, directory)
+
+
+def _app_id_from_config(given: str | None) -> str:
+    """The Microsoft App ID from the environment variable the config names (teams.app_id_env)."""
+    if not (given or os.environ.get(DEFAULT_CONFIG_ENV)):
+        raise UsageError("pass --app-id GUID (the Azure Bot's Microsoft App ID), or --config FILE")
+    try:
+        config = load_config(config_path(given))
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from exc
+    app_id = secret(config.teams.app_id_env)
+    if app_id is None:
+        raise UsageError(f"pass --app-id GUID, or set {config.teams.app_id_env} (teams.app_id_env)")
+    return app_id
+
+
+def _parser() -> argparse.ArgumentParser:
+    # One --config for every subcommand, accepted before or after its name: the subcommands'
+    # copy defaults to SUPPRESS so it never hides a value given before the name.
+    config_help = f"config file (default: ${DEFAULT_CONFIG_ENV})"
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=argparse.SUPPRESS, help=config_help)
+
+    parser = argparse.ArgumentParser(prog="mcms-bot", description=__doc__.split("\n")[0])
+    shown = installed_version() or "(not installed)"
+    parser.add_argument("--version", action="version", version=f"mcms-bot {shown}")
+    parser.add_argument("--config", default=None, help=config_help)
+    sub = parser.add_subparsers(dest="command")
+    run_p = sub.add_parser("run", parents=[common], help="serve the bot (default)")
+    run_p.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        help="log level (default: logging.level of the config, INFO)",
+    )
+    sub.add_parser("check-config", parents=[common], help="validate a config file")
+    audit_p = sub.add_parser("audit", parents=[common], help="audit log tools")
+    audit_sub = audit_p.add_subparsers(dest="audit_command", required=True)
+    verify_p = audit_sub.add_parser(
+        "verify", parents=[common], help="check the hash chain of the JSONL audit"
+    )
+    verify_p.add_argument("--dir", help="audit directory (default: paths.audit_dir of the config)")
+    manifest_p = sub.add_parser(
+        "manifest", parents=[common], help="build the Teams app package (zip)"
+    )
+    manifest_p.add_argument(
+        "--app-id",
+        help="the Azure Bot's Microsoft App ID (default: teams.app_id_env of the config)",
+    )
+    manifest_p.add_argument("--out", default="build/mcms-bot-teams-app.zip", help="zip to write")
+    manifest_p.add_argument("--app-version", help="app version (default: the package's)")
+    manifest_p.add_argument(
+        "--manifest-dir", help="template + icons (default: the ones shipped with the package)"
+    )
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mcms-bot", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command")
-    run_p = sub.add_parser("run", help="serve the bot (default)")
-    run_p.add_argument("--config", help=f"config file (default: ${DEFAULT_CONFIG_ENV})")
-    check_p = sub.add_parser("check-config", help="validate a config file")
-    check_p.add_argument("file")
-    audit_p = sub.add_parser("audit", help="audit log tools")
-    audit_sub = audit_p.add_subparsers(dest="audit_command", required=True)
-    verify_p = audit_sub.add_parser("verify", help="check the hash chain of the JSONL audit")
-    verify_p.add_argument("--dir", help="audit directory (default: paths.audit_dir of the config)")
-    verify_p.add_argument("--config", help=f"config file (default: ${DEFAULT_CONFIG_ENV})")
-    manifest_p = sub.add_parser("manifest", help="build the Teams app package (zip)")
-    manifest_p.add_argument("--app-id", required=True, help="the Azure Bot's Microsoft App ID")
-    manifest_p.add_argument("--out", default="build/mcms-bot-teams-app.zip", help="zip to write")
-    manifest_p.add_argument("--app-version", help="app version (default: the package's)")
-    manifest_p.add_argument("--manifest-dir", help="template + icons (default: manifest/)")
-
+    parser = _parser()
     args = parser.parse_args(argv)
-    if args.command == "check-config":
-        return check_config(args.file)
-    if args.command == "audit":
-        return audit_verify(_audit_dir(args))
-    if args.command == "manifest":
-        return build_manifest(args)
-    from bot.server import serve
+    try:
+        if args.command == "check-config":
+            return check_config(config_path(args.config))
+        if args.command == "audit":
+            return audit_verify(args)
+        if args.command == "manifest":
+            return build_manifest(args)
+        from bot.server import serve
 
-    return serve(_config_path(getattr(args, "config", None)))
+        return serve(config_path(args.config), getattr(args, "log_level", None))
+    except UsageError as exc:
+        print(f"mcms-bot: {exc}", file=sys.stderr)
+        return USAGE_ERROR
 
 
 if __name__ == "__main__":

@@ -13,7 +13,9 @@ from typing import Any
 
 from aiohttp import web
 
+from adapters.tls import use_os_trust_store
 from bot.logs import setup_logging
+from bot.preflight import machine_problems
 from bot.runs.executor import Executor
 from bot.runs.expiry import DEFAULT_SWEEP_S, expiry_loop
 from bot.runs.recovery import recover
@@ -95,7 +97,7 @@ def build_app(
     executor = Executor(services, reporter)
     # Watching and alerting (issue 4): every proactive post goes through `queue` too.
     alerter = Alerter(services, queue, reporter)
-    metrics = Metrics(runtime.store, lambda: queue.stats)
+    metrics = Metrics(runtime.store, lambda: queue.stats, list(config.environments))
     watcher = Watcher(services, alerter, metrics)
     alert_actions = AlertActions(services, dispatcher, alerter, reporter)
     actions.append(CardActions(services, executor.submit, reporter, alert_actions))
@@ -110,10 +112,8 @@ def build_app(
         # Settle what a dead process left before any new work can start; telling the
         # conversations about it goes on in the background (chat may be slow or down).
         recovered = await recover(services)
-        if recovered.runs:
-            log.warning(
-                "marked interrupted at start: %s", ", ".join(r.run_id for r in recovered.runs)
-            )
+        for run in recovered.runs:
+            log.warning("marked interrupted at start", extra={"run_id": run.run_id})
         teller = asyncio.create_task(recovered.tell(services, reporter))
         sweeper = asyncio.create_task(expiry_loop(services, reporter, sweep_s))
         smoke_dir = runtime.smoke_dir or config.paths.smoke_logs_dir
@@ -171,13 +171,26 @@ async def _serve(config: Config) -> None:
         await runtime.close()
 
 
-def serve(config_path: str) -> int:
+def serve(config_path: str, log_level: str | None = None) -> int:
+    """`mcms-bot run`: the exit status (1 when the config or this machine cannot run it)."""
     try:
         config = load_config(config_path)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
-    setup_logging(Path(config.paths.app_logs_dir), redactor_for(config))
+    lacking = machine_problems(config)
+    if lacking:
+        print(ConfigError(config_path, tuple(lacking)), file=sys.stderr)
+        return 1
+    setup_logging(
+        Path(config.paths.app_logs_dir),
+        redactor_for(config),
+        level=log_level or config.logging.level,
+        keep_days=config.retention.app_log_days,
+    )
+    # Every outbound HTTPS call (the Bot Connector, MSAL, WinRM over HTTPS) trusts what the
+    # OS trusts, like the smoke checks: an internal CA's certificates pass.
+    use_os_trust_store()
     # `kill -USR1 <pid>` prints every thread's stack: the first look at a bot that hangs.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:

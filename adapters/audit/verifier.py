@@ -17,6 +17,7 @@ Rules (format in audit_chain.py), each problem is reported once, at the line it 
 from __future__ import annotations
 
 import bisect
+import sys
 from collections import defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -133,7 +134,12 @@ def verify(directory: Path) -> VerifyReport:
 def _read(files: list[Path]) -> list[_Entry]:
     entries: list[_Entry] = []
     for path in files:
-        lines, fragment = split_lines(path.read_bytes())
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            exc.filename = exc.filename or str(path)  # a read error may not name its file
+            raise
+        lines, fragment = split_lines(data)
         for number, raw in enumerate(lines, 1):
             parsed = parse_record(raw)
             if isinstance(parsed, str):
@@ -334,10 +340,20 @@ def format_report(report: VerifyReport) -> str:
 
 
 def main_verify(directory: Path) -> int:
-    """`mcms-bot audit verify`: print the report; exit code 0 when intact, 1 otherwise."""
+    """`mcms-bot audit verify`: print the report; the exit status.
+
+    0: intact; 1: damage found (the report names each line); 2: nothing could be checked
+    (no such directory, a file unreadable) — so a script never mistakes "cannot read" for
+    "tampered", nor either for "intact".
+    """
     if not directory.is_dir():
-        print(f"Audit log {directory}: no such directory (check paths.audit_dir)")
-        return 1
-    report = verify(directory)
+        print(f"Audit log {directory}: no such directory (check paths.audit_dir)", file=sys.stderr)
+        return 2
+    try:
+        report = verify(directory)
+    except OSError as exc:
+        where = exc.filename or directory
+        print(f"Audit log {directory}: cannot read {where}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     print(format_report(report))
     return 0 if report.ok else 1

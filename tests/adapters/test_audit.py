@@ -332,7 +332,7 @@ def test_report_and_exit_code_name_the_damaged_line(
     out = capsys.readouterr().out
     assert "FAILED — 1 problem(s)" in out
     assert f"{DAY1}:2  edited" in out
-    assert main_verify(tmp_path / "nowhere") == 1
+    assert main_verify(tmp_path / "nowhere") == 2  # nothing checked: not "damaged"
 
 
 def test_empty_directory_verifies_with_no_lines(tmp_path: Path) -> None:

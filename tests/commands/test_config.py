@@ -19,7 +19,7 @@ EXAMPLE = ROOT / "docs" / "config.example.toml"
 
 @pytest.mark.parametrize("path", [DEMO, EXAMPLE], ids=["demo", "example"])
 def test_shipped_configs_are_valid(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["check-config", str(path)]) == 0
+    assert main(["check-config", "--config", str(path)]) == 0
     assert "OK" in capsys.readouterr().out
 
 
@@ -90,7 +90,7 @@ def test_check_config_names_the_key_and_why(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], old: str, new: str, key: str, why: str
 ) -> None:
     path = _broken(tmp_path, old, new)
-    assert main(["check-config", str(path)]) == 1
+    assert main(["check-config", "--config", str(path)]) == 1
     err = capsys.readouterr().err
     line = next((ln for ln in err.splitlines() if f"- {key}:" in ln), None)
     assert line is not None, err
@@ -112,19 +112,16 @@ def test_check_config_rejects_unreadable_toml(
 ) -> None:
     path = tmp_path / "x.toml"
     path.write_text("[teams\n")
-    assert main(["check-config", str(path)]) == 1
+    assert main(["check-config", "--config", str(path)]) == 1
     assert "not valid TOML" in capsys.readouterr().err
 
 
 def test_check_config_cli_exit_codes() -> None:
-    ok = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "check-config", str(DEMO)], capture_output=True, text=True
-    )
-    missing = subprocess.run(
-        [sys.executable, "-m", "bot.cli", "check-config", "/nonexistent.toml"],
-        capture_output=True,
-        text=True,
-    )
+    def check(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "bot.cli", "check-config", *args]
+        return subprocess.run(argv, capture_output=True, text=True, check=False)
+
+    ok, missing = check("--config", str(DEMO)), check("--config", "/nonexistent.toml")
     assert (ok.returncode, missing.returncode) == (0, 1)
     assert "file not found" in missing.stderr
 

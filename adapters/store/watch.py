@@ -207,17 +207,28 @@ class WatchStore(StoreBase):
 
     # --- counts for /metrics ---------------------------------------------------------------
 
-    async def run_outcomes(self) -> list[tuple[str, str, int]]:
-        """(command, run state, count) over every run ever started."""
+    async def run_outcomes(self) -> list[tuple[str, str, str, int]]:
+        """(environment, command, run state, count) over every run ever started."""
         rows = await self._rows(
-            "SELECT q.command AS command, r.state AS state, COUNT(*) AS n FROM runs r"
-            " JOIN requests q ON q.id = r.request_id GROUP BY q.command, r.state"
+            "SELECT r.environment AS environment, q.command AS command, r.state AS state,"
+            " COUNT(*) AS n FROM runs r JOIN requests q ON q.id = r.request_id"
+            " GROUP BY r.environment, q.command, r.state"
         )
-        return [(r["command"], r["state"], int(r["n"])) for r in rows]
+        return [(r["environment"], r["command"], r["state"], int(r["n"])) for r in rows]
 
-    async def step_durations(self) -> list[tuple[str, int]]:
-        """(step name, duration ms) of every finished step."""
+    async def step_durations(self) -> list[tuple[str, str, int]]:
+        """(environment, step name, duration ms) of every finished step."""
         rows = await self._rows(
-            "SELECT name, duration_ms FROM steps WHERE duration_ms IS NOT NULL ORDER BY rowid"
+            "SELECT r.environment AS environment, s.name AS name, s.duration_ms AS duration_ms"
+            " FROM steps s JOIN runs r ON r.id = s.run_id"
+            " WHERE s.duration_ms IS NOT NULL ORDER BY s.rowid"
         )
-        return [(r["name"], int(r["duration_ms"])) for r in rows]
+        return [(r["environment"], r["name"], int(r["duration_ms"])) for r in rows]
+
+    async def pending_by_environment(self) -> list[tuple[str, int]]:
+        """(environment, requests waiting for approval) for each environment that has any."""
+        rows = await self._rows(
+            "SELECT environment, COUNT(*) AS n FROM requests WHERE state = 'pending'"
+            " GROUP BY environment"
+        )
+        return [(r["environment"], int(r["n"])) for r in rows]

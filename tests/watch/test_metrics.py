@@ -1,5 +1,7 @@
-"""GET /metrics, parsed with prometheus-client's own parser, against what the test did; and
-the Grafana dashboard under docs/ names only series that /metrics exposes."""
+"""GET /metrics, parsed with prometheus-client's own parser, against what the test did; the
+conventions Prometheus tools expect (base units, histograms, `_total`, no `_created`, an
+environment label, build info, the process collector); and the Grafana dashboard under docs/
+names only series that /metrics exposes."""
 
 from __future__ import annotations
 
@@ -12,7 +14,10 @@ from typing import TYPE_CHECKING
 import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.utils import floatToGoString
 
+from bot.version import installed_version
+from bot.watch.metrics import POOL_STATES, SMOKE_BUCKETS_S, STEP_BUCKETS_S
 from commands.config import QueueDepthCheck
 from tests.alert_helpers import fast_watch, lab_runs, watch_config
 
@@ -47,10 +52,14 @@ async def worker_status() -> AsyncIterator[str]:
 
 
 async def scrape(chat: Chat) -> dict[str, Metric]:
+    return {m.name: m for m in text_string_to_metric_families(await scrape_text(chat))}
+
+
+async def scrape_text(chat: Chat) -> str:
     response = await chat.client.get("/metrics")
     assert response.status == 200
     assert response.headers["Content-Type"].startswith("text/plain")
-    return {m.name: m for m in text_string_to_metric_families(await response.text())}
+    return await response.text()
 
 
 def value(families: dict[str, Metric], sample: str, **labels: str) -> float:
@@ -90,25 +99,46 @@ async def test_metrics_hold_what_the_test_did(alert_bot: AlertBot, worker_status
     families = await scrape(chat)
 
     assert value(families, "mcms_runs_total", command="rollback", outcome="succeeded") == 1
+    assert value(families, "mcms_runs_total", environment="InternalStage") == 1
+    assert not [
+        s for s in families["mcms_runs"].samples if s.labels["environment"] != "InternalStage"
+    ]
     run = await chat.store.run_for_request(request_id)
     assert run is not None
     steps = await chat.store.list_steps(run.id)
-    assert value(families, "mcms_step_duration_seconds_count", step="smoke") == 1
+    assert (
+        value(
+            families, "mcms_step_duration_seconds_count", environment="InternalStage", step="smoke"
+        )
+        == 1
+    )
     total_steps = sum(
         s.value for s in families["mcms_step_duration_seconds"].samples if s.name.endswith("_count")
     )
     assert total_steps == len(steps) == 13
+    bounds = {s.labels["le"] for s in families["mcms_step_duration_seconds"].samples
+              if s.name.endswith("_bucket")}  # fmt: skip
+    assert bounds == {floatToGoString(b) for b in STEP_BUCKETS_S} | {"+Inf"}
     smoke_ms = next(ms for i, state, ms, _ in steps if i == 10)
     assert value(families, "mcms_step_duration_seconds_sum", step="smoke") == pytest.approx(
         (smoke_ms or 0) / 1000
     )
-    assert value(families, "mcms_approvals_pending") == 1
+    assert value(families, "mcms_approvals_pending", environment="InternalStage") == 1
+    for quiet in ("Lab", "InternalProd"):  # present at zero, so a panel never shows "no data"
+        assert value(families, "mcms_approvals_pending", environment=quiet) == 0
 
     last = runs[-1]
-    health = next(r for r in last.results if r.name == "Health")
-    assert value(families, "mcms_smoke_latency_ms", environment="Lab", check="Health") == (
-        health.latency_ms
+    health = [next(c for c in r.results if c.name == "Health") for r in runs]
+    assert families["mcms_smoke_duration_seconds"].type == "histogram"
+    lab_health = {"environment": "Lab", "check": "Health"}
+    assert value(families, "mcms_smoke_duration_seconds_count", **lab_health) == len(runs)
+    assert value(families, "mcms_smoke_duration_seconds_sum", **lab_health) == pytest.approx(
+        sum(c.latency_ms for c in health) / 1000
     )
+    for bound in SMOKE_BUCKETS_S:
+        within = sum(c.latency_ms / 1000 <= bound for c in health)
+        le = floatToGoString(bound)
+        assert value(families, "mcms_smoke_duration_seconds_bucket", le=le, **lab_health) == within
     assert value(families, "mcms_smoke_runs_total", environment="Lab") == len(runs)
     failed = [r for r in runs if not r.passed]
     assert value(families, "mcms_smoke_failed_runs_total", environment="Lab") == len(failed)
@@ -131,6 +161,32 @@ async def test_metrics_hold_what_the_test_did(alert_bot: AlertBot, worker_status
     assert value(families, "mcms_outbound_throttled_total") == 1
     assert value(families, "mcms_outbound_retries_total") == 1
     assert value(families, "mcms_outbound_sent_total") >= 3
+    assert_prometheus_conventions(families, await scrape_text(chat))
+
+
+# Series about the whole process rather than one environment.
+PROCESS_WIDE = {"mcms_build_info", "mcms_outbound_sent", "mcms_outbound_throttled",
+                "mcms_outbound_retries", "mcms_outbound_failed"}  # fmt: skip
+
+
+def assert_prometheus_conventions(families: dict[str, Metric], text: str) -> None:
+    """What Prometheus tools expect of every series we expose (the issue's reproduction:
+    smoke latency was a last-value gauge in ms, runs had no environment, `_created` doubled
+    every counter, and there was no build info nor process collector)."""
+    assert "_created" not in text
+    ours = {name: f for name, f in families.items() if name.startswith("mcms_")}
+    assert not [n for n in ours if n.endswith(("_ms", "_milliseconds"))], "base units only"
+    for name, family in ours.items():
+        if family.type == "counter":
+            assert {s.name for s in family.samples} <= {f"{name}_total"}, name
+        if family.type == "histogram":
+            assert name.endswith("_seconds"), name
+        if name not in PROCESS_WIDE:
+            assert family.samples, name
+            assert all(s.labels.get("environment") for s in family.samples), name
+    assert value(families, "mcms_build_info", version=installed_version() or "?") == 1
+    for process in ("process_cpu_seconds_total", "process_resident_memory_bytes"):
+        assert value(families, process) > 0, process
 
 
 def series_names(families: dict[str, Metric]) -> set[str]:
@@ -151,7 +207,8 @@ async def test_dashboard_loads_and_names_only_series_that_exist(chat: Chat) -> N
     exposed = series_names(await scrape(chat))
     exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
     exprs += [v["definition"] for v in dashboard["templating"]["list"] if "definition" in v]
-    used = {name for expr in exprs for name in re.findall(r"\bmcms_[a-z0-9_]+", expr)}
+    names = r"\b(?:mcms|process)_[a-z0-9_]+"
+    used = {name for expr in exprs for name in re.findall(names, expr)}
     assert used, "the dashboard queries our series"
     assert used <= exposed, f"not in /metrics: {sorted(used - exposed)}"
     assert all(re.search(r"\bmcms_", e) for e in exprs), "every query reads our series"
@@ -159,4 +216,33 @@ async def test_dashboard_loads_and_names_only_series_that_exist(chat: Chat) -> N
     for panel in ("SLA", "Error rate", "App pool state", "Worker queue depth"):
         assert panel in titles  # the playbook's §7 panels
     assert dashboard.get("id") is None and dashboard["uid"] == "mcms-ops"  # importable as is
-    assert {p["datasource"]["uid"] for p in dashboard["panels"]} == {"${datasource}"}
+
+
+def test_dashboard_import_asks_for_the_prometheus_data_source() -> None:
+    """`__inputs` makes Grafana's import dialog ask which Prometheus to use; every panel,
+    query and variable then names that input, nothing else."""
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    [source] = dashboard["__inputs"]
+    assert (source["type"], source["pluginId"]) == ("datasource", "prometheus")
+    wanted = {"type": "prometheus", "uid": f"${{{source['name']}}}"}
+    for panel in dashboard["panels"]:
+        assert panel["datasource"] == wanted, panel["title"]
+        assert all(t["datasource"] == wanted for t in panel["targets"]), panel["title"]
+    for variable in dashboard["templating"]["list"]:
+        assert variable["datasource"] == wanted, variable["name"]
+    required = {(r["type"], r["id"]) for r in dashboard["__requires"]}
+    assert ("datasource", "prometheus") in required
+    assert {("panel", p["type"]) for p in dashboard["panels"]} <= required
+
+
+def test_app_pool_state_is_a_state_timeline_naming_every_state() -> None:
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    [panel] = [p for p in dashboard["panels"] if p["title"] == "App pool state"]
+    assert panel["type"] == "state-timeline"
+    [target] = panel["targets"]
+    [mapping] = panel["fieldConfig"]["defaults"]["mappings"]
+    shown = {int(code): option["text"] for code, option in mapping["options"].items()}
+    assert sorted(shown.values()) == sorted(POOL_STATES)
+    for code, state in shown.items():  # the query turns each state into its mapped number
+        assert f"{code} * max by (environment, host) (mcms_app_pool_state{{" in target["expr"]
+        assert f'mcms_app_pool_state="{state}"}})' in target["expr"].split(f"{code} * ", 1)[1]

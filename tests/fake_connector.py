@@ -3,7 +3,10 @@
 The bot's replies, edits and proactive posts land here and are recorded in arrival order,
 so tests assert on the wire (method, path, JSON body) instead of mocking botbuilder.
 `fail_next()` makes the next N activity calls answer 429 (with Retry-After) or 5xx, which
-is how the outbound retry logic is proven.
+is how the outbound retry logic is proven. Every Adaptive Card the bot sends is checked
+against the Adaptive Card 1.5 schema (tests/card_schema.py) once the test is over (not
+while the bot waits for an answer); the fixture fails the test that made the bot send an
+invalid one.
 
 Use: `pytest_plugins = ["tests.fake_connector"]` in a test module, then take the
 `fake_connector` fixture and point activities' serviceUrl at `fake_connector.url`.
@@ -13,12 +16,18 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from aiohttp import web
+
+from tests.card_schema import card_problems
+
+ADAPTIVE = "application/vnd.microsoft.card.adaptive"
 
 
 @dataclass(frozen=True)
@@ -53,6 +62,8 @@ class FakeConnector:
 
     calls: list[ConnectorCall] = field(default_factory=list)
     url: str = ""
+    # (path, card) of every Adaptive Card sent, for `invalid_cards()`.
+    sent_cards: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     _faults: list[_Fault] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _changed: asyncio.Condition | None = None
@@ -68,6 +79,18 @@ class FakeConnector:
             for c in self.calls
             if c.method in ("POST", "PUT") and "/activities" in c.path and c.status < 300
         ]
+
+    def invalid_cards(self) -> list[tuple[str, list[str]]]:
+        """(path, why) for each card sent that the Adaptive Card 1.5 schema refuses."""
+        seen: dict[str, list[str]] = {}
+        out = []
+        for path, card in self.sent_cards:
+            key = json.dumps(card, sort_keys=True)
+            if key not in seen:
+                seen[key] = card_problems(card)
+            if seen[key]:
+                out.append((path, seen[key]))
+        return out
 
     def fail_next(self, count: int, *, status: int = 429, retry_after: float | None = None) -> None:
         """Answer the next `count` activity calls with `status` (429 + Retry-After, 5xx...)."""
@@ -85,7 +108,8 @@ class FakeConnector:
 
     # -- server ---------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, ssl_context: ssl.SSLContext | None = None) -> None:
+        """Listen on a free loopback port; over HTTPS with `ssl_context` (a server context)."""
         self._changed = asyncio.Condition()
         app = web.Application()
         base = "/v3/conversations"
@@ -96,10 +120,10 @@ class FakeConnector:
         app.router.add_delete(base + "/{conversation_id}/activities/{activity_id}", self._activity)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=ssl_context)
         await site.start()
         port = self._runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}/"
+        self.url = f"{'https' if ssl_context else 'http'}://127.0.0.1:{port}/"
 
     async def close(self) -> None:
         if self._runner is not None:
@@ -120,6 +144,9 @@ class FakeConnector:
         body: dict[str, Any] = {}
         if request.can_read_body:
             body = await request.json()
+        for attachment in body.get("attachments") or []:
+            if attachment.get("contentType") == ADAPTIVE:
+                self.sent_cards.append((request.raw_path, attachment.get("content") or {}))
         assert self._changed is not None
         async with self._changed:
             self.calls.append(
@@ -167,3 +194,4 @@ async def fake_connector() -> AsyncIterator[FakeConnector]:
         yield connector
     finally:
         await connector.close()
+    assert connector.invalid_cards() == [], "the bot sent cards the Adaptive Card schema refuses"

@@ -35,6 +35,11 @@ def write_lab_config(lab: Lab, directory: Path, *, port: int, extra: str = "") -
     for spec in demo_hosts(fixed_ports=True):
         replacements[f"http://127.0.0.1:{spec.winrm_port}/wsman"] = lab.winrm_url(spec.name)
         replacements[f"http://127.0.0.1:{spec.http_port}/"] = lab.http_base(spec.name) + "/"
+    for router in demo_routers(fixed_ports=True):
+        replacements[f"http://127.0.0.1:{router.winrm_port}/wsman"] = lab.winrm_url(router.name)
+        replacements[f'"http://127.0.0.1:{router.public_port}"'] = (
+            f'"{lab.public_url(router.name)}"'
+        )
     for key in ("database", "audit_dir", "app_logs_dir", "smoke_logs_dir", "timeline_dir"):
         start = text.index(f"{key} = ")
         line = text[start : text.index("\n", start)]

@@ -72,6 +72,8 @@ def test_pyproject_lists_every_package_on_disk() -> None:
         for top in ("bot", "commands", "adapters")
         for init in (ROOT / top).rglob("__init__.py")
     }
+    missing = sorted(on_disk - set(tool["packages"]))
+    assert not missing, f"add {missing} to [tool.setuptools] packages in pyproject.toml"
     assert set(tool["packages"]) == on_disk | {"bot.teams.app_manifest"}
     assert tool["package-dir"] == {"bot.teams.app_manifest": "manifest"}
 

@@ -37,7 +37,7 @@ def test_the_demo_pair_is_read_with_its_defaults() -> None:
 
 
 def test_check_config_names_the_pair_and_its_router(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["check-config", str(DEMO)]) == 0
+    assert main(["check-config", "--config", str(DEMO)]) == 0
     out = capsys.readouterr().out
     assert "pair prod: InternalProd / InternalStage behind arr-front01" in out
 
@@ -149,7 +149,7 @@ def test_check_config_names_the_pair_key_and_why(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], old: str, new: str, key: str, why: str
 ) -> None:
     path = _demo_with(tmp_path, old, new)
-    assert main(["check-config", str(path)]) == 1
+    assert main(["check-config", "--config", str(path)]) == 1
     err = capsys.readouterr().err
     line = next((ln for ln in err.splitlines() if f"- {key}:" in ln), None)
     assert line is not None, err

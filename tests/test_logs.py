@@ -5,6 +5,7 @@ id, request, run) as JSON fields rather than inside the message text."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -37,21 +38,26 @@ def lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-@pytest.fixture
-def app_log(tmp_path: Path) -> Iterator[Path]:
-    """The bot's logging set up as `mcms-bot run` does, into tmp_path; undone afterwards."""
+@contextlib.contextmanager
+def bot_logging(directory: Path, keep_days: int = 14) -> Iterator[Path]:
+    """The bot's logging set up as `mcms-bot run` does, into `directory`; undone afterwards."""
     root = logging.getLogger()
-    saved = list(root.handlers), root.level
-    path = setup_logging(tmp_path / "app", lambda text: text)
+    handlers, level = list(root.handlers), root.level
     try:
-        yield path
+        yield setup_logging(directory, lambda text: text, keep_days=keep_days)
     finally:
         for handler in list(root.handlers):
             root.removeHandler(handler)
             handler.close()
-        for handler in saved[0]:
+        for handler in handlers:
             root.addHandler(handler)
-        root.setLevel(saved[1])
+        root.setLevel(level)
+
+
+@pytest.fixture
+def app_log(tmp_path: Path) -> Iterator[Path]:
+    with bot_logging(tmp_path / "app") as path:
+        yield path
 
 
 async def test_context_fields_are_fields_not_message_text(app_log: Path) -> None:
@@ -95,20 +101,8 @@ def test_files_rotate_daily_and_only_the_configured_days_are_kept(tmp_path: Path
     current = directory / LOG_FILE
     current.write_text('{"msg": "yesterday"}\n')
     os.utime(current, (now - DAY_S, now - DAY_S))  # last written yesterday
-    root = logging.getLogger()
-    saved = list(root.handlers), root.level
-    try:
-        setup_logging(directory, lambda text: text, keep_days=3)
+    with bot_logging(directory, keep_days=3):
         logging.getLogger("test.logs").warning("today")
-        for handler in root.handlers:
-            handler.flush()
-    finally:
-        for handler in list(root.handlers):
-            root.removeHandler(handler)
-            handler.close()
-        for handler in saved[0]:
-            root.addHandler(handler)
-        root.setLevel(saved[1])
     rotated = sorted(p.name for p in directory.iterdir() if p.name != LOG_FILE)
     yesterday = time.strftime("%Y-%m-%d", time.gmtime(now - DAY_S))
     assert len(rotated) == 3 and rotated[-1] == f"{LOG_FILE}.{yesterday}", rotated

@@ -83,6 +83,18 @@ def test_check_config_names_the_extra_a_transport_needs(
     assert "OK" in present.stdout
 
 
+def test_every_winrm_host_is_checked_the_router_of_a_pair_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = DEMO.read_text(encoding="utf-8")
+    router = 'name = "arr-front01"\nwinrm_url = "http://127.0.0.1:15988/wsman"\ntransport = "basic"'
+    assert router in text
+    path = tmp_path / "bot.toml"
+    path.write_text(text.replace(router, router.replace('"basic"', '"credssp"')))
+    assert main(["check-config", "--config", str(path)]) == 1
+    assert "pairs.prod.router.host.transport: transport 'credssp'" in capsys.readouterr().err
+
+
 def test_run_refuses_to_start_without_the_extra(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

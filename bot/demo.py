@@ -125,7 +125,8 @@ def _install_dr_suites() -> str:
 
 
 def main() -> int:
-    env = dict(os.environ)
+    # The demo config says local mode, which refuses to start beside Teams credentials.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCMS_BOT_APP_")}
     # The lab's demo credentials; a real deployment sets its own in the service environment.
     env.setdefault("MCMS_LAB_WINRM_USER", "lab-admin")
     env.setdefault("MCMS_LAB_WINRM_PASSWORD", "lab-password")

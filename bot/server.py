@@ -21,8 +21,9 @@ from bot.runs.expiry import DEFAULT_SWEEP_S, expiry_loop
 from bot.runs.recovery import recover
 from bot.services import Runtime, open_runtime, redactor_for
 from bot.teams.activities import CardActionResult
-from bot.teams.app import TEAMS_KEY, listen_host, make_app, mode_of
-from bot.teams.auth import AuthConfigError
+from bot.teams.admission import Refusal, service_url_problem
+from bot.teams.app import TEAMS_KEY, listen_host, make_app
+from bot.teams.auth import AuthConfigError, BotCredentials
 from bot.teams.card_clicks import CardActions
 from bot.teams.outbound_queue import OutboundQueue, RetryPolicy
 from bot.teams.proactive import TeamsSender
@@ -32,6 +33,7 @@ from bot.watch.alerts import Alerter
 from bot.watch.grafana import GrafanaWebhook
 from bot.watch.housekeeping import DAY_S, retention_loop
 from bot.watch.metrics import Metrics
+from bot.watch.metrics_server import make_metrics_app
 from bot.watch.watcher import Watcher
 from commands.config import Config, ConfigError, load_config
 from commands.dispatch import CommandDispatcher
@@ -76,6 +78,8 @@ def build_app(
             verb, data, actor, tenant_id, conversation_id, reply_to_id, correlation_id
         )
 
+    mode = config.server.mode
+
     async def remember(
         conversation_id: str,
         reference_json: str,
@@ -83,15 +87,37 @@ def build_app(
         service_url: str,
         tenant_id: str | None,
     ) -> None:
+        # Later proactive posts go to this serviceUrl with the bot's token: store only what
+        # the mode allows, and only for conversations of an allowed tenant.
+        problem = service_url_problem(service_url, mode)
+        if problem is not None or tenant_id not in config.teams.allowed_tenants:
+            log.warning(
+                "conversation reference of %s not stored: %s",
+                conversation_id[:80],
+                problem or "tenant not allowed",
+            )
+            return
         await runtime.store.save_conversation_ref(
             conversation_id, reference_json, conversation_type, service_url, tenant_id
         )
 
+    async def refused(refusal: Refusal, activity: Any) -> None:
+        await services.audit.append(
+            "ActivityRefused", status=refusal.code, detail=refused_detail(refusal, activity)
+        )
+
     app = make_app(
-        config.teams, dispatcher, card_action=card_action, on_conversation_reference=remember
+        config.teams,
+        dispatcher,
+        mode=mode,
+        card_action=card_action,
+        on_conversation_reference=remember,
+        on_refused=refused,
     )
     endpoint = app[TEAMS_KEY]
-    queue = OutboundQueue(TeamsSender(endpoint.adapter, endpoint.app_id), outbound_policy)
+    queue = OutboundQueue(
+        TeamsSender(endpoint.adapter, endpoint.app_id, mode=mode), outbound_policy
+    )
     reporter = QueueReporter(services, queue)
     services.checks.connect(reporter)  # `check` cards: edited through the same queue
     executor = Executor(services, reporter)
@@ -104,8 +130,7 @@ def build_app(
     app[EXECUTOR_KEY] = executor
     app[QUEUE_KEY] = queue
     app[WATCHER_KEY] = watcher
-    app[METRICS_KEY] = metrics
-    app.router.add_get("/metrics", metrics.handle)
+    app[METRICS_KEY] = metrics  # served by make_metrics_app on its own listener, not here
     app.router.add_post("/api/alerts", GrafanaWebhook(services, alerter).handle)
 
     async def background(app: web.Application) -> AsyncIterator[None]:
@@ -140,6 +165,28 @@ def build_app(
     return app
 
 
+def _short(value: object, limit: int = 120) -> str | None:
+    return value[:limit] if isinstance(value, str) else None
+
+
+def refused_detail(refusal: Refusal, activity: Any) -> dict[str, Any]:
+    """What the audit keeps of a refused activity: enough to see who knocked, bounded."""
+    conversation = getattr(activity, "conversation", None)
+    sender = getattr(activity, "from_property", None)
+    data = getattr(activity, "channel_data", None)
+    tenant = data.get("tenant") if isinstance(data, dict) else None
+    return {
+        "reason": refusal.message,
+        "channel_id": _short(getattr(activity, "channel_id", None)),
+        "type": _short(getattr(activity, "type", None)),
+        "conversation_tenant": _short(getattr(conversation, "tenant_id", None)),
+        "channel_data_tenant": _short(tenant.get("id")) if isinstance(tenant, dict) else None,
+        "service_url": _short(getattr(activity, "service_url", None)),
+        "from": _short(getattr(sender, "aad_object_id", None) or getattr(sender, "id", None)),
+        "correlation_id": _short(getattr(activity, "id", None)),
+    }
+
+
 def _dump_tasks() -> None:
     """`kill -USR2 <pid>`: log what every asyncio task is waiting on (a stuck run, a send)."""
     for task in asyncio.all_tasks():
@@ -155,28 +202,55 @@ async def _serve(config: Config) -> None:
         host, port = listen_host(config), config.server.port
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, host, port).start()
-        log.info(
-            "listening on http://%s:%d/api/messages (%s mode)", host, port, mode_of(config.teams)
+        metrics_runner = web.AppRunner(
+            make_metrics_app(app[METRICS_KEY], config.metrics), access_log=None
         )
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        loop.add_signal_handler(signal.SIGUSR2, _dump_tasks)
-        await stop.wait()
-        log.info("stopping")
-        await runner.cleanup()
+        await metrics_runner.setup()
+        try:
+            await web.TCPSite(runner, host, port).start()
+            await web.TCPSite(metrics_runner, config.metrics.host, config.metrics.port).start()
+            log.info(
+                "listening on http://%s:%d/api/messages (%s mode), /metrics on %s:%d",
+                host,
+                port,
+                config.server.mode,
+                config.metrics.host,
+                config.metrics.port,
+            )
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(signal.SIGUSR2, _dump_tasks)
+            await stop.wait()
+            log.info("stopping")
+        finally:
+            await metrics_runner.cleanup()
+            await runner.cleanup()
     finally:
         await runtime.close()
 
 
+def startup_problem(config: Config) -> str | None:
+    """Why the bot must not start with this config and environment (one line), or None."""
+    try:
+        BotCredentials.from_config(config.teams, config.server.mode)
+    except AuthConfigError as exc:
+        return str(exc)
+    return None
+
+
 def serve(config_path: str, log_level: str | None = None) -> int:
-    """`mcms-bot run`: the exit status (1 when the config or this machine cannot run it)."""
+    """`mcms-bot run`: the exit status (1 when the config, this machine or the environment
+    cannot run it — a missing Teams credential or audit key among them)."""
     try:
         config = load_config(config_path)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
+        return 1
+    problem = startup_problem(config)
+    if problem is not None:
+        print(f"mcms-bot: refusing to start: {problem}", file=sys.stderr)
         return 1
     lacking = machine_problems(config)
     if lacking:
@@ -199,6 +273,6 @@ def serve(config_path: str, log_level: str | None = None) -> int:
         log.error("%s", exc)
         return 1
     except OSError as exc:
-        log.error("cannot listen on port %d: %s", config.server.port, exc.strerror or exc)
+        log.error("cannot listen: %s", exc.strerror or exc)
         return 1
     return 0

@@ -32,7 +32,12 @@ if TYPE_CHECKING:
     from lab.core import Lab
     from tests.fake_connector import ConnectorCall, FakeConnector
 
-pytest_plugins = ["tests.fake_connector", "tests.jwt_fixtures", "tests.lab_fixtures"]
+pytest_plugins = [
+    "tests.fake_connector",
+    "tests.jwt_fixtures",
+    "tests.lab_fixtures",
+    "tests.tls_fixtures",
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = ROOT / "lab" / "demo-bot.toml"

@@ -15,17 +15,22 @@ Use: `pytest_plugins = ["tests.fake_connector"]` in a test module, then take the
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import json
 import ssl
+import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from aiohttp import web
 
 from tests.card_schema import card_problems
+
+if TYPE_CHECKING:
+    from tests.tls_fixtures import PrivateCA
 
 ADAPTIVE = "application/vnd.microsoft.card.adaptive"
 
@@ -183,6 +188,28 @@ class FakeConnector:
         await self._record(request, 200)
         n = next(self._ids)
         return web.json_response({"id": f"conv-{n}", "activityId": f"fake-{n}"})
+
+
+@pytest.fixture
+async def tls_fake_connector(
+    private_ca: PrivateCA, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[FakeConnector]:
+    """The fake connector on https://127.0.0.1 (teams mode posts to https only), signed by
+    the tests' private CA, which botbuilder's HTTP client (requests) is told to trust —
+    REQUESTS_CA_BUNDLE, and SSL_CERT_FILE for when the OS store is injected."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(private_ca.ca_pem))
+    monkeypatch.setenv("SSL_CERT_FILE", str(private_ca.ca_pem))
+    connector = FakeConnector()
+    await connector.start(private_ca.server_context())
+    try:
+        yield connector
+    finally:
+        await connector.close()
+        # botbuilder's HTTP client (requests, one session per send) never closes its TLS
+        # sockets; collect them here, so their ResourceWarning does not land in the next test.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
 
 
 @pytest.fixture

@@ -105,13 +105,14 @@ class OpenIdServer:
 
 @dataclass(frozen=True)
 class JwtAuthority:
-    """One test's authority: `key` (endorsed for msteams) and `webchat_key` are published;
-    `foreign_key` is not, so a token it signs must be refused."""
+    """One test's authority: `key` (endorsed for msteams), `webchat_key` and
+    `directline_key` are published; `foreign_key` is not, so a token it signs is refused."""
 
     metadata_url: str
     key: SigningKey
     webchat_key: SigningKey
     foreign_key: SigningKey
+    directline_key: SigningKey
     app_id: str = APP_ID
 
     def overrides(self) -> AuthOverrides:
@@ -164,5 +165,8 @@ def jwt_authority(openid_server: OpenIdServer) -> JwtAuthority:
     webchat_key = SigningKey(f"webchat-{suffix}", _rsa_key("webchat"))
     # Same kid as the published key, different private key: only the signature is wrong.
     foreign_key = SigningKey(key.kid, _rsa_key("foreign"))
-    url = openid_server.publish([key.jwk(["msteams"]), webchat_key.jwk(["webchat"])])
-    return JwtAuthority(url, key, webchat_key, foreign_key)
+    directline_key = SigningKey(f"directline-{suffix}", _rsa_key("directline"))
+    url = openid_server.publish(
+        [key.jwk(["msteams"]), webchat_key.jwk(["webchat"]), directline_key.jwk(["directline"])]
+    )
+    return JwtAuthority(url, key, webchat_key, foreign_key, directline_key)

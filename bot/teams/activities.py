@@ -24,6 +24,7 @@ from botbuilder.schema import (
     Attachment,
 )
 
+from bot.teams.admission import conversation_tenant
 from commands.types import Actor, Dispatcher, Invocation, Reply
 
 log = logging.getLogger(__name__)
@@ -96,13 +97,9 @@ def _actor(activity: Any) -> Actor:
 
 
 def _tenant_id(activity: Any) -> str | None:
-    data = activity.channel_data
-    if isinstance(data, dict):
-        tenant = data.get("tenant")
-        if isinstance(tenant, dict) and isinstance(tenant.get("id"), str):
-            return str(tenant["id"])
-    conversation = activity.conversation
-    return str(conversation.tenant_id) if conversation and conversation.tenant_id else None
+    # conversation.tenantId, which Teams writes; channelData (which a Direct Line client
+    # could write) was checked to agree with it before the turn (bot/teams/admission.py).
+    return conversation_tenant(activity)
 
 
 def _command_text(activity: Any) -> str:

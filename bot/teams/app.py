@@ -1,43 +1,37 @@
 """The bot's aiohttp application: POST /api/messages and GET /healthz.
 
-Two modes, decided by whether the app id environment variable (config.teams.app_id_env)
-is set: "authenticated" (every request's JWT is checked, bad tokens get 401) or "local"
-(botbuilder accepts every request unsigned: for the Agents Playground and the demo only,
-so the server must listen on 127.0.0.1 whatever the config says — see `listen_host`).
+Two modes, chosen in the config (`[server] mode`), never by what the environment happens
+to hold: "teams" (every request's JWT is checked, bad tokens get 401; the bot refuses to
+start without its app id and password) or "local" (botbuilder accepts every request
+unsigned: for the Agents Playground and the demo only, so the config must also say a
+loopback host, and requests that came through a proxy are refused).
+
+/healthz answers `{"status": "ok"}`; only a client on this machine (not through a proxy)
+also learns the mode.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Literal
 
 from aiohttp import web
 
 from bot.teams.activities import CardActionHandler, ConversationReferenceHook, TeamsBot
+from bot.teams.admission import Mode
 from bot.teams.auth import AuthOverrides, BotCredentials, make_authentication
-from bot.teams.endpoint import TeamsEndpoint
+from bot.teams.endpoint import RefusalHook, TeamsEndpoint, is_direct_loopback
 from commands.config import Config, Teams
 from commands.types import Dispatcher
 
 log = logging.getLogger(__name__)
 
-Mode = Literal["local", "authenticated"]
-LOOPBACK = "127.0.0.1"
-
 MODE_KEY = web.AppKey("mode", str)
 TEAMS_KEY = web.AppKey("teams", TeamsEndpoint)
 
 
-def mode_of(teams: Teams) -> Mode:
-    """Authenticated when the app id environment variable is set, else local."""
-    return "authenticated" if BotCredentials.from_config(teams).authenticated else "local"
-
-
 def listen_host(config: Config) -> str:
-    """The address to bind: config.server.host, but always 127.0.0.1 in local mode."""
-    if mode_of(config.teams) == "local":
-        return LOOPBACK
+    """The address to bind: config.server.host (local mode is checked loopback by the config)."""
     return config.server.host
 
 
@@ -45,21 +39,28 @@ def make_app(
     teams: Teams,
     dispatcher: Dispatcher,
     *,
+    mode: Mode,
     card_action: CardActionHandler | None = None,
     on_conversation_reference: ConversationReferenceHook | None = None,
+    on_refused: RefusalHook | None = None,
     auth_overrides: AuthOverrides | None = None,
 ) -> web.Application:
-    """The application; raises bot.teams.auth.AuthConfigError if the Teams credentials are partial.
+    """The application; raises bot.teams.auth.AuthConfigError when the credentials in the
+    environment do not fit `mode` (the message names the variable).
 
     `auth_overrides` points the JWT validation and the outbound login at loopback (tests).
     """
-    creds = BotCredentials.from_config(teams)
+    creds = BotCredentials.from_config(teams, mode)
     bot = TeamsBot(
         dispatcher, card_action=card_action, on_conversation_reference=on_conversation_reference
     )
-    endpoint = TeamsEndpoint(bot, make_authentication(creds, auth_overrides), app_id=creds.app_id)
-    mode: Mode = "authenticated" if creds.authenticated else "local"
-
+    endpoint = TeamsEndpoint(
+        bot,
+        make_authentication(creds, mode, auth_overrides),
+        app_id=creds.app_id,
+        mode=mode,
+        on_refused=on_refused,
+    )
     app = web.Application()
     app[MODE_KEY] = mode
     app[TEAMS_KEY] = endpoint
@@ -70,20 +71,21 @@ def make_app(
 
 
 async def _healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok", "mode": request.app[MODE_KEY]})
+    if is_direct_loopback(request):
+        return web.json_response({"status": "ok", "mode": request.app[MODE_KEY]})
+    return web.json_response({"status": "ok"})
 
 
 def _announce_mode(teams: Teams) -> Callable[[web.Application], Awaitable[None]]:
     async def announce(app: web.Application) -> None:
         if app[MODE_KEY] == "local":
             log.warning(
-                "UNAUTHENTICATED LOCAL MODE: %s is not set, so every request to /api/messages "
-                "is accepted without a token. Listening on %s only; set the app id (and "
-                "password) to serve Teams.",
+                'UNAUTHENTICATED LOCAL MODE ([server] mode = "local"): every request to '
+                "/api/messages from this machine is accepted without a token. For the demo "
+                'and Agents Playground only; set mode = "teams" and %s to serve Teams.',
                 teams.app_id_env,
-                LOOPBACK,
             )
         else:
-            log.info("authenticated mode: every request to /api/messages needs a valid JWT")
+            log.info("teams mode: every request to /api/messages needs a valid Bot Framework JWT")
 
     return announce

@@ -7,20 +7,26 @@ token, an unknown `kid`, a key not endorsed for the channel or a malformed token
 other exceptions (jwt errors, IndexError...), i.e. HTTP 500; with overridden endpoints
 (AuthOverrides) a missing header does too (AttributeError).
 
-No app id configured means local mode: botbuilder then accepts every request unsigned, so
-the caller must bind to loopback only (see bot.teams.app.listen_host).
+After the token, the activity is admitted or refused (bot/teams/admission.py: channel,
+tenant, serviceUrl); a refusal is `ActivityRefused`, which the endpoint answers with 403.
+
+Local mode (`[server] mode = "local"`, said explicitly in the config) gives botbuilder no
+app id, so it accepts every request unsigned: loopback only, for the demo and tests. Teams
+mode with an app id, password or tenant id missing refuses to start (`AuthConfigError`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from botbuilder.integration.aiohttp import ConfigurationBotFrameworkAuthentication
 from botframework.connector.auth import AppCredentials, ServiceClientCredentialsFactory
 
+from bot.teams.admission import Mode, Refusal, admission_refusal
 from commands.config import Teams, secret
 
 log = logging.getLogger(__name__)
@@ -32,7 +38,17 @@ AppType = Literal["SingleTenant", "MultiTenant", "UserAssignedMSI"]
 
 
 class AuthConfigError(ValueError):
-    """The Teams credentials in the environment are incomplete; the message names the variable."""
+    """The Teams credentials in the environment do not fit the mode; one line naming the
+    variable to set (or unset)."""
+
+
+class ActivityRefused(Exception):
+    """The token was fine (or not needed), but the activity is not let in (403)."""
+
+    def __init__(self, refusal: Refusal, activity: Any) -> None:
+        super().__init__(refusal.message)
+        self.refusal = refusal
+        self.activity = activity
 
 
 @dataclass(frozen=True)
@@ -45,7 +61,16 @@ class BotCredentials:
     app_type: AppType
 
     @classmethod
-    def from_config(cls, teams: Teams) -> BotCredentials:
+    def from_config(cls, teams: Teams, mode: Mode) -> BotCredentials:
+        """The credentials `mode` needs, or AuthConfigError naming what is missing (teams
+        mode) or what must not be set (local mode)."""
+        if mode == "local":
+            if secret(teams.app_id_env):
+                raise AuthConfigError(
+                    f'{teams.app_id_env} is set but the config says [server] mode = "local" '
+                    '(no authentication): unset it, or set mode = "teams" to serve Teams'
+                )
+            return cls(None, None, None, "MultiTenant")
         creds = cls(
             app_id=secret(teams.app_id_env),
             app_password=secret(teams.app_password_env),
@@ -61,19 +86,19 @@ class BotCredentials:
         return bool(self.app_id)
 
     def _check(self, teams: Teams) -> None:
-        # botbuilder raises a bare Exception("Property 'APP_PASSWORD' is expected...") for
-        # these; we name the environment variable the operator has to set instead.
-        if not self.authenticated:
-            return
-        missing = []
+        # botbuilder would accept an empty app id as "authentication off", and raises a bare
+        # Exception("Property 'APP_PASSWORD' is expected...") for the rest; we refuse and
+        # name the environment variable the operator has to set instead.
+        missing = [] if self.app_id else [teams.app_id_env]
         if self.app_type != "UserAssignedMSI" and not self.app_password:
             missing.append(teams.app_password_env)
         if self.app_type != "MultiTenant" and not self.app_tenant_id:
             missing.append(teams.app_tenant_id_env)
         if missing:
             raise AuthConfigError(
-                f"{teams.app_id_env} is set ({self.app_type} bot) but {' and '.join(missing)} "
-                "is empty: set it, or unset the app id to run unauthenticated on 127.0.0.1"
+                f'{" and ".join(missing)} not set: [server] mode = "teams" ({self.app_type} '
+                "bot) needs the Azure Bot's app id, client secret and tenant id in the "
+                "environment; refusing to start without Teams authentication"
             )
 
 
@@ -140,14 +165,30 @@ class _StaticTokenCredentialsFactory(ServiceClientCredentialsFactory):  # type: 
         return _StaticTokenCredentials(app_id, self._token)
 
 
+Admit = Callable[[Any], "Refusal | None"]
+
+
 class StrictBotFrameworkAuthentication(ConfigurationBotFrameworkAuthentication):  # type: ignore[misc]
-    """ConfigurationBotFrameworkAuthentication whose inbound failures are all PermissionError.
+    """ConfigurationBotFrameworkAuthentication whose inbound failures are all PermissionError,
+    and that admits only the activities `admit` lets in (ActivityRefused otherwise).
 
     Only `authenticate_request` is hardened: it is the one POST /api/messages uses (we serve
     no streaming or skill endpoints).
     """
 
+    def __init__(self, settings: Any, *, admit: Admit, credentials_factory: Any = None) -> None:
+        super().__init__(settings, credentials_factory=credentials_factory)
+        self._admit = admit
+
     async def authenticate_request(self, activity: Any, auth_header: str) -> Any:
+        result = await self._authenticate(activity, auth_header)
+        # After the token: a refusal is only audited for callers who proved who they are.
+        refusal = self._admit(activity)
+        if refusal is not None:
+            raise ActivityRefused(refusal, activity)
+        return result
+
+    async def _authenticate(self, activity: Any, auth_header: str) -> Any:
         # CloudAdapter passes "" for a missing header; the parameterized (override) path
         # only recognises None as "no header" and then crashes on "" with AttributeError.
         header = auth_header or None
@@ -179,12 +220,17 @@ class StrictBotFrameworkAuthentication(ConfigurationBotFrameworkAuthentication):
 
 
 def make_authentication(
-    creds: BotCredentials, overrides: AuthOverrides | None = None
+    creds: BotCredentials, mode: Mode, overrides: AuthOverrides | None = None
 ) -> StrictBotFrameworkAuthentication:
-    """The authentication CloudAdapter uses: JWT-checked when an app id is set, open otherwise."""
+    """The authentication CloudAdapter uses: JWT-checked in teams mode, open in local mode;
+    then the admission checks of `mode` (bot/teams/admission.py)."""
     factory = None
     if overrides is not None and overrides.static_token is not None:
         factory = _StaticTokenCredentialsFactory(creds.app_id or "", overrides.static_token)
+
+    def admit(activity: Any) -> Refusal | None:
+        return admission_refusal(activity, mode)
+
     return StrictBotFrameworkAuthentication(
-        _Settings(creds, overrides), credentials_factory=factory
+        _Settings(creds, overrides), admit=admit, credentials_factory=factory
     )

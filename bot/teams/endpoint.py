@@ -1,16 +1,22 @@
 """POST /api/messages: check the body, let CloudAdapter authenticate and run the turn.
 
 Bodies that are not activities get a 400 here (stock CloudAdapter answers 500 for them);
-authentication failures are 401 (bot/teams/auth.py); a failed turn is logged with its correlation
-id and answered with an apology, never re-raised (a 5xx would make the channel resend it).
+authentication failures are 401 (bot/teams/auth.py); an activity refused after the token
+(another channel, a tenant mismatch, a serviceUrl we must not post to: bot/teams/admission.py)
+is 403 and reported to `on_refused` (the audit); a failed turn is logged with its
+correlation id and answered with an apology, never re-raised (a 5xx would make the channel
+resend it). In local mode only clients on this machine, not behind a proxy, are served.
 Every line logged while an activity is handled carries its correlation id as a field
 (bot.logs.log_fields), and so does every task the turn starts.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 from botbuilder.core import InvokeResponse, TurnContext
@@ -19,9 +25,27 @@ from botbuilder.schema import Activity, ActivityTypes
 
 from bot.logs import log_fields
 from bot.teams.activities import CardActionError, TeamsBot, apology, correlation_id_of, invoke_body
-from bot.teams.auth import StrictBotFrameworkAuthentication
+from bot.teams.admission import Mode, Refusal
+from bot.teams.auth import ActivityRefused, StrictBotFrameworkAuthentication
 
 log = logging.getLogger(__name__)
+
+# Headers a reverse proxy adds: a request carrying one did not start on this machine.
+FORWARDING_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Real-IP")
+
+RefusalHook = Callable[[Refusal, Any], Awaitable[None]]
+"""Told about each activity refused after authentication (refusal, botbuilder activity)."""
+
+
+def is_direct_loopback(request: web.Request) -> bool:
+    """True when the client is on this machine and the request did not come through a proxy
+    (a local reverse proxy connects from 127.0.0.1 on behalf of anyone)."""
+    if any(name in request.headers for name in FORWARDING_HEADERS):
+        return False
+    try:
+        return ipaddress.ip_address((request.remote or "").split("%")[0]).is_loopback
+    except ValueError:
+        return False
 
 
 async def _on_turn_error(turn_context: TurnContext, error: Exception) -> None:
@@ -74,14 +98,25 @@ class TeamsEndpoint:
     (401 on any failure, see bot.teams.auth) and runs the turn on the bot."""
 
     def __init__(
-        self, bot: TeamsBot, auth: StrictBotFrameworkAuthentication, *, app_id: str | None
+        self,
+        bot: TeamsBot,
+        auth: StrictBotFrameworkAuthentication,
+        *,
+        app_id: str | None,
+        mode: Mode,
+        on_refused: RefusalHook | None = None,
     ) -> None:
         self.bot = bot
         self.app_id = app_id  # CloudAdapter.continue_conversation needs it for proactive posts
+        self.mode = mode
         self.adapter = CloudAdapter(auth)
         self.adapter.on_turn_error = _on_turn_error
+        self._on_refused = on_refused
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        if self.mode == "local" and not is_direct_loopback(request):
+            # Local mode checks no token: a proxy in front of it must not open it to others.
+            return _problem(403, "local mode serves clients on this machine only")
         if request.content_type != "application/json":
             return _problem(415, "expected Content-Type: application/json")
         try:
@@ -95,6 +130,9 @@ class TeamsEndpoint:
         with log_fields(correlation_id=correlation_id):
             try:
                 response: web.StreamResponse = await self.adapter.process(request, self.bot)
+            except ActivityRefused as refused:
+                await self._tell_refused(refused)
+                return _problem(403, refused.refusal.message)
             except web.HTTPException:
                 raise  # 401 from CloudAdapter, among others
             except Exception:
@@ -105,3 +143,12 @@ class TeamsEndpoint:
                     {"error": "internal error", "correlationId": correlation_id}, status=500
                 )
         return response
+
+    async def _tell_refused(self, refused: ActivityRefused) -> None:
+        log.warning("activity refused (%s): %s", refused.refusal.code, refused.refusal.message)
+        if self._on_refused is None:
+            return
+        try:
+            await self._on_refused(refused.refusal, refused.activity)
+        except Exception:
+            log.exception("could not record a refused activity")

@@ -35,6 +35,7 @@ from botbuilder.schema import Attachment, ConversationReference
 from msrest.exceptions import ClientRequestError, HttpOperationError
 
 from bot.teams.activities import CARD_CONTENT_TYPE
+from bot.teams.admission import Mode, service_url_problem
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +176,9 @@ class TeamsSender:
 
     `app_id` is the bot's app id, None in local mode: CloudAdapter then sends without a
     token (the Agents Playground and the fake connector take that); with an app id set it
-    must be the real one, or botbuilder refuses with "Invalid app_id".
+    must be the real one, or botbuilder refuses with "Invalid app_id". A stored reference
+    whose serviceUrl `mode` does not allow (written by an older release, or by hand) is
+    never posted to: the bot would hand its token, and the message, to that host.
     """
 
     def __init__(
@@ -183,10 +186,12 @@ class TeamsSender:
         adapter: CloudAdapter,
         app_id: str | None,
         *,
+        mode: Mode,
         attempt_timeout_s: float = ATTEMPT_TIMEOUT_S,
     ) -> None:
         self._adapter = adapter
         self._app_id = app_id or ""
+        self._mode = mode
         self._timeout = attempt_timeout_s
 
     async def post(self, ref_json: str, text: str, card: dict[str, Any] | None) -> str:
@@ -213,6 +218,9 @@ class TeamsSender:
             reference = ConversationReference().deserialize(json.loads(ref_json))
         except (ValueError, TypeError, AttributeError) as exc:
             raise Permanent(None, "the stored conversation reference is not valid") from exc
+        problem = service_url_problem(reference.service_url, self._mode)
+        if problem is not None:
+            raise Permanent(None, f"not sent: the stored conversation's {problem}")
         results: list[Any] = []
         errors: list[Exception] = []
 

@@ -19,6 +19,7 @@ from commands.config.base import (
     NAME_PATTERN,
     VERSION_PATTERN,
     Role,
+    is_loopback_host,
 )
 from commands.config.dr import DrRunner, DrTests
 from commands.config.environment import (
@@ -33,10 +34,13 @@ from commands.config.environment import (
     Worker,
 )
 from commands.config.model import (
+    AuditSettings,
     Config,
     ConfigError,
+    Group,
     Logging,
     LogLevel,
+    Metrics,
     Paths,
     Person,
     Server,
@@ -54,16 +58,19 @@ __all__ = [
     "VERSION_PATTERN",
     "Alerts",
     "Approval",
+    "AuditSettings",
     "Config",
     "ConfigError",
     "DrRunner",
     "DrTests",
     "Environment",
     "GrafanaInbound",
+    "Group",
     "Host",
     "Iis",
     "LogLevel",
     "Logging",
+    "Metrics",
     "OpsGenie",
     "Pair",
     "PairRouter",
@@ -82,6 +89,7 @@ __all__ = [
     "WebhookSink",
     "Worker",
     "format_validation_error",
+    "is_loopback_host",
     "load_config",
     "secret",
 ]

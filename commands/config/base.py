@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated, Literal
 
@@ -18,7 +19,22 @@ VERSION_PATTERN = re.compile(r"^[0-9]+(\.[0-9]+){1,3}(-[A-Za-z0-9]+)?$")
 ENV_NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
 ENV_VAR_PATTERN = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 
-Role = Literal["operator", "approver"]
+# break_glass: may approve alone, with a reason, where an environment allows it (audited,
+# announced in the environment's alert conversations).
+Role = Literal["operator", "approver", "break_glass"]
+# Entra object ids (users and groups) are GUIDs; the demo uses GUID-shaped test ids.
+OBJECT_ID_PATTERN = r"^[0-9A-Fa-f-]{8,64}$"
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for a name or address that only this machine can reach (127/8, ::1, localhost)."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 class _Strict(BaseModel):

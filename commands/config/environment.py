@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     AnyHttpUrl,
@@ -13,7 +13,13 @@ from pydantic import (
     model_validator,
 )
 
-from commands.config.base import EnvVarName, _check_env_var, _check_name, _Strict
+from commands.config.base import (
+    OBJECT_ID_PATTERN,
+    EnvVarName,
+    _check_env_var,
+    _check_name,
+    _Strict,
+)
 from commands.config.dr import DrTests
 
 
@@ -106,9 +112,38 @@ class Worker(_Strict):
 
 
 class Approval(_Strict):
+    """Who must agree before a rollback/deploy of this environment runs.
+
+    required = false: the request is approved by policy and runs at once (Lab-like
+    environments); still audited. required_count: distinct approvers, none the requester
+    (the two-person rule). break_glass: a holder of the break_glass role may approve alone,
+    with a reason; the approval is announced in the environment's alert conversations.
+    approver_groups: Entra group object ids whose members approve, besides people with the
+    approver role.
+    """
+
     required: bool = True
     self_approval: bool = False
     ttl_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    required_count: int = Field(default=1, ge=1, le=5)
+    break_glass: bool = False
+    approver_groups: list[Annotated[str, Field(pattern=OBJECT_ID_PATTERN)]] = Field(
+        default_factory=list, max_length=20
+    )
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Approval:
+        if not self.required and (self.required_count > 1 or self.break_glass):
+            raise ValueError(
+                "required = false runs requests without approval: required_count and "
+                "break_glass mean nothing there (remove them, or set required = true)"
+            )
+        if self.required_count > 1 and self.self_approval:
+            raise ValueError(
+                f"required_count = {self.required_count} asks for distinct approvers other than "
+                "the requester: set self_approval = false"
+            )
+        return self
 
 
 class QueueDepthCheck(_Strict):

@@ -13,10 +13,11 @@ import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AnyHttpUrl,
     Field,
     ValidationError,
     field_validator,
@@ -29,10 +30,12 @@ from commands.config.alerts import (
 )
 from commands.config.base import (
     ENV_NAME_PATTERN,
+    OBJECT_ID_PATTERN,
     EnvVarName,
     Role,
     _check_env_var,
     _Strict,
+    is_loopback_host,
 )
 from commands.config.dr import BOT_HOST
 from commands.config.environment import (
@@ -46,7 +49,7 @@ class Person(_Strict):
     """Somebody allowed to talk to the bot, identified by Entra object id (from.aadObjectId)."""
 
     name: str = Field(min_length=1)
-    aad_object_id: str = Field(min_length=1, pattern=r"^[0-9A-Fa-f-]{8,64}$")
+    aad_object_id: str = Field(min_length=1, pattern=OBJECT_ID_PATTERN)
     roles: list[Role] = Field(min_length=1)
     # Environment names, or ["*"] for all of them.
     environments: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
@@ -58,6 +61,11 @@ class Teams(_Strict):
     app_tenant_id_env: EnvVarName = "MCMS_BOT_APP_TENANT_ID"
     app_type: Literal["SingleTenant", "MultiTenant", "UserAssignedMSI"] = "SingleTenant"
     allowed_tenants: list[str] = Field(min_length=1)
+    # Microsoft Graph resolves approver groups (checkMemberGroups) with the bot's own
+    # credentials; other clouds have other hosts (graph.microsoft.us...).
+    graph_url: AnyHttpUrl = AnyHttpUrl("https://graph.microsoft.com")
+    login_url: AnyHttpUrl = AnyHttpUrl("https://login.microsoftonline.com")
+    group_cache_s: float = Field(default=300.0, ge=0, le=24 * 3600)
 
     @field_validator("app_id_env", "app_password_env", "app_tenant_id_env")
     @classmethod
@@ -66,8 +74,73 @@ class Teams(_Strict):
 
 
 class Server(_Strict):
+    """The Teams listener. mode = "teams": every request needs a valid Bot Framework token
+    (the app id and password must be set, or the bot refuses to start); "local": no
+    authentication at all, for the demo and Agents Playground — loopback only."""
+
+    mode: Literal["teams", "local"] = "teams"
     host: str = "127.0.0.1"
     port: int = Field(default=3978, ge=0, le=65535)
+
+    @model_validator(mode="after")
+    def _local_is_loopback(self) -> Server:
+        if self.mode == "local" and not is_loopback_host(self.host):
+            raise ValueError(
+                f'mode = "local" accepts every request without a token, so host must be '
+                f'loopback (127.0.0.1, ::1 or localhost), not {self.host!r}; use mode = "teams" '
+                "to serve Teams"
+            )
+        return self
+
+
+class Metrics(_Strict):
+    """GET /metrics, on a listener of its own (never the Teams one); a bearer token is
+    required when token_env is set, and a non-loopback host requires one."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=9464, ge=0, le=65535)
+    token_env: EnvVarName | None = None
+
+    @field_validator("token_env")
+    @classmethod
+    def _env(cls, v: str | None) -> str | None:
+        return None if v is None else _check_env_var(v)
+
+    @model_validator(mode="after")
+    def _exposed_needs_token(self) -> Metrics:
+        if not is_loopback_host(self.host) and self.token_env is None:
+            raise ValueError(
+                f"host {self.host!r} exposes /metrics beyond this machine: set token_env "
+                "(scrapers then send Authorization: Bearer <token>), or listen on 127.0.0.1"
+            )
+        return self
+
+
+class AuditSettings(_Strict):
+    """The audit chain is keyed (HMAC-SHA-256): the key comes from `key_env`; keys used
+    before a rotation stay verifiable through `previous_key_envs`."""
+
+    key_env: EnvVarName = "MCMS_AUDIT_KEY"
+    previous_key_envs: list[EnvVarName] = Field(default_factory=list, max_length=10)
+
+    @field_validator("key_env")
+    @classmethod
+    def _env(cls, v: str) -> str:
+        return _check_env_var(v)
+
+    @field_validator("previous_key_envs")
+    @classmethod
+    def _envs(cls, v: list[str]) -> list[str]:
+        return [_check_env_var(x) for x in v]
+
+
+class Group(_Strict):
+    """An Entra group by object id. `members` is used in local mode only (no Graph there);
+    in teams mode Microsoft Graph answers who is a member."""
+
+    id: str = Field(pattern=OBJECT_ID_PATTERN)
+    name: str = ""
+    members: list[Annotated[str, Field(pattern=OBJECT_ID_PATTERN)]] = Field(default_factory=list)
 
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -97,10 +170,13 @@ class Paths(_Strict):
 class Config(_Strict):
     timezone: str = "Asia/Seoul"
     server: Server = Server()
+    metrics: Metrics = Metrics()
+    audit: AuditSettings = AuditSettings()
     paths: Paths = Paths()
     teams: Teams
     environments: dict[str, Environment] = Field(min_length=1)
     people: list[Person] = Field(min_length=1)
+    groups: list[Group] = Field(default_factory=list)
     alerts: Alerts = Alerts()
     retention: Retention = Retention()
     # Blue/green slot pairs by name (commands/config/pair.py); none is fine.
@@ -231,7 +307,17 @@ class Config(_Strict):
             names.append(self.alerts.opsgenie.api_key_env)
         if self.alerts.webhook is not None and self.alerts.webhook.token_env:
             names.append(self.alerts.webhook.token_env)
+        if self.metrics.token_env:
+            names.append(self.metrics.token_env)
+        names += [self.audit.key_env, *self.audit.previous_key_envs]
         return sorted(set(names))
+
+    def group_members(self, group_id: str) -> frozenset[str]:
+        """The configured members of a group (lower-case object ids): local mode's stand-in
+        for Microsoft Graph."""
+        return frozenset(
+            m.lower() for g in self.groups if g.id.lower() == group_id.lower() for m in g.members
+        )
 
 
 @dataclass(frozen=True)

@@ -138,7 +138,13 @@ class Bot:
 async def bot(fake_connector: FakeConnector, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Bot]:
     monkeypatch.delenv(TEAMS.app_id_env, raising=False)
     dispatcher, actions, references = EchoDispatcher(), CardActions(), References()
-    app = make_app(TEAMS, dispatcher, card_action=actions, on_conversation_reference=references)
+    app = make_app(
+        TEAMS,
+        dispatcher,
+        mode="local",
+        card_action=actions,
+        on_conversation_reference=references,
+    )
     async with TestClient(TestServer(app)) as client:
         yield Bot(client, fake_connector, dispatcher, actions, references)
 
@@ -290,7 +296,7 @@ async def test_card_action_without_a_callback_answers_a_400_error_body(
     fake_connector: FakeConnector, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv(TEAMS.app_id_env, raising=False)
-    app = make_app(TEAMS, EchoDispatcher())
+    app = make_app(TEAMS, EchoDispatcher(), mode="local")
     activity = make_invoke("approve", {}, service_url=fake_connector.url)
     async with TestClient(TestServer(app)) as client:
         response = await client.post("/api/messages", json=activity)
@@ -414,11 +420,13 @@ async def test_a_failing_reference_store_does_not_cost_the_user_the_answer(bot: 
 # -- health, mode, binding -----------------------------------------------------------------
 
 
-async def test_healthz_reports_local_mode(bot: Bot) -> None:
+async def test_healthz_reports_local_mode_to_this_machine_only(bot: Bot) -> None:
     response = await bot.client.get("/healthz")
+    proxied = await bot.client.get("/healthz", headers={"Forwarded": "for=203.0.113.9"})
 
     assert response.status == 200
     assert await response.json() == {"status": "ok", "mode": "local"}
+    assert await proxied.json() == {"status": "ok"}
 
 
 async def test_local_mode_says_so_loudly_at_startup(
@@ -426,7 +434,7 @@ async def test_local_mode_says_so_loudly_at_startup(
 ) -> None:
     monkeypatch.delenv(TEAMS.app_id_env, raising=False)
     with caplog.at_level(logging.WARNING, logger="bot.teams.app"):
-        async with TestClient(TestServer(make_app(TEAMS, EchoDispatcher()))):
+        async with TestClient(TestServer(make_app(TEAMS, EchoDispatcher(), mode="local"))):
             pass
 
     assert any("UNAUTHENTICATED LOCAL MODE" in r.getMessage() for r in caplog.records)
@@ -435,16 +443,17 @@ async def test_local_mode_says_so_loudly_at_startup(
 DEMO_CONFIG = Path(__file__).resolve().parents[2] / "lab" / "demo-bot.toml"
 
 
-def test_local_mode_binds_loopback_whatever_the_config_says(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    config = load_config(DEMO_CONFIG).model_copy(update={"server": Server(host="192.0.2.10")})
-    monkeypatch.delenv(config.teams.app_id_env, raising=False)
+def test_the_demo_config_says_local_mode_on_loopback() -> None:
+    config = load_config(DEMO_CONFIG)
+
+    assert config.server.mode == "local"
     assert listen_host(config) == "127.0.0.1"
 
-    for name in config.secret_env_names():
-        monkeypatch.setenv(name, "set")
-    assert listen_host(config) == "192.0.2.10"
+
+def test_local_mode_with_a_non_loopback_host_is_not_a_valid_config() -> None:
+    with pytest.raises(ValueError, match="must be loopback"):
+        Server(mode="local", host="0.0.0.0")  # noqa: S104
+    assert Server(mode="teams", host="0.0.0.0").host == "0.0.0.0"  # noqa: S104
 
 
 def test_an_app_id_without_its_password_is_refused_naming_the_variable(
@@ -455,4 +464,23 @@ def test_an_app_id_without_its_password_is_refused_naming_the_variable(
     monkeypatch.setenv(TEAMS.app_tenant_id_env, TENANT)
 
     with pytest.raises(AuthConfigError, match=TEAMS.app_password_env):
-        make_app(TEAMS, EchoDispatcher())
+        make_app(TEAMS, EchoDispatcher(), mode="teams")
+
+
+@pytest.mark.parametrize("missing", [TEAMS.app_id_env, TEAMS.app_tenant_id_env])
+def test_teams_mode_without_its_credentials_is_refused_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, missing: str
+) -> None:
+    for name in (TEAMS.app_id_env, TEAMS.app_password_env, TEAMS.app_tenant_id_env):
+        monkeypatch.setenv(name, "set")
+    monkeypatch.delenv(missing)
+
+    with pytest.raises(AuthConfigError, match=f"^{missing} not set"):
+        make_app(TEAMS, EchoDispatcher(), mode="teams")
+
+
+def test_local_mode_refuses_an_app_id_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(TEAMS.app_id_env, "11111111-2222-3333-4444-555555555555")
+
+    with pytest.raises(AuthConfigError, match=TEAMS.app_id_env):
+        make_app(TEAMS, EchoDispatcher(), mode="local")

@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # a runtime import would come before pytest's assertion rewri
     from tests.fake_connector import FakeConnector
     from tests.jwt_fixtures import JwtAuthority
 
-pytest_plugins = ["tests.fake_connector", "tests.jwt_fixtures"]
+pytest_plugins = ["tests.fake_connector", "tests.jwt_fixtures", "tests.tls_fixtures"]
 
 TEAMS = Teams(allowed_tenants=[TENANT])
 
@@ -56,15 +56,17 @@ class SecuredBot:
 
 @pytest.fixture
 async def secured(
-    fake_connector: FakeConnector, jwt_authority: JwtAuthority, monkeypatch: pytest.MonkeyPatch
+    tls_fake_connector: FakeConnector,
+    jwt_authority: JwtAuthority,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[SecuredBot]:
     monkeypatch.setenv(TEAMS.app_id_env, jwt_authority.app_id)
     monkeypatch.setenv(TEAMS.app_password_env, "unused: outbound uses a static token")
     monkeypatch.setenv(TEAMS.app_tenant_id_env, TENANT)
     dispatcher = EchoDispatcher()
-    app = make_app(TEAMS, dispatcher, auth_overrides=jwt_authority.overrides())
+    app = make_app(TEAMS, dispatcher, mode="teams", auth_overrides=jwt_authority.overrides())
     async with TestClient(TestServer(app)) as client:
-        yield SecuredBot(client, fake_connector, dispatcher, jwt_authority)
+        yield SecuredBot(client, tls_fake_connector, dispatcher, jwt_authority)
 
 
 async def test_a_valid_teams_token_reaches_the_dispatcher(secured: SecuredBot) -> None:
@@ -89,10 +91,17 @@ async def test_a_token_expired_within_the_five_minute_leeway_is_accepted(
     assert await secured.post(make_message("help", service_url=url), token) == 201
 
 
-async def test_healthz_reports_authenticated_mode(secured: SecuredBot) -> None:
+async def test_healthz_reports_teams_mode_to_this_machine(secured: SecuredBot) -> None:
     response = await secured.client.get("/healthz")
 
-    assert await response.json() == {"status": "ok", "mode": "authenticated"}
+    assert await response.json() == {"status": "ok", "mode": "teams"}
+
+
+async def test_healthz_says_only_ok_through_a_proxy(secured: SecuredBot) -> None:
+    response = await secured.client.get("/healthz", headers={"X-Forwarded-For": "203.0.113.9"})
+
+    assert response.status == 200
+    assert await response.json() == {"status": "ok"}
 
 
 # Each case builds the Authorization header (or None) from the test's authority and the
@@ -149,6 +158,7 @@ async def test_unreachable_signing_keys_cost_a_401_not_a_frozen_bot(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(bot.teams.auth, "AUTH_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(fake_connector, "url", fake_connector.url.replace("http:", "https:"))
     monkeypatch.setenv(TEAMS.app_id_env, jwt_authority.app_id)
     monkeypatch.setenv(TEAMS.app_password_env, "unused")
     monkeypatch.setenv(TEAMS.app_tenant_id_env, TENANT)
@@ -157,7 +167,8 @@ async def test_unreachable_signing_keys_cost_a_401_not_a_frozen_bot(
     )
     dispatcher = EchoDispatcher()
     url = fake_connector.url
-    async with TestClient(TestServer(make_app(TEAMS, dispatcher, auth_overrides=overrides))) as c:
+    app = make_app(TEAMS, dispatcher, mode="teams", auth_overrides=overrides)
+    async with TestClient(TestServer(app)) as c:
         pending = asyncio.create_task(
             c.post(
                 "/api/messages",

@@ -69,12 +69,12 @@ class NoCommands:
 @pytest.fixture
 def endpoint(monkeypatch: pytest.MonkeyPatch) -> TeamsEndpoint:
     monkeypatch.delenv(TEAMS.app_id_env, raising=False)  # local mode, as with the Playground
-    return make_app(TEAMS, NoCommands())[TEAMS_KEY]
+    return make_app(TEAMS, NoCommands(), mode="local")[TEAMS_KEY]
 
 
 @pytest.fixture
 def sender(endpoint: TeamsEndpoint) -> TeamsSender:
-    return TeamsSender(endpoint.adapter, endpoint.app_id)
+    return TeamsSender(endpoint.adapter, endpoint.app_id, mode="local")
 
 
 @pytest.fixture
@@ -208,17 +208,32 @@ async def test_a_broken_reference_is_permanent(sender: TeamsSender) -> None:
 
 
 async def test_authenticated_mode_sends_with_the_bot_app_id_and_its_token(
-    monkeypatch: pytest.MonkeyPatch, ref: str, fake_connector: FakeConnector
+    monkeypatch: pytest.MonkeyPatch, tls_fake_connector: FakeConnector
 ) -> None:
     monkeypatch.setenv(TEAMS.app_id_env, "11111111-2222-3333-4444-555555555555")
     monkeypatch.setenv(TEAMS.app_password_env, "unused: outbound uses a static token")
     monkeypatch.setenv(TEAMS.app_tenant_id_env, TENANT)
     overrides = AuthOverrides(openid_metadata_url="http://127.0.0.1:9/unused", static_token="t0k")
-    endpoint = make_app(TEAMS, NoCommands(), auth_overrides=overrides)[TEAMS_KEY]
+    endpoint = make_app(TEAMS, NoCommands(), mode="teams", auth_overrides=overrides)[TEAMS_KEY]
+    ref = reference_json(tls_fake_connector.url)
 
-    await TeamsSender(endpoint.adapter, endpoint.app_id).post(ref, "hello", None)
+    await TeamsSender(endpoint.adapter, endpoint.app_id, mode="teams").post(ref, "hello", None)
 
-    assert fake_connector.calls[0].authorization == "Bearer t0k"
+    assert tls_fake_connector.calls[0].authorization == "Bearer t0k"
+
+
+@pytest.mark.parametrize(
+    ("mode", "url"),
+    [("teams", "http://127.0.0.1:9/"), ("local", "https://attacker.example/")],
+    ids=["teams-mode-plain-http", "local-mode-not-loopback"],
+)
+async def test_a_stored_reference_with_a_forbidden_service_url_is_never_posted_to(
+    endpoint: TeamsEndpoint, mode: str, url: str
+) -> None:
+    sender = TeamsSender(endpoint.adapter, endpoint.app_id, mode=mode)  # type: ignore[arg-type]
+
+    with pytest.raises(Permanent, match="serviceUrl must be"):
+        await sender.post(reference_json(url), "hello", None)
 
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)

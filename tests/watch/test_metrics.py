@@ -13,12 +13,15 @@ from typing import TYPE_CHECKING
 
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.utils import floatToGoString
 
+from bot.server import METRICS_KEY
 from bot.version import installed_version
 from bot.watch.metrics import POOL_STATES, SMOKE_BUCKETS_S, STEP_BUCKETS_S
-from commands.config import QueueDepthCheck
+from commands.config import Metrics, QueueDepthCheck
+from bot.watch.metrics_server import make_metrics_app
 from tests.alert_helpers import fast_watch, lab_runs, watch_config
 
 if TYPE_CHECKING:
@@ -56,10 +59,13 @@ async def scrape(chat: Chat) -> dict[str, Metric]:
 
 
 async def scrape_text(chat: Chat) -> str:
-    response = await chat.client.get("/metrics")
-    assert response.status == 200
-    assert response.headers["Content-Type"].startswith("text/plain")
-    return await response.text()
+    """GET /metrics from the metrics listener the bot serves beside the Teams one."""
+    app = make_metrics_app(chat.client.server.app[METRICS_KEY], chat.config.metrics)
+    async with TestClient(TestServer(app)) as client:
+        response = await client.get("/metrics")
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/plain")
+        return await response.text()
 
 
 def value(families: dict[str, Metric], sample: str, **labels: str) -> float:
@@ -246,3 +252,30 @@ def test_app_pool_state_is_a_state_timeline_naming_every_state() -> None:
     for code, state in shown.items():  # the query turns each state into its mapped number
         assert f"{code} * max by (environment, host) (mcms_app_pool_state{{" in target["expr"]
         assert f'mcms_app_pool_state="{state}"}})' in target["expr"].split(f"{code} * ", 1)[1]
+
+
+async def test_metrics_are_not_served_on_the_teams_listener(chat: Chat) -> None:
+    response = await chat.client.get("/metrics")
+
+    assert response.status == 404
+
+
+async def test_metrics_listener_defaults_to_loopback_port_9464() -> None:
+    assert (Metrics().host, Metrics().port) == ("127.0.0.1", 9464)
+    with pytest.raises(ValueError, match="set token_env"):
+        Metrics(host="0.0.0.0")  # noqa: S104
+
+
+async def test_metrics_with_a_token_need_the_bearer(
+    chat: Chat, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MCMS_METRICS_TOKEN", "scrape-me-please")
+    config = Metrics(host="0.0.0.0", token_env="MCMS_METRICS_TOKEN")  # noqa: S104
+    app = make_metrics_app(chat.client.server.app[METRICS_KEY], config)
+    async with TestClient(TestServer(app)) as client:
+        missing = await client.get("/metrics")
+        wrong = await client.get("/metrics", headers={"Authorization": "Bearer nope"})
+        right = await client.get("/metrics", headers={"Authorization": "Bearer scrape-me-please"})
+
+        assert (missing.status, wrong.status) == (401, 401)
+        assert right.status == 200 and "mcms_approvals_pending" in await right.text()

@@ -18,6 +18,7 @@ from bot.logs import setup_logging
 from bot.preflight import machine_problems
 from bot.runs.executor import Executor
 from bot.runs.expiry import DEFAULT_SWEEP_S, expiry_loop
+from bot.runs.policy_runs import PolicyApprovedRuns
 from bot.runs.recovery import recover
 from bot.services import Runtime, open_runtime, redactor_for
 from bot.teams.activities import CardActionResult
@@ -30,6 +31,7 @@ from bot.teams.proactive import TeamsSender
 from bot.teams.reporter import QueueReporter
 from bot.watch.alert_clicks import AlertActions
 from bot.watch.alerts import Alerter
+from bot.watch.break_glass import BreakGlassNotice
 from bot.watch.grafana import GrafanaWebhook
 from bot.watch.housekeeping import DAY_S, retention_loop
 from bot.watch.metrics import Metrics
@@ -61,9 +63,15 @@ def build_app(
     """The aiohttp app wired to the real commands, the executor and the outbound queue."""
     services = runtime.services
     config = services.config
-    dispatcher = CommandDispatcher(services, default_registry())
-    # The card handler needs the executor, which needs the app's adapter to send: bind late.
+    # The card handler (and a run approved by policy) needs the executor, which needs the
+    # app's adapter to send: bind late.
     actions: list[CardActions] = []
+    executors: list[Executor] = []
+    dispatcher = PolicyApprovedRuns(
+        CommandDispatcher(services, default_registry()),
+        services,
+        lambda request: executors[0].submit(request),
+    )
 
     async def card_action(
         verb: str,
@@ -121,12 +129,21 @@ def build_app(
     reporter = QueueReporter(services, queue)
     services.checks.connect(reporter)  # `check` cards: edited through the same queue
     executor = Executor(services, reporter)
+    executors.append(executor)
     # Watching and alerting (issue 4): every proactive post goes through `queue` too.
     alerter = Alerter(services, queue, reporter)
     metrics = Metrics(runtime.store, lambda: queue.stats, list(config.environments))
     watcher = Watcher(services, alerter, metrics)
     alert_actions = AlertActions(services, dispatcher, alerter, reporter)
-    actions.append(CardActions(services, executor.submit, reporter, alert_actions))
+    actions.append(
+        CardActions(
+            services,
+            executor.submit,
+            reporter,
+            alert_actions,
+            announce_break_glass=BreakGlassNotice(services, alerter).announce,
+        )
+    )
     app[EXECUTOR_KEY] = executor
     app[QUEUE_KEY] = queue
     app[WATCHER_KEY] = watcher
@@ -234,9 +251,16 @@ async def _serve(config: Config) -> None:
 def startup_problem(config: Config) -> str | None:
     """Why the bot must not start with this config and environment (one line), or None."""
     try:
-        BotCredentials.from_config(config.teams, config.server.mode)
+        creds = BotCredentials.from_config(config.teams, config.server.mode)
     except AuthConfigError as exc:
         return str(exc)
+    grouped = [n for n, e in config.environments.items() if e.approval.approver_groups]
+    if config.server.mode == "teams" and grouped and not creds.app_password:
+        return (
+            f"approver_groups ({', '.join(grouped)}) are resolved with Microsoft Graph using "
+            f"the bot's client secret, and {config.teams.app_type} has none "
+            f"({config.teams.app_password_env}): name approvers by object id instead"
+        )
     return None
 
 

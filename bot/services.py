@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters.audit import AuditLog
+from adapters.entra import GraphGroups
 from adapters.errors import AuthenticationFailed
 from adapters.router.arr import ArrRouter
 from adapters.router.farm import TrafficRouter
@@ -21,8 +22,9 @@ from adapters.winrm.scripts import JsonValue
 from adapters.winrm.transport import WinRMShell
 from bot.logs import make_redactor
 from commands.config import Config, Host, PairRouter, secret
-from commands.context import Services
+from commands.context import GroupMembership, Services
 from commands.dr.checks import DrChecks
+from commands.groups import ConfigGroups
 
 
 def utc_now() -> datetime:
@@ -93,6 +95,27 @@ class Runtime:
 
     async def close(self) -> None:
         await self.store.close()
+        groups = self.services.groups
+        if isinstance(groups, GraphGroups):
+            await groups.close()
+
+
+def group_membership(config: Config) -> GroupMembership:
+    """Microsoft Graph in teams mode when some environment names approver groups (with the
+    bot's own app credentials); the config's [[groups]] otherwise."""
+    wanted = any(e.approval.approver_groups for e in config.environments.values())
+    teams = config.teams
+    client_id, client_secret = secret(teams.app_id_env), secret(teams.app_password_env)
+    if config.server.mode == "local" or not wanted or not client_id or not client_secret:
+        return ConfigGroups(config)
+    return GraphGroups(
+        client_id=client_id,
+        client_secret=client_secret,
+        default_tenant=secret(teams.app_tenant_id_env),
+        login_url=str(teams.login_url),
+        graph_url=str(teams.graph_url),
+        cache_s=teams.group_cache_s,
+    )
 
 
 async def open_runtime(
@@ -121,5 +144,6 @@ async def open_runtime(
         now=clock,
         routers=traffic_router,
         checks=DrChecks(smoke_dir / "dr"),
+        groups=group_membership(config),
     )
     return Runtime(services, store, timeline, smoke_dir, at(config.paths.audit_dir))

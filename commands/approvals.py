@@ -1,12 +1,19 @@
-"""Approve or reject a request from its card: every rule, then ONE atomic transition.
+"""Approve, reject or break glass from a request's card: every rule, then ONE atomic step.
 
 Card data is untrusted: it is validated into a closed model and every field is compared
 with the stored request (a tampered id, environment, version or plan hash is refused).
-Rules: approver role for the environment; self-approval only where the environment allows
-it, or with a break-glass reason (audited); not after expiry; not while the environment is
-busy. The transition `pending → approved|rejected` is one UPDATE, so double clicks,
-concurrent clicks and Teams' invoke retries yield exactly one decision; the others see the
-decided card. Outcomes are values; nothing here runs anything.
+Rules, per environment (`approval` in the config):
+- approving needs the approver role, or membership of one of `approver_groups` (asked of
+  Microsoft Graph; when it cannot be asked, the approval is refused, never guessed);
+- `required_count` distinct approvers, none the requester; each approval is a row, and the
+  move to `approved` happens with the Nth, in the same transaction (adapters/store/runs.py);
+- approving your own request only where `self_approval = true` (and one approver is enough);
+- break glass: a holder of the break_glass role approves alone — own request or not, short
+  of the count — where `break_glass = true`, with a reason of 10+ characters; it is marked
+  in the audit, the timeline and the card, and announced in the alert conversations;
+- not after expiry; not while the environment is busy.
+Double clicks, concurrent clicks and Teams' invoke retries yield exactly one decision; the
+others see the card as it stands. Outcomes are values; nothing here runs anything.
 """
 
 from __future__ import annotations
@@ -16,13 +23,18 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from adapters.store.rows import Request
+from adapters.entra import GroupLookupFailed
+from adapters.store.rows import ApprovalTally, Request
 from commands.change import busy_refusal
 from commands.context import Services, actor_fields
+from commands.groups import is_approver
 from commands.plan import Plan
 from commands.types import Actor
 
-Outcome = Literal["approved", "rejected", "decided-already", "refused", "expired"]
+# "partial": an approval was recorded and the request still needs more approvers.
+Outcome = Literal["approved", "partial", "rejected", "decided-already", "refused", "expired"]
+Verb = Literal["approve", "reject", "break_glass"]
+VERBS: tuple[Verb, ...] = ("approve", "reject", "break_glass")
 # A break-glass reason must say something: "ok" is not a reason an auditor can read.
 MIN_REASON = 10
 
@@ -32,7 +44,7 @@ class DecisionAction(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    verb: Literal["approve", "reject"]
+    verb: Verb
     request_id: str = Field(pattern=r"^R-[0-9a-f]{8}$")
     environment: str = Field(max_length=64)
     version: str = Field(max_length=64)
@@ -46,6 +58,8 @@ class Decision:
     request: Request | None
     code: str = ""
     message: str = ""
+    # True when this decision approved the request by break glass (announce it).
+    break_glass: bool = False
 
     @property
     def plan(self) -> Plan | None:
@@ -134,48 +148,171 @@ async def decide(
         await refuse("Expired", message, refreshed)
         return Decision("expired", refreshed, "Expired", message)
 
-    env_policy = config.environments[request.environment].approval
+    policy = config.environments[request.environment].approval
     is_requester = bool(actor.aad_object_id) and (
         (actor.aad_object_id or "").lower() == (request.requester_id or "").lower()
     )
     reason = (action.reason or "").strip()
+    env = request.environment
     if action.verb == "reject":
         # The requester may withdraw their own request; otherwise rejecting is an approver's.
-        if not is_requester and not config.has_role(
-            actor.aad_object_id, "approver", request.environment
-        ):
+        try:
+            allowed = is_requester or await is_approver(services, actor, env, tenant_id)
+        except GroupLookupFailed as exc:
+            return await refuse("GroupLookupFailed", _lookup_failed(exc), request)
+        if not allowed:
             return await refuse(
-                "Forbidden",
-                f"Rejecting needs the approver role for {request.environment}.",
-                request,
+                "Forbidden", f"Rejecting needs the approver role for {env}.", request
             )
         return await _transition(services, request, "rejected", actor, reason or None)
 
-    if not config.has_role(actor.aad_object_id, "approver", request.environment):
-        return await refuse(
-            "Forbidden",
-            f"Approving needs the **approver** role for {request.environment}; ask an approver.",
-            request,
-        )
-    break_glass = None
-    if is_requester and not env_policy.self_approval:
-        if len(reason) < MIN_REASON:
+    if action.verb == "break_glass":
+        if not policy.break_glass:
             return await refuse(
-                "SelfApproval",
-                f"{request.environment} does not allow approving your own request. Ask another "
-                f"approver, or — in an emergency — type a break-glass reason (at least "
-                f"{MIN_REASON} characters) in the card and approve again; it is audited.",
+                "BreakGlassOff",
+                f"{env} does not allow break-glass approvals; ask an approver. Nothing was run.",
                 request,
             )
-        break_glass = reason
-    busy = await busy_refusal(services, request.environment)
+        if not config.has_role(actor.aad_object_id, "break_glass", env):
+            return await refuse(
+                "Forbidden",
+                f"Break glass needs the **break_glass** role for {env}; ask an approver. "
+                "Nothing was run.",
+                request,
+            )
+        if len(reason) < MIN_REASON:
+            return await refuse(
+                "ReasonRequired",
+                f"Type why in the card (at least {MIN_REASON} characters), then click Break "
+                "glass again: it is audited and announced in the alert channel.",
+                request,
+            )
+    else:
+        try:
+            approver = await is_approver(services, actor, env, tenant_id)
+        except GroupLookupFailed as exc:
+            return await refuse("GroupLookupFailed", _lookup_failed(exc), request)
+        if not approver:
+            return await refuse(
+                "Forbidden",
+                f"Approving needs the **approver** role for {env}; ask an approver.",
+                request,
+            )
+        if is_requester and (not policy.self_approval or policy.required_count > 1):
+            glass = (
+                " or — in an emergency — type a reason and click Break glass (needs the "
+                "break_glass role; audited and announced)"
+                if policy.break_glass
+                else ""
+            )
+            return await refuse(
+                "SelfApproval",
+                f"{env} does not allow approving your own request. Ask another approver{glass}.",
+                request,
+            )
+    busy = await busy_refusal(services, env)
     if busy:
         return await refuse(
             "Busy",
             busy.message.replace("Nothing was requested.", "The request stays pending."),
             request,
         )
-    return await _transition(services, request, "approved", actor, break_glass)
+    return await _approve(
+        services,
+        request,
+        actor,
+        policy.required_count,
+        reason if action.verb == "break_glass" else None,
+    )
+
+
+def _lookup_failed(exc: GroupLookupFailed) -> str:
+    return (
+        f"I could not check your approver group membership: {exc}. Nothing was approved; "
+        "try again in a minute, or ask an approver named in the bot's config."
+    )
+
+
+async def _approve(
+    services: Services,
+    request: Request,
+    actor: Actor,
+    required: int,
+    break_glass_reason: str | None,
+) -> Decision:
+    who = actor_fields(actor.name, actor.aad_object_id)
+    tally = await services.store.add_approval(
+        request.id,
+        actor.aad_object_id or "",
+        actor.name,
+        services.now(),
+        required=required,
+        break_glass_reason=break_glass_reason,
+    )
+    refreshed = await services.store.get_request(request.id)
+    if not tally.recorded:
+        # A second click of the same approver, a stale card, or a lost race: what stands, stands.
+        await services.audit.append(
+            "DecisionIgnored",
+            environment=request.environment,
+            request_id=request.id,
+            actor=who,
+            status=tally.state,
+            detail={"verb": "approve", "approvals": f"{tally.count} of {tally.required}"},
+        )
+        outcome: Outcome = "partial" if tally.state == "pending" else "decided-already"
+        return Decision(outcome, refreshed)
+    if not tally.decided:
+        await services.audit.append(
+            "ApprovalRecorded",
+            environment=request.environment,
+            request_id=request.id,
+            actor=who,
+            status="pending",
+            detail={
+                "plan_hash": request.plan_hash,
+                "approvals": f"{tally.count} of {tally.required}",
+                "approvers": list(tally.names),
+            },
+        )
+        await services.timeline.append(
+            f"{request.command} {request.environment} → {request.version}: approval "
+            f"{tally.count} of {tally.required} by {actor.name} ({request.id})"
+        )
+        return Decision("partial", refreshed)
+    await _record_approved(services, request, actor, tally, break_glass_reason)
+    return Decision("approved", refreshed, break_glass=break_glass_reason is not None)
+
+
+async def _record_approved(
+    services: Services,
+    request: Request,
+    actor: Actor,
+    tally: ApprovalTally,
+    break_glass_reason: str | None,
+) -> None:
+    detail: dict[str, Any] = {
+        "plan_hash": request.plan_hash,
+        "approvers": list(tally.names),
+        "required": tally.required,
+        "break_glass": break_glass_reason is not None,
+    }
+    if break_glass_reason is not None:
+        detail["break_glass_reason"] = break_glass_reason
+    await services.audit.append(
+        "Approved",
+        environment=request.environment,
+        request_id=request.id,
+        actor=actor_fields(actor.name, actor.aad_object_id),
+        status="approved",
+        detail=detail,
+    )
+    glass = " by BREAK GLASS" if break_glass_reason is not None else ""
+    by = " + ".join(tally.names) if tally.required > 1 and not glass else actor.name
+    await services.timeline.append(
+        f"{request.command} {request.environment} → {request.version} approved{glass} by "
+        f"{by} ({request.id})" + (f": {break_glass_reason}" if break_glass_reason else "")
+    )
 
 
 async def _transition(
@@ -209,9 +346,7 @@ async def _transition(
         return Decision("decided-already", refreshed)
     event = "Approved" if to == "approved" else "Rejected"
     detail: dict[str, Any] = {"plan_hash": request.plan_hash}
-    if reason and to == "approved":
-        detail["break_glass_reason"] = reason
-    elif reason:
+    if reason:
         detail["reason"] = reason
     await services.audit.append(
         event,
@@ -221,9 +356,8 @@ async def _transition(
         status=to,
         detail=detail,
     )
-    glass = " (break-glass)" if reason and to == "approved" else ""
     await services.timeline.append(
-        f"{request.command} {request.environment} → {request.version} {to}{glass} by "
+        f"{request.command} {request.environment} → {request.version} {to} by "
         f"{actor.name} ({request.id})"
     )
     return Decision(to, refreshed)

@@ -8,12 +8,13 @@ approval card; its message id is stored once Teams has it, so the card can be ed
 from __future__ import annotations
 
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
 from adapters.packages import PackageStore
 from adapters.store.rows import Request
-from commands.cards.approval import render_approval_card
+from commands.cards.approval import POLICY_APPROVER, render_approval_card
 from commands.config import Environment
 from commands.context import Services, actor_fields
 from commands.hosts import read_hosts
@@ -160,7 +161,8 @@ async def make_plan(
 async def _create_request(call: CommandCall, plan: Plan) -> Reply:
     services, inv = call.services, call.invocation
     now = services.now()
-    ttl = services.config.environments[plan.environment].approval.ttl_minutes
+    policy = services.config.environments[plan.environment].approval
+    ttl = policy.ttl_minutes
     request = Request(
         id=new_request_id(),
         environment=plan.environment,
@@ -175,6 +177,7 @@ async def _create_request(call: CommandCall, plan: Plan) -> Reply:
         expires_at=now + timedelta(minutes=ttl),
         version=plan.target_version,
         current_version=plan.current_version,
+        required_approvals=policy.required_count,
     )
     await services.store.create_request(request)
     await services.audit.append(
@@ -202,9 +205,62 @@ async def _create_request(call: CommandCall, plan: Plan) -> Reply:
     async def remember_card(activity_id: str) -> None:
         await services.store.set_card_activity(request.id, activity_id)
 
-    card = render_approval_card(request, plan, services.config.tz, now)
+    if not policy.required:
+        return await _approved_by_policy(call, plan, request, remember_card)
+    card = render_approval_card(
+        request, plan, services.config.tz, now, break_glass=policy.break_glass
+    )
     text = (
         f"{plan.kind.capitalize()} {plan.environment} {plan.current_version or '?'} → "
         f"{plan.target_version}: waiting for approval ({request.id})."
     )
     return Reply(text, card=card, extra={"request_id": request.id}, on_sent=remember_card)
+
+
+async def _approved_by_policy(
+    call: CommandCall,
+    plan: Plan,
+    request: Request,
+    remember_card: Callable[[str], Awaitable[None]],
+) -> Reply:
+    """`approval.required = false`: no card to click — approved now, audited as such, and
+    the bot starts the run once this reply is out (Reply.start_run)."""
+    services, inv = call.services, call.invocation
+    now = services.now()
+    await services.store.transition_request(
+        request.id,
+        ["pending"],
+        "approved",
+        decided_by_name=POLICY_APPROVER,
+        decided_by_id=None,
+        decided_at=now,
+    )
+    await services.audit.append(
+        "Approved",
+        environment=plan.environment,
+        request_id=request.id,
+        actor=actor_fields(inv.actor.name, inv.actor.aad_object_id),
+        status="approved",
+        detail={
+            "plan_hash": plan.hash,
+            "by_policy": True,
+            "policy": f"environments.{plan.environment}.approval.required = false",
+        },
+    )
+    await services.timeline.append(
+        f"{plan.kind} {plan.environment} → {plan.target_version} approved by policy "
+        f"(no approval required) for {inv.actor.name} ({request.id})"
+    )
+    approved = await services.store.get_request(request.id)
+    card = render_approval_card(approved or request, plan, services.config.tz, now)
+    text = (
+        f"{plan.kind.capitalize()} {plan.environment} {plan.current_version or '?'} → "
+        f"{plan.target_version}: {plan.environment} needs no approval; starting ({request.id})."
+    )
+    return Reply(
+        text,
+        card=card,
+        extra={"request_id": request.id},
+        on_sent=remember_card,
+        start_run=request.id,
+    )

@@ -48,6 +48,17 @@ class TimelineSink(Protocol):
         ...
 
 
+class GroupMembership(Protocol):
+    async def member_of(
+        self, user_id: str, group_ids: Sequence[str], tenant_id: str | None
+    ) -> frozenset[str]:
+        """The ids (lower-case) among `group_ids` that the Entra user `user_id` belongs to.
+
+        Raises adapters.errors.GroupLookupFailed when membership cannot be known: approval
+        fails closed, it never guesses."""
+        ...
+
+
 Probe = Callable[[Sequence[SmokeTarget]], Awaitable[list[CheckResult]]]
 HostFactory = Callable[[Host], "HostOps"]
 RouterFactory = Callable[[PairRouter], "TrafficRouter"]
@@ -70,6 +81,8 @@ class Services:
     routers: RouterFactory
     # The DR checks running now (`check`, `cancel`) and where their folders go.
     checks: DrChecks
+    # Entra groups of approvers: Microsoft Graph in teams mode, the config in local mode.
+    groups: GroupMembership
 
 
 def actor_fields(name: str, aad_object_id: str | None) -> dict[str, str | None]:

@@ -110,24 +110,27 @@ def _facts(alert: GrafanaAlert, tz: ZoneInfo) -> list[tuple[str, str]]:
     if alert.status == "resolved" and alert.endsAt:
         pairs.append(("Resolved", show(alert.endsAt, tz)))
     if alert.valueString:
-        pairs.append(("Values", alert.valueString[:300]))
+        pairs.append(("Values", cards.plain(alert.valueString, 300)))
     return pairs
 
 
 def render_grafana_card(batch: Batch, tz: ZoneInfo) -> tuple[str, cards.Card]:
     """(summary text, card) for one batch."""
     firing = batch.status == "firing"
-    names = ", ".join(dict.fromkeys(a.labels.get("alertname", "alert") for a in batch.alerts))
+    # Everything from the payload is the alert rule author's text: escaped, never markdown.
+    names = ", ".join(
+        dict.fromkeys(cards.plain(a.labels.get("alertname", "alert"), 100) for a in batch.alerts)
+    )
     icon, color = ("🔥", "Attention") if firing else ("✅", "Good")
     head = f"{icon} Grafana {batch.status}: {names} ({batch.environment})"
     body: list[cards.Element] = [cards.title(head, color)]
     actions: list[cards.Element] = []
     for alert in batch.alerts[:10]:  # a card stays far below Teams' size limit
         summary = alert.annotations.get("summary") or alert.labels.get("alertname", "alert")
-        body.append(cards.text(f"**{summary[:200]}**"))
+        body.append(cards.text(f"**{cards.plain(summary, 200)}**"))
         description = alert.annotations.get("description")
         if description:
-            body.append(cards.text(description[:1000]))
+            body.append(cards.text(cards.plain(description, 1000)))
         pairs = _facts(alert, tz)
         if pairs:
             body.append(cards.facts(pairs))

@@ -41,7 +41,8 @@ def render_smoke(
     ok = all(r.passed for r in results)
     rows, colors = [], []
     for r in results:
-        status = str(r.status) if r.status != NO_ANSWER else f"-1 ({r.error or 'no answer'})"
+        error = cards.plain(r.error or "no answer", 200)
+        status = str(r.status) if r.status != NO_ANSWER else f"-1 ({error})"
         expect = "/".join(str(s) for s in r.expect)
         rows.append([r.name, status, expect, str(r.latency_ms), "pass" if r.passed else "FAIL"])
         colors.append("Good" if r.passed else "Attention")

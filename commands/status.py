@@ -62,13 +62,20 @@ async def _environment_section(
     rows, colors = [], []
     for line in lines:
         if line.state is None:
-            rows.append([line.host, "unreachable", "", "", line.error or ""])
+            rows.append([line.host, "unreachable", "", "", cards.plain(line.error or "", 300)])
             colors.append("Attention")
             continue
         s = line.state
         healthy = (s.site_state, s.pool_state, s.service_state) == ("Started", "Started", "Running")
         rows.append(
-            [line.host, s.site_state, s.pool_state, s.service_state, s.physical_path or "?"]
+            # The host's own words: escaped, so a crafted path cannot become a link.
+            [
+                line.host,
+                *(
+                    cards.plain(v, 200)
+                    for v in (s.site_state, s.pool_state, s.service_state, s.physical_path or "?")
+                ),
+            ]
         )
         colors.append("Good" if healthy else "Warning")
     return [

@@ -44,6 +44,8 @@ class Reply:
     # Called with the id Teams gave the posted reply: an approval card must be edited later
     # (decided, expired) for everyone, and that needs the id of the message that holds it.
     on_sent: Callable[[str], Awaitable[None]] | None = None
+    # A request approved by policy (approval.required = false): the bot starts its run.
+    start_run: str | None = None
 
 
 class Dispatcher(Protocol):

@@ -108,6 +108,7 @@ def bot_config(lab: Lab, root: Path, port: int) -> str:
     """The demo config, pointed at this lab's ports and at files under root, as TOML."""
     raw: dict[str, Any] = tomllib.loads(DEMO_CONFIG.read_text(encoding="utf-8"))
     raw["server"]["port"] = port
+    raw["metrics"] = {"port": 0}  # any free port: tests run side by side
     for name, env in raw["environments"].items():
         host = lab.host_for(name)
         env["package_store"] = str(lab.packages_dir)

@@ -8,6 +8,7 @@ HTTP. Tests read like a conversation: `await chat.say("smoke Lab")`, then `chat.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import tomllib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from tests.teams_factory import ALEX, TENANT, User, make_invoke, make_message
 if TYPE_CHECKING:
     from adapters.store import Store
     from adapters.store.rows import Request
+    from commands.context import GroupMembership
     from lab.core import Lab
     from tests.fake_connector import ConnectorCall, FakeConnector
 
@@ -51,6 +53,16 @@ FOREIGN_TENANT = "99999999-0000-0000-0000-000000000009"
 
 
 ConfigEdit = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class ChatSetup:
+    """What one test changes in the `chat` fixture (`@pytest.mark.parametrize("chat",
+    [ChatSetup(...)], indirect=True)`): `tweak` edits the raw config after the module's
+    `config_edit`; `groups` replaces the group membership lookup (e.g. Graph on loopback)."""
+
+    tweak: ConfigEdit | None = None
+    groups: GroupMembership | None = None
 
 
 def lab_config(lab: Lab, tmp_path: Path, edit: ConfigEdit | None = None) -> Config:
@@ -253,6 +265,7 @@ async def chat(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     config_edit: ConfigEdit | None,
+    request: pytest.FixtureRequest,
 ) -> AsyncIterator[Chat]:
     from lab.demo import DEMO_PASSWORD, DEMO_USERNAME
 
@@ -260,9 +273,18 @@ async def chat(
     monkeypatch.setenv("MCMS_LAB_WINRM_PASSWORD", DEMO_PASSWORD)
     for name in ("MCMS_BOT_APP_ID", "MCMS_BOT_APP_PASSWORD", "MCMS_BOT_APP_TENANT_ID"):
         monkeypatch.delenv(name, raising=False)
-    config = lab_config(lab, tmp_path, config_edit)
+    setup: ChatSetup = getattr(request, "param", None) or ChatSetup()
+
+    def edits(raw: dict[str, Any]) -> None:
+        for edit in (config_edit, setup.tweak):
+            if edit is not None:
+                edit(raw)
+
+    config = lab_config(lab, tmp_path, edits)
     clock = ShiftableClock()
     runtime = await open_runtime(config, clock=clock)
+    if setup.groups is not None:
+        runtime.services = dataclasses.replace(runtime.services, groups=setup.groups)
     # Fast pacing keeps the suite quick; tests/teams/test_outbound.py proves the real pacing.
     policy = RetryPolicy(min_interval_s=0.02, backoff_base_s=0.05, retry_after_cap_s=2)
     app = build_app(runtime, sweep_s=0.2, outbound_policy=policy)

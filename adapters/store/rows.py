@@ -95,6 +95,27 @@ class Request:
     reason: str | None = None
     # Where the request came from when not typed in chat, e.g. "alert:<incident id>".
     origin: str | None = None
+    # Distinct approvers it needs; approved alone by a break-glass holder; who approved.
+    required_approvals: int = 1
+    break_glass: bool = False
+    approvers: str | None = None
+
+
+@dataclass(frozen=True)
+class ApprovalTally:
+    """What one approval did: `state` of the request after it; `recorded` False when this
+    approver had approved already (or the request was no longer pending); `names` of every
+    approver so far, in order."""
+
+    state: str
+    recorded: bool
+    count: int
+    required: int
+    names: tuple[str, ...]
+
+    @property
+    def decided(self) -> bool:
+        return self.state == "approved"
 
 
 @dataclass(frozen=True)

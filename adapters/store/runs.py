@@ -14,6 +14,7 @@ from datetime import datetime
 
 from adapters.store.db import StoreBase, sql_value
 from adapters.store.rows import (
+    ApprovalTally,
     InterruptedRun,
     LockResult,
     Request,
@@ -96,6 +97,68 @@ class RunStore(StoreBase):
             )
             == 1
         )
+
+    async def add_approval(
+        self,
+        request_id: str,
+        approver_id: str,
+        approver_name: str,
+        at: datetime,
+        *,
+        required: int,
+        break_glass_reason: str | None = None,
+    ) -> ApprovalTally:
+        """Record one approver's approval of a pending request and, with the `required`-th
+        distinct approver (or a break-glass approval, which needs no other), move it to
+        `approved` — all in ONE IMMEDIATE transaction, so concurrent clicks of N approvers
+        approve it exactly once and the count can never be read half-written."""
+        at_text = to_text(at)
+        async with self._tx() as conn:
+            async with conn.execute(
+                "SELECT state, required_approvals FROM requests WHERE id = ?", (request_id,)
+            ) as cursor:
+                row = await cursor.fetchone()
+            if row is None:
+                raise ValueError(f"no request {request_id}")
+            needed = max(required, int(row["required_approvals"]))
+            recorded = False
+            if row["state"] == "pending":
+                cursor = await conn.execute(
+                    "INSERT INTO approvals (request_id, approver_id, approver_name, at)"
+                    " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    (request_id, approver_id.lower(), approver_name, at_text),
+                )
+                recorded = cursor.rowcount == 1
+            async with conn.execute(
+                "SELECT approver_name FROM approvals WHERE request_id = ? ORDER BY at, rowid",
+                (request_id,),
+            ) as cursor:
+                names = tuple(r["approver_name"] for r in await cursor.fetchall())
+            state = row["state"]
+            if recorded:
+                decided = break_glass_reason is not None or len(names) >= needed
+                await conn.execute(
+                    "UPDATE requests SET approvers = ? WHERE id = ?", (", ".join(names), request_id)
+                )
+                if decided:
+                    await conn.execute(
+                        "UPDATE requests SET state = 'approved', decided_by_name = ?,"
+                        " decided_by_id = ?, decided_at = ?, reason = ?, break_glass = ?"
+                        " WHERE id = ? AND state = 'pending'",
+                        (approver_name, approver_id, at_text, break_glass_reason,
+                         int(break_glass_reason is not None), request_id),
+                    )  # fmt: skip
+                    state = "approved"
+        return ApprovalTally(state, recorded, len(names), needed, names)
+
+    async def approvals_of(self, request_id: str) -> list[tuple[str, str]]:
+        """(approver id, name) of every approval of a request, in order."""
+        rows = await self._rows(
+            "SELECT approver_id, approver_name FROM approvals WHERE request_id = ?"
+            " ORDER BY at, rowid",
+            (request_id,),
+        )
+        return [(r["approver_id"], r["approver_name"]) for r in rows]
 
     async def create_run(self, run: Run) -> None:
         """Insert the run; IntegrityError if its request already has one (one run each)."""

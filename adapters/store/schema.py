@@ -181,9 +181,29 @@ _V2 = (
     )""",
 )
 
+# The approval policy (issue 10): N distinct approvers, each approval a row (the primary key
+# makes a second click of the same approver a no-op); the request keeps the count it needs,
+# whether a break-glass approval decided it, and the approvers' names for its card.
+_V3 = (
+    "ALTER TABLE requests ADD COLUMN required_approvals INTEGER NOT NULL DEFAULT 1",
+    "ALTER TABLE requests ADD COLUMN break_glass INTEGER NOT NULL DEFAULT 0"
+    " CHECK (break_glass IN (0, 1))",
+    "ALTER TABLE requests ADD COLUMN approvers TEXT",
+    """CREATE TABLE approvals (
+        request_id TEXT NOT NULL REFERENCES requests (id),
+        approver_id TEXT NOT NULL,
+        approver_name TEXT NOT NULL,
+        at TEXT NOT NULL,
+        PRIMARY KEY (request_id, approver_id)
+    )""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "requests, runs, steps, deployments, conversations, watcher, locks, smoke", _V1),
     Migration(2, "since when each blue/green pair's live slot is live", _V2),
+    Migration(
+        3, "approvals: one row per approver; required count and break-glass per request", _V3
+    ),
 )
 
 

@@ -1,23 +1,29 @@
-"""Card clicks: Approve / Reject on an approval card → a decision, the card for everyone, a run.
+"""Card clicks: Approve / Reject / Break glass on an approval card → a decision, the card
+for everyone, a run.
 
 The invoke is answered at once with the card the clicker should see; everyone else's copy
-is edited through the outbound queue; an approval hands the request to the executor and
-returns without waiting for it.
+is edited through the outbound queue (also after one approval of several: the card shows
+"1 of 2 approvals"); an approval hands the request to the executor and returns without
+waiting for it; a break-glass approval is also announced (`announce`, wired to the
+environment's alert conversations in bot/server.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from adapters.store.rows import Request
 from bot.ports import Reporter, RunSubmitter
 from bot.teams.activities import CardActionError, CardActionHandler, CardActionResult, CardReply
-from commands.approvals import decide
+from commands.approvals import VERBS, decide
 from commands.cards.alert import ALERT_VERBS
 from commands.cards.approval import render_approval_card
 from commands.context import Services
 from commands.types import Actor
 
-DECISION_VERBS = ("approve", "reject")
+DECISION_VERBS = VERBS
+Announce = Callable[[Request], Awaitable[None]]
 
 
 class CardActions:
@@ -29,11 +35,13 @@ class CardActions:
         submit_run: RunSubmitter,
         reporter: Reporter,
         alert_actions: CardActionHandler | None = None,
+        announce_break_glass: Announce | None = None,
     ) -> None:
         self._services = services
         self._submit_run = submit_run
         self._reporter = reporter
         self._alert_actions = alert_actions  # the alert card's verbs (bot/watch/alert_clicks.py)
+        self._announce = announce_break_glass
 
     async def __call__(
         self,
@@ -59,8 +67,17 @@ class CardActions:
             return CardActionError("BadRequest", "This button is not one I know; nothing was run.")
         decision = await decide(self._services, verb, data, actor, tenant_id)
         request, plan = decision.request, decision.plan
+        environment = (
+            self._services.config.environments.get(request.environment) if request else None
+        )
         card = (
-            render_approval_card(request, plan, self._services.config.tz, self._services.now())
+            render_approval_card(
+                request,
+                plan,
+                self._services.config.tz,
+                self._services.now(),
+                break_glass=environment is not None and environment.approval.break_glass,
+            )
             if request is not None and plan is not None
             else None
         )
@@ -75,13 +92,15 @@ class CardActions:
             return CardActionError(decision.code, decision.message)
         if request is None or card is None:  # only refusals come without a request
             return CardActionError("NotFound", "That request no longer exists.")
-        if decision.outcome in ("approved", "rejected"):
+        if decision.outcome in ("approved", "rejected", "partial"):
             await self._edit_for_everyone(
                 request.conversation_id,
                 request.card_activity_id or reply_to_id,
                 card,
                 f"{request.id}: {request.state}",
             )
+        if decision.break_glass and self._announce is not None:
+            await self._announce(request)
         if decision.outcome == "approved" and not self._submit_run(request):
             return CardActionError(
                 "Unavailable",

@@ -46,12 +46,16 @@ def check_line(check: Mapping[str, Any]) -> str:
     return f"{check.get('name')} {shown}, {check.get('latency_ms')} ms"
 
 
+def _error(check: Mapping[str, Any]) -> str:
+    return cards.plain(check.get("error") or "no answer", 200)
+
+
 def _table(checks: Sequence[Mapping[str, Any]]) -> cards.Element:
     rows, colors = [], []
     for c in checks:
         ok = c.get("status") in (c.get("expect") or [])
         status = c.get("status")
-        shown = f"-1 ({c.get('error') or 'no answer'})" if status == NO_ANSWER else str(status)
+        shown = f"-1 ({_error(c)})" if status == NO_ANSWER else str(status)
         expect = "/".join(str(s) for s in c.get("expect") or [])
         rows.append(
             [str(c.get("name")), shown, expect, str(c.get("latency_ms")), "pass" if ok else "FAIL"]
@@ -93,8 +97,8 @@ def render_alert_card(alert: Alert, tz: ZoneInfo, now: datetime) -> cards.Card:
         pairs.append(
             (
                 "Silenced",
-                f"until {show(alert.silenced_until, tz)} by {alert.silenced_by}: "
-                f"{alert.silence_reason}",
+                f"until {show(alert.silenced_until, tz)} by {cards.plain(alert.silenced_by, 100)}: "
+                f"{cards.plain(alert.silence_reason, 300)}",
             )
         )
     if alert.rollback_request_id:

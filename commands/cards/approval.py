@@ -1,8 +1,10 @@
 """The approval card of a rollback/deploy request, in each of its states (pure rendering).
 
-Pending: the plan in full and Approve / Reject (Action.Execute, with an Action.Submit
-fallback for old clients). Decided, expired or void: the same plan, no buttons, and a banner
-saying who decided and when — this card replaces the original for everyone.
+Pending: the plan in full, how many approvals it has of how many it needs, and Approve /
+Reject (Action.Execute, with an Action.Submit fallback for old clients) — plus Break glass
+where the environment allows it. Decided, expired or void: the same plan, no buttons, and a
+banner saying who decided and when (a break-glass approval says so in capitals) — this card
+replaces the original for everyone. Names and reasons people typed are escaped (`plain`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from commands.plan import Plan
 from commands.timefmt import show
 
 REASON_INPUT = "reason"
+# decided_by_name of a request approved by `approval.required = false`, not by a person.
+POLICY_APPROVER = "policy"
 
 
 def action_data(request: Request, plan: Plan, verb: str) -> dict[str, Any]:
@@ -35,29 +39,56 @@ def _button(request: Request, plan: Plan, verb: str, title: str, style: str) -> 
 
 
 def _banner(request: Request, tz: ZoneInfo) -> tuple[str, str]:
-    who = request.decided_by_name or "?"
+    who = cards.plain(request.decided_by_name or "?", 100)
     when = show(request.decided_at, tz) if request.decided_at else ""
     state = request.state
+    reason = cards.plain(request.reason, 300) if request.reason else ""
     if state == "pending":
         return "", "Default"
     if state == "rejected":
-        return f"Rejected by {who} at {when}" + (
-            f": {request.reason}" if request.reason else ""
-        ), "Attention"
+        return f"Rejected by {who} at {when}" + (f": {reason}" if reason else ""), "Attention"
     if state == "expired":
         expired = show(request.expires_at, tz) if request.expires_at else ""
         return f"Expired at {expired} — nobody approved it. Ask again if still needed.", "Warning"
     if state == "void":
         return (
-            f"Void: the plan changed after approval ({request.reason or 'plan differs'}). "
+            f"Void: the plan changed after approval ({reason or 'plan differs'}). "
             "Nothing was run; request it again to see the new plan.",
             "Attention",
         )
-    extra = f" (break-glass: {request.reason})" if request.reason else ""
-    return f"Approved by {who} at {when}{extra} — run state: {state}", "Good"
+    if request.break_glass:
+        return (
+            f"BREAK-GLASS: approved alone by {who} at {when}: {reason} — run state: {state}",
+            "Warning",
+        )
+    if request.decided_by_name == POLICY_APPROVER and request.decided_by_id is None:
+        return (
+            f"Approved by policy at {when}: {request.environment} needs no approval — "
+            f"run state: {state}",
+            "Good",
+        )
+    if request.required_approvals > 1 and request.approvers:
+        who = cards.plain(request.approvers, 300)
+    return f"Approved by {who} at {when} — run state: {state}", "Good"
 
 
-def render_approval_card(request: Request, plan: Plan, tz: ZoneInfo, now: datetime) -> cards.Card:
+def _tally(request: Request) -> str:
+    names = request.approvers.split(", ") if request.approvers else []
+    text = f"{len(names)} of {request.required_approvals} approvals"
+    if names:
+        text += " (" + ", ".join(cards.plain(n, 100) for n in names) + ")"
+    return text + " — distinct approvers, not the requester"
+
+
+def render_approval_card(
+    request: Request,
+    plan: Plan,
+    tz: ZoneInfo,
+    now: datetime,
+    *,
+    break_glass: bool = False,
+) -> cards.Card:
+    """The card for `request`; `break_glass`: the environment allows it (a third button)."""
     title = "Rollback" if plan.kind == "rollback" else "Deploy"
     current = plan.current_version or "unknown"
     pairs = [
@@ -67,10 +98,15 @@ def render_approval_card(request: Request, plan: Plan, tz: ZoneInfo, now: dateti
         ("Chosen from", plan.source),
         ("Package", f"{plan.package} (SHA-256 {plan.sha256[:12]}…)"),
         ("Hosts", ", ".join(plan.hosts)),
-        ("Requested by", f"{request.requester_name} at {show(request.created_at, tz)}"),
+        (
+            "Requested by",
+            f"{cards.plain(request.requester_name, 100)} at {show(request.created_at, tz)}",
+        ),
     ]
     if request.expires_at and request.state == "pending":
         pairs.append(("Expires", show(request.expires_at, tz)))
+    if request.state == "pending" and request.required_approvals > 1:
+        pairs.append(("Approvals", _tally(request)))
     steps = "\n".join(f"{i}. {step.title}" for i, step in enumerate(plan.steps, start=1))
     body: list[cards.Element] = [
         cards.title(f"{title} {plan.environment} to {plan.target_version}?"),
@@ -85,8 +121,9 @@ def render_approval_card(request: Request, plan: Plan, tz: ZoneInfo, now: dateti
             {
                 "type": "Input.Text",
                 "id": REASON_INPUT,
-                "placeholder": "Break-glass reason (only to approve your own request where "
-                "self-approval is not allowed)",
+                "placeholder": "Reason (to reject, or for a break-glass approval)"
+                if break_glass
+                else "Reason (optional, to reject)",
                 "maxLength": 300,
             }
         )
@@ -94,6 +131,8 @@ def render_approval_card(request: Request, plan: Plan, tz: ZoneInfo, now: dateti
             _button(request, plan, "approve", "Approve", "positive"),
             _button(request, plan, "reject", "Reject", "destructive"),
         ]
+        if break_glass:
+            actions.append(_button(request, plan, "break_glass", "Break glass", "destructive"))
     else:
         body.insert(1, cards.text(f"**{banner}**", color=color))
     return cards.card(body, actions)

@@ -1,10 +1,14 @@
 """Pure Adaptive Card builders (schema 1.5, the newest Teams renders).
 
 Renderers return plain dicts; bot/ attaches them. Keep cards far below Teams' ~100 KB limit.
+TextBlocks and FactSet values are markdown in Teams: text the bot did not write (a Grafana
+annotation, a display name, a typed reason, what a host answered) goes through `plain()`
+first, so it cannot turn into a link, emphasis, a list or a mention in somebody's card.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,6 +16,20 @@ Card = dict[str, Any]
 Element = dict[str, Any]
 
 SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
+
+
+# Every ASCII punctuation character markdown (CommonMark, and Teams' subset of it) or an
+# autolinker gives a meaning to; CommonMark lets any ASCII punctuation be escaped.
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:/&])")
+# Newlines make paragraphs, list items and headings in markdown; external text gets none.
+_BREAKS = re.compile(r"[\r\n\u2028\u2029]+")
+
+
+def plain(value: object, limit: int = 1000) -> str:
+    """`value` as literal text for a TextBlock or a fact: markdown escaped, one line, at most
+    `limit` characters (cut before escaping, so an escape is never split)."""
+    text = _BREAKS.sub(" ", str(value))[:limit]
+    return _MARKDOWN.sub(r"\\\1", text)
 
 
 def card(body: Sequence[Element], actions: Sequence[Element] = ()) -> Card:

@@ -145,10 +145,14 @@ def render_run_card(view: RunView, tz: ZoneInfo) -> cards.Card:
     body.append(cards.table(["#", "Step", "State", "Time"], rows, row_colors, widths=[1, 8, 3, 2]))
     for step in view.steps:
         if step.error:
-            body.append(cards.text(f"{step.title}: {step.error}", color="Attention"))
+            error = cards.plain(step.error)  # what a host or the network said
+            body.append(cards.text(f"{step.title}: {error}", color="Attention"))
     if view.hosts_after:
         body.append(
-            cards.text("Hosts left in this state: " + "; ".join(view.hosts_after), subtle=True)
+            cards.text(
+                "Hosts left in this state: " + "; ".join(cards.plain(h) for h in view.hosts_after),
+                subtle=True,
+            )
         )
     if view.state == "running":
         body.append(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import closing
@@ -343,3 +344,57 @@ async def test_smoke_results_older_than_the_retention_are_pruned(tmp_path: Path)
         last = await store.last_smoke("Lab")
         assert last is not None and last.passed
         assert await store.prune_smoke_results(now - timedelta(days=14)) == 0
+
+
+# --- approvals --------------------------------------------------------------------------------
+
+
+async def test_the_nth_distinct_approval_approves_and_a_repeat_counts_once(store: Store) -> None:
+    await store.create_request(dataclasses.replace(pending(), required_approvals=2))
+
+    first = await store.add_approval("q1", "A-1", "Ann", T0, required=2)
+    repeat = await store.add_approval("q1", "a-1", "Ann", T0, required=2)  # ids ignore case
+    second = await store.add_approval("q1", "B-2", "Bob", T0, required=2)
+    late = await store.add_approval("q1", "C-3", "Cid", T0, required=2)
+
+    assert (first.recorded, first.state, first.count) == (True, "pending", 1)
+    assert (repeat.recorded, repeat.count) == (False, 1)
+    assert (second.recorded, second.state, second.names) == (True, "approved", ("Ann", "Bob"))
+    assert (late.recorded, late.state) == (False, "approved")
+    request = await store.get_request("q1")
+    assert request is not None and request.approvers == "Ann, Bob"
+    assert request.decided_by_name == "Bob" and not request.break_glass
+
+
+async def test_a_break_glass_approval_needs_no_other(store: Store) -> None:
+    await store.create_request(dataclasses.replace(pending(), required_approvals=2))
+
+    tally = await store.add_approval("q1", "a", "Ann", T0, required=2, break_glass_reason="P1")
+
+    request = await store.get_request("q1")
+    assert tally.decided and request is not None
+    assert (request.state, request.break_glass, request.reason) == ("approved", True, "P1")
+
+
+async def test_concurrent_approvals_over_5_connections_approve_exactly_once(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "s.db"
+    stores = [await Store.open(path) for _ in range(5)]
+    try:
+        await stores[0].create_request(dataclasses.replace(pending(), required_approvals=3))
+        tallies = await asyncio.gather(
+            *(
+                stores[i % 5].add_approval("q1", f"approver-{i % 4}", f"A{i % 4}", T0, required=3)
+                for i in range(40)
+            )
+        )
+    finally:
+        for s in stores:
+            await s.close()
+    decided_now = [t for t in tallies if t.recorded and t.decided]
+    assert len(decided_now) == 1 and decided_now[0].count == 3
+    assert sum(t.recorded for t in tallies) == 3  # the 4th approver came too late
+    assert query(path, "SELECT state, approvers FROM requests") == [
+        ("approved", ", ".join(decided_now[0].names))
+    ]

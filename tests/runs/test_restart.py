@@ -62,6 +62,7 @@ def write_config(lab: Lab, tmp_path: Path, port: int) -> Path:
         ("timeline_dir", "docs/logs"),
     ]:
         text = text.replace(f'{key} = "{rel}"', f"{key} = '{tmp_path / rel}'")
+    text += "\n[metrics]\nport = 0  # any free port: tests run side by side\n"
     path = tmp_path / "bot.toml"
     path.write_text(text, encoding="utf-8")
     return path

@@ -2,7 +2,8 @@
 
 mcms-bot [run] [--config FILE] [--log-level LEVEL]   serve /api/messages (default command)
 mcms-bot check-config [--config FILE]                exit 0, or 1 listing every problem by key
-mcms-bot audit verify [--dir DIR | --config FILE]    exit 0 intact, 1 damaged, 2 cannot check
+mcms-bot audit verify [--dir DIR | --config FILE] [--against PUBLISHED] [--key-env NAME]
+                                                     exit 0 intact, 1 damaged, 2 cannot check
 mcms-bot manifest [--app-id GUID] [--out FILE.zip]   the Teams app package to upload
 mcms-bot --version
 
@@ -24,6 +25,7 @@ from commands.config import Config, ConfigError, load_config, secret
 DEFAULT_CONFIG_ENV = "MCMS_BOT_CONFIG"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 USAGE_ERROR = 2
+DEFAULT_AUDIT_KEY_ENV = "MCMS_AUDIT_KEY"
 
 
 class UsageError(Exception):
@@ -75,14 +77,27 @@ def check_config(path: str) -> int:
 def audit_verify(args: argparse.Namespace) -> int:
     from adapters.audit import main_verify
 
-    if args.dir:
-        return main_verify(Path(args.dir))
-    try:
-        config: Config = load_config(config_path(args.config))
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
+    if args.dir and not args.config:
+        directory, key_envs = Path(args.dir), [args.key_env or DEFAULT_AUDIT_KEY_ENV]
+    else:
+        try:
+            config: Config = load_config(config_path(args.config))
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            return USAGE_ERROR
+        directory = Path(args.dir) if args.dir else config.paths.audit_dir
+        # The current key first; rotated keys keep their lines verifiable.
+        key_envs = [args.key_env or config.audit.key_env, *config.audit.previous_key_envs]
+    if secret(key_envs[0]) is None:
+        print(
+            f"audit verify needs the audit key: set {key_envs[0]} to the value the bot writes "
+            "with (the chain is HMAC-keyed; without the key nothing can be proven)",
+            file=sys.stderr,
+        )
         return USAGE_ERROR
-    return main_verify(config.paths.audit_dir)
+    keys = [v.encode("utf-8") for name in key_envs if (v := secret(name)) is not None]
+    against = Path(args.against) if args.against else None
+    return main_verify(directory, keys, against)
 
 
 def build_manifest(args: argparse.Namespace) -> int:
@@ -133,6 +148,16 @@ def _parser() -> argparse.ArgumentParser:
         "verify", parents=[common], help="check the hash chain of the JSONL audit"
     )
     verify_p.add_argument("--dir", help="audit directory (default: paths.audit_dir of the config)")
+    verify_p.add_argument(
+        "--against",
+        metavar="FILE",
+        help="a file holding published heads (`seq N hash H` lines: the app log, a saved "
+        "Teams thread): each must still be in the log",
+    )
+    verify_p.add_argument(
+        "--key-env",
+        help=f"variable holding the audit key (default: audit.key_env, or {DEFAULT_AUDIT_KEY_ENV})",
+    )
     manifest_p = sub.add_parser(
         "manifest", parents=[common], help="build the Teams app package (zip)"
     )

@@ -25,6 +25,7 @@ PLAYGROUND_PORT = 56150
 PLAYGROUND_DIR = ROOT / "var" / "playground"
 DR_SUITES_DIR = ROOT / "lab" / "dr-suites"
 CHROMIUM = Path("/usr/bin/chromium")
+DEMO_AUDIT_KEY = "demo-audit-key-not-secret-0123456789abcdef"
 
 
 def _wait_http(url: str, seconds: float, proc: subprocess.Popen[bytes]) -> bool:
@@ -130,6 +131,9 @@ def main() -> int:
     # The lab's demo credentials; a real deployment sets its own in the service environment.
     env.setdefault("MCMS_LAB_WINRM_USER", "lab-admin")
     env.setdefault("MCMS_LAB_WINRM_PASSWORD", "lab-password")
+    # The demo's audit key (a real deployment keeps its own secret one): `audit verify
+    # --config lab/demo-bot.toml` needs the same value in the environment.
+    env.setdefault("MCMS_AUDIT_KEY", DEMO_AUDIT_KEY)
     env["PYTHONUNBUFFERED"] = "1"
     logs = ROOT / "logs"
     procs: list[subprocess.Popen[bytes]] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import faulthandler
 import logging
 import signal
@@ -20,7 +21,7 @@ from bot.runs.executor import Executor
 from bot.runs.expiry import DEFAULT_SWEEP_S, expiry_loop
 from bot.runs.policy_runs import PolicyApprovedRuns
 from bot.runs.recovery import recover
-from bot.services import Runtime, open_runtime, redactor_for
+from bot.services import AuditKeyMissing, Runtime, audit_key, open_runtime, redactor_for
 from bot.teams.activities import CardActionResult
 from bot.teams.admission import Refusal, service_url_problem
 from bot.teams.app import TEAMS_KEY, listen_host, make_app
@@ -31,6 +32,7 @@ from bot.teams.proactive import TeamsSender
 from bot.teams.reporter import QueueReporter
 from bot.watch.alert_clicks import AlertActions
 from bot.watch.alerts import Alerter
+from bot.watch.audit_heads import HeadPublisher, PublishingAudit, daily_heads_loop
 from bot.watch.break_glass import BreakGlassNotice
 from bot.watch.grafana import GrafanaWebhook
 from bot.watch.housekeeping import DAY_S, retention_loop
@@ -49,6 +51,7 @@ EXECUTOR_KEY = web.AppKey("executor", Executor)
 QUEUE_KEY = web.AppKey("outbound", OutboundQueue)
 WATCHER_KEY = web.AppKey("watcher", Watcher)
 METRICS_KEY = web.AppKey("metrics", Metrics)
+HEADS_KEY = web.AppKey("audit_heads", HeadPublisher)
 # Long enough for a step in flight to finish; a run cut off here is `interrupted` at start.
 DRAIN_TIMEOUT_S = 60.0
 
@@ -61,8 +64,12 @@ def build_app(
     retention_every_s: float = DAY_S,
 ) -> web.Application:
     """The aiohttp app wired to the real commands, the executor and the outbound queue."""
-    services = runtime.services
-    config = services.config
+    config = runtime.services.config
+    # Every audit line goes through PublishingAudit: a run's last line publishes the head.
+    heads = HeadPublisher(runtime.services, runtime.audit_dir or config.paths.audit_dir)
+    services = dataclasses.replace(
+        runtime.services, audit=PublishingAudit(runtime.services.audit, heads)
+    )
     # The card handler (and a run approved by policy) needs the executor, which needs the
     # app's adapter to send: bind late.
     actions: list[CardActions] = []
@@ -132,6 +139,7 @@ def build_app(
     executors.append(executor)
     # Watching and alerting (issue 4): every proactive post goes through `queue` too.
     alerter = Alerter(services, queue, reporter)
+    heads.bind(alerter)
     metrics = Metrics(runtime.store, lambda: queue.stats, list(config.environments))
     watcher = Watcher(services, alerter, metrics)
     alert_actions = AlertActions(services, dispatcher, alerter, reporter)
@@ -147,6 +155,7 @@ def build_app(
     app[EXECUTOR_KEY] = executor
     app[QUEUE_KEY] = queue
     app[WATCHER_KEY] = watcher
+    app[HEADS_KEY] = heads
     app[METRICS_KEY] = metrics  # served by make_metrics_app on its own listener, not here
     app.router.add_post("/api/alerts", GrafanaWebhook(services, alerter).handle)
 
@@ -163,15 +172,18 @@ def build_app(
         pruner = asyncio.create_task(
             retention_loop(services, smoke_dir, audit_dir, retention_every_s)
         )
+        publisher = asyncio.create_task(daily_heads_loop(heads, services))
         watcher.start()
         yield
         sweeper.cancel()
         teller.cancel()
         pruner.cancel()
+        publisher.cancel()
         await watcher.stop()
-        await alerter.close()
         await executor.drain(DRAIN_TIMEOUT_S)
         await services.checks.close(DRAIN_TIMEOUT_S)
+        await heads.close()
+        await alerter.close()
         try:
             await asyncio.wait_for(queue.drain(), 10)
         except TimeoutError:
@@ -252,7 +264,8 @@ def startup_problem(config: Config) -> str | None:
     """Why the bot must not start with this config and environment (one line), or None."""
     try:
         creds = BotCredentials.from_config(config.teams, config.server.mode)
-    except AuthConfigError as exc:
+        audit_key(config)
+    except (AuthConfigError, AuditKeyMissing) as exc:
         return str(exc)
     grouped = [n for n, e in config.environments.items() if e.approval.approver_groups]
     if config.server.mode == "teams" and grouped and not creds.app_password:

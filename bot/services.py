@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters.audit import AuditLog
+from adapters.audit.chain import MIN_KEY_LENGTH
 from adapters.entra import GraphGroups
 from adapters.errors import AuthenticationFailed
 from adapters.router.arr import ArrRouter
@@ -78,6 +80,24 @@ def traffic_router(router: PairRouter) -> TrafficRouter:
     return ArrRouter(remote_shell(router.host), router.farm, host=router.host.name)
 
 
+class AuditKeyMissing(ValueError):
+    """The audit key is not in the environment (or too short); the message names the variable."""
+
+
+def audit_key(config: Config) -> bytes:
+    """The key the audit chain is written with, from `audit.key_env`; AuditKeyMissing if unset."""
+    name = config.audit.key_env
+    value = secret(name)
+    if value is None or len(value) < MIN_KEY_LENGTH:
+        what = "not set" if value is None else f"shorter than {MIN_KEY_LENGTH} characters"
+        raise AuditKeyMissing(
+            f"{name} {what}: the audit chain is keyed (HMAC-SHA-256); put a random key of "
+            f"{MIN_KEY_LENGTH}+ characters there (e.g. `openssl rand -hex 32`) and keep it: "
+            "`audit verify` needs it"
+        )
+    return value.encode("utf-8")
+
+
 def redactor_for(config: Config) -> Callable[[str], str]:
     return make_redactor(v for n in config.secret_env_names() if (v := secret(n)) is not None)
 
@@ -126,7 +146,10 @@ async def open_runtime(
 
     redact = redactor_for(config)
     store = await Store.open(at(config.paths.database))
-    audit = AuditLog(at(config.paths.audit_dir), config.tz, redact=redact)
+    key = audit_key(config)
+    audit = AuditLog(at(config.paths.audit_dir), config.tz, redact=redact, key=key)
+    # A log this key did not write last (first keyed start, a rotation) says so first.
+    await asyncio.to_thread(audit.ensure_keyed)
     timeline = Timeline(at(config.paths.timeline_dir), config.tz)
     smoke_dir = at(config.paths.smoke_logs_dir)
 

@@ -18,7 +18,7 @@ from tests.alert_helpers import (
     AlertBot,
     watch_config,
 )
-from tests.conftest import lab_config
+from tests.conftest import AUDIT_KEY, lab_config
 
 if TYPE_CHECKING:
     from lab.core import Lab
@@ -42,6 +42,7 @@ async def alert_bot(
     monkeypatch.setenv("MCMS_LAB_WINRM_PASSWORD", DEMO_PASSWORD)
     monkeypatch.setenv(OPSGENIE_KEY_ENV, OPSGENIE_KEY)
     monkeypatch.setenv("MCMS_GRAFANA_TOKEN", GRAFANA_TOKEN)
+    monkeypatch.setenv("MCMS_AUDIT_KEY", AUDIT_KEY)
     for name in ("MCMS_BOT_APP_ID", "MCMS_BOT_APP_PASSWORD", "MCMS_BOT_APP_TENANT_ID"):
         monkeypatch.delenv(name, raising=False)
     config = watch_config(lab_config(lab, tmp_path), fake_opsgenie.url)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.demo import DEMO_AUDIT_KEY
 from lab.core import Lab
 from lab.demo import DEMO_PASSWORD, DEMO_USERNAME
 from tests.lab_dr import point_dr_at_lab
@@ -208,6 +209,7 @@ def start_stack(lab: Lab, root: Path) -> Stack:
     env |= {
         "MCMS_LAB_WINRM_USER": DEMO_USERNAME,
         "MCMS_LAB_WINRM_PASSWORD": DEMO_PASSWORD,
+        "MCMS_AUDIT_KEY": DEMO_AUDIT_KEY,
         "PYTHONUNBUFFERED": "1",
     }
     try:

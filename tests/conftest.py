@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 import tomllib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -50,6 +51,9 @@ MEGAN = User("Megan Bowen", "00000000-0000-0000-0000-0000000000021", id="user-id
 ADELE = User("Adele Vance", "00000000-0000-0000-0000-0000000000022", id="user-id-2")
 STRANGER = User("Nobody Known", "00000000-0000-0000-0000-0000000000099", id="user-id-9")
 FOREIGN_TENANT = "99999999-0000-0000-0000-000000000009"
+# The audit chain's HMAC key in tests (MCMS_AUDIT_KEY); verify(dir, [AUDIT_KEY_BYTES]).
+AUDIT_KEY = "test-audit-key-0123456789abcdef0123456789"
+AUDIT_KEY_BYTES = AUDIT_KEY.encode()
 
 
 ConfigEdit = Callable[[dict[str, Any]], None]
@@ -271,6 +275,7 @@ async def chat(
 
     monkeypatch.setenv("MCMS_LAB_WINRM_USER", DEMO_USERNAME)
     monkeypatch.setenv("MCMS_LAB_WINRM_PASSWORD", DEMO_PASSWORD)
+    monkeypatch.setenv("MCMS_AUDIT_KEY", AUDIT_KEY)
     for name in ("MCMS_BOT_APP_ID", "MCMS_BOT_APP_PASSWORD", "MCMS_BOT_APP_TENANT_ID"):
         monkeypatch.delenv(name, raising=False)
     setup: ChatSetup = getattr(request, "param", None) or ChatSetup()
@@ -316,6 +321,11 @@ def card_texts(card: dict[str, Any]) -> list[str]:
 
     walk(card.get("body", []))
     return out
+
+
+def shown(text: str) -> str:
+    """`text` as Teams shows it: markdown backslash escapes (cards.plain) removed."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", text)
 
 
 def table_rows(card: dict[str, Any]) -> list[list[str]]:

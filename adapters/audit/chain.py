@@ -6,13 +6,23 @@ hash) and `.anchor` (the last line removed by retention, so the oldest kept line
 
 Invariant of every record: `seq` counts lines from 1 across all files without gaps, `prev` is
 the `hash` of the line with seq - 1 (the anchor's hash, or 64 zeros, for the first line) and
-`hash` = sha256 of the canonical JSON of the record without `hash`. Canonical = sorted keys,
-no spaces, UTF-8, so the same record always hashes the same after a JSON round trip.
+`hash` = HMAC-SHA-256, under the audit key, of the canonical JSON of the record without
+`hash`. Canonical = sorted keys, no spaces, UTF-8, so the same record always hashes the same
+after a JSON round trip. A keyed record names its key by `kid` (an HMAC of a constant under
+the key: it identifies the key without revealing it), so a rotated key's lines stay
+verifiable with the old key. Without the key nobody can write a line that verifies — not
+even someone who can rewrite every file, `.head` included.
+
+Lines written before the chain was keyed have no `kid` and `hash` = plain SHA-256: they stay
+verifiable (and are reported as unkeyed), but a keyed line may never be followed by an
+unkeyed one. The writer marks the switch with an `AuditKeyed` line, and a key change with
+`AuditKeyRotated`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import re
 from collections.abc import Mapping
@@ -29,6 +39,10 @@ ANCHOR_NAME = ".anchor"
 # Written by the writer when the log on disk does not continue what .head recorded, so a
 # truncation stays visible after the writer has moved on (verify reports it as `truncated`).
 TAIL_MISMATCH_EVENT = "AuditTailMismatch"
+KEYED_EVENT = "AuditKeyed"
+ROTATED_EVENT = "AuditKeyRotated"
+# A key shorter than this is a password, not a key.
+MIN_KEY_LENGTH = 32
 
 DAY_FILE = re.compile(r"^\d{4}-\d{2}-\d{2}\.jsonl$")
 _HASH = re.compile(r"^[0-9a-f]{64}$")
@@ -52,10 +66,17 @@ GENESIS = ChainPoint(file="", seq=0, hash=ZERO_HASH)
 
 @dataclass(frozen=True)
 class Head(ChainPoint):
-    """The last line the writer wrote; `lines` and `size` describe `file` right after it."""
+    """The last line the writer wrote; `lines` and `size` describe `file` right after it;
+    `kid` is the key that line was written with ("" when unkeyed or not recorded)."""
 
     lines: int
     size: int
+    kid: str = ""
+
+
+def key_id(key: bytes) -> str:
+    """The public name of a key: it tells which key wrote a line, and nothing of the key."""
+    return hmac.new(key, b"mcms-bot audit key id", hashlib.sha256).hexdigest()[:16]
 
 
 def canonical_json(value: Any) -> bytes:
@@ -64,10 +85,13 @@ def canonical_json(value: Any) -> bytes:
     ).encode("utf-8")
 
 
-def record_hash(record: Mapping[str, Any]) -> str:
-    """sha256 hex of the canonical JSON of `record` without its `hash` key."""
-    body = {k: v for k, v in record.items() if k != "hash"}
-    return hashlib.sha256(canonical_json(body)).hexdigest()
+def record_hash(record: Mapping[str, Any], key: bytes | None = None) -> str:
+    """HMAC-SHA-256 hex under `key` (plain SHA-256 without one: unkeyed lines) of the
+    canonical JSON of `record` without its `hash` key."""
+    body = canonical_json({k: v for k, v in record.items() if k != "hash"})
+    if key is None:
+        return hashlib.sha256(body).hexdigest()
+    return hmac.new(key, body, hashlib.sha256).hexdigest()
 
 
 def parse_record(raw: bytes) -> dict[str, Any] | str:
@@ -86,6 +110,8 @@ def parse_record(raw: bytes) -> dict[str, Any] | str:
             return f"no valid `{key}`"
     if not isinstance(value.get("event"), str) or not isinstance(value.get("ts"), str):
         return "no `event` or `ts`"
+    if "kid" in value and not isinstance(value["kid"], str):
+        return "no valid `kid`"
     return value
 
 
@@ -135,6 +161,7 @@ def read_head(directory: Path) -> Head | None:
             hash=str(value["hash"]),
             lines=int(value["lines"]),
             size=int(value["size"]),
+            kid=str(value.get("kid", "")),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ChainStateError(f"{HEAD_NAME} lacks a field ({exc})") from exc

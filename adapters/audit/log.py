@@ -8,6 +8,9 @@ continue what `.head` says (lines cut off, `.head` deleted or unreadable) the wr
 first appends an `AuditTailMismatch` line, so the damage stays visible after it moves on;
 a torn last line gets its newline first, so it stays one malformed line.
 Only structured values go in, and `redact` scrubs every string before it is hashed.
+With a key, each line is an HMAC (see chain.py); a writer whose key differs from the one
+the last line was written with (none before: the first keyed start) first writes an
+`AuditKeyed` / `AuditKeyRotated` line saying so.
 """
 
 from __future__ import annotations
@@ -27,12 +30,15 @@ from adapters.audit.chain import (
     ANCHOR_NAME,
     GENESIS,
     HEAD_NAME,
+    KEYED_EVENT,
     LOCK_NAME,
+    ROTATED_EVENT,
     TAIL_MISMATCH_EVENT,
     ChainPoint,
     ChainStateError,
     Head,
     day_files,
+    key_id,
     last_record,
     read_anchor,
     read_head,
@@ -103,6 +109,7 @@ class _Tail:
     lines: int
     torn: bool = False
     problem: dict[str, Any] | None = None
+    kid: str = ""  # the key of the line at `point` ("" when unkeyed)
 
 
 def _actor(actor: ActorLike | Mapping[str, str | None] | None) -> dict[str, str | None] | None:
@@ -132,11 +139,14 @@ class AuditLog:
         tz: ZoneInfo,
         redact: Callable[[str], str] | None = None,
         clock: Clock = utc_now,
+        key: bytes | None = None,
     ) -> None:
         self.directory = directory
         self._tz = tz
         self._redact = redact
         self._clock = clock
+        self._key = key
+        self._kid = key_id(key) if key is not None else ""
         self._thread_lock = threading.Lock()
 
     async def append(
@@ -217,9 +227,33 @@ class AuditLog:
             now = require_aware(self._clock(), "clock()")
             tail = self._resume()
             if tail.problem is not None:
-                _, tail = self._write(now, tail, TAIL_MISMATCH_EVENT, _marker_fields(tail))
+                _, tail = self._write(now, tail, TAIL_MISMATCH_EVENT, _marker_fields(tail.problem))
+            tail = self._mark_key_change(now, tail)
             record, _ = self._write(now, tail, event, fields)
         return record
+
+    def ensure_keyed(self) -> None:
+        """At start: if the log's last line was not written with this key, say so now (an
+        `AuditKeyed` or `AuditKeyRotated` line), so a keyed log always ends keyed."""
+        if self._key is None or not self.directory.is_dir():
+            return
+        with self._thread_lock, exclusive_lock(self.directory / LOCK_NAME):
+            now = require_aware(self._clock(), "clock()")
+            tail = self._resume()
+            if tail.problem is not None:
+                _, tail = self._write(now, tail, TAIL_MISMATCH_EVENT, _marker_fields(tail.problem))
+            self._mark_key_change(now, tail)
+
+    def _mark_key_change(self, now: datetime, tail: _Tail) -> _Tail:
+        if self._key is None or tail.file is None or tail.kid == self._kid:
+            return tail
+        marker, detail = (
+            (ROTATED_EVENT, {"previous_kid": tail.kid, "kid": self._kid})
+            if tail.kid
+            else (KEYED_EVENT, {"unkeyed_until_seq": tail.point.seq, "kid": self._kid})
+        )
+        _, tail = self._write(now, tail, marker, _marker_fields(detail, "keyed"))
+        return tail
 
     def _write(
         self, now: datetime, tail: _Tail, event: str, fields: dict[str, Any]
@@ -233,15 +267,19 @@ class AuditLog:
         ts_text = now.astimezone(UTC).isoformat(timespec="microseconds")
         body: dict[str, Any] = {"ts": ts_text, "seq": tail.point.seq + 1, "event": event}
         body.update(fields)
+        if self._key is not None:
+            body["kid"] = self._kid
         body["prev"] = tail.point.hash
-        body["hash"] = record_hash(body)
+        body["hash"] = record_hash(body, self._key)
         line = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
         # A torn last line gets its newline first, in the same write, so it stays one
         # (malformed) line instead of swallowing the start of this one.
         prefix = b"\n" if tail.torn and same_file else b""
         size = append_line(self.directory / name, prefix + line.encode("utf-8") + b"\n")
         lines = tail.lines + 1 if same_file else 1
-        head = Head(file=name, seq=body["seq"], hash=body["hash"], lines=lines, size=size)
+        head = Head(
+            file=name, seq=body["seq"], hash=body["hash"], lines=lines, size=size, kid=self._kid
+        )
         write_state(self.directory, HEAD_NAME, head)
         record = AuditRecord(
             file=name,
@@ -252,7 +290,7 @@ class AuditLog:
             prev=body["prev"],
             hash=body["hash"],
         )
-        return record, _Tail(point=head, file=name, lines=lines)
+        return record, _Tail(point=head, file=name, lines=lines, kid=self._kid)
 
     def _resume(self) -> _Tail:
         files = day_files(self.directory)
@@ -270,8 +308,13 @@ class AuditLog:
             and newest.name == head.file
             and newest.stat().st_size == head.size
         ):
-            return _Tail(point=head, file=head.file, lines=head.lines)
+            return _Tail(point=head, file=head.file, lines=head.lines, kid=head.kid)
         return _slow_resume(self.directory, files, head, None)
+
+    @property
+    def key_id(self) -> str:
+        """The id of the key this writer signs with ("" when unkeyed)."""
+        return self._kid
 
 
 def _anchor_or_genesis(directory: Path) -> ChainPoint:
@@ -286,6 +329,7 @@ def _slow_resume(
 ) -> _Tail:
     """Find the real tail on disk and judge whether it continues what `.head` recorded."""
     point: ChainPoint | None = None
+    kid = ""
     newest, lines, torn = (files[-1].name if files else None), 0, False
     for path in reversed(files):
         data = path.read_bytes()
@@ -295,6 +339,7 @@ def _slow_resume(
         record = last_record(data)
         if record is not None:
             point = ChainPoint(file=path.name, seq=record["seq"], hash=record["hash"])
+            kid = str(record.get("kid", ""))
             break
     if point is None:
         point = _anchor_or_genesis(directory)
@@ -308,7 +353,7 @@ def _slow_resume(
     # A torn last line is no reason for a marker: it stays in the file as its own (malformed)
     # line, which verify names.
     if reason is None:
-        return _Tail(point=point, file=newest, lines=lines, torn=torn)
+        return _Tail(point=point, file=newest, lines=lines, torn=torn, kid=kid)
     # Continue seq after what .head promised so the cut-off lines show as a gap.
     seq = max(point.seq, head.seq if head is not None else 0)
     problem: dict[str, Any] = {
@@ -317,7 +362,7 @@ def _slow_resume(
         "found": {"file": point.file, "seq": point.seq, "hash": point.hash},
     }
     resumed = ChainPoint(file=point.file, seq=seq, hash=point.hash)
-    return _Tail(point=resumed, file=newest, lines=lines, torn=torn, problem=problem)
+    return _Tail(point=resumed, file=newest, lines=lines, torn=torn, problem=problem, kid=kid)
 
 
 def _head_is_prefix(directory: Path, head: Head) -> bool:
@@ -332,16 +377,16 @@ def _head_is_prefix(directory: Path, head: Head) -> bool:
     return record is not None and record["hash"] == head.hash and record["seq"] == head.seq
 
 
-def _marker_fields(tail: _Tail) -> dict[str, Any]:
+def _marker_fields(detail: dict[str, Any], status: str = "problem") -> dict[str, Any]:
     return {
         "environment": None,
         "request_id": None,
         "run_id": None,
         "actor": None,
         "step": None,
-        "status": "problem",
+        "status": status,
         "duration_ms": None,
-        "detail": tail.problem,
+        "detail": detail,
     }
 
 

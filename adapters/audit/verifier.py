@@ -11,14 +11,22 @@ Rules (format in audit_chain.py), each problem is reported once, at the line it 
 - edited: a record whose content no longer matches its hash, or whose hash is not the one
   the next line (or `.head`) links to (rewritten and re-hashed);
 - truncated: the log ends before the line `.head` records, `.head` is missing or unreadable,
-  or the writer left an `AuditTailMismatch` line because it found the tail cut.
+  or the writer left an `AuditTailMismatch` line because it found the tail cut;
+- key: a keyed line whose key was not given (the current key and any previous ones are
+  needed to verify a log that lived through a rotation);
+- published: a head hash published outside the box (`--against FILE`) that the log no longer
+  has at that seq — the log was rewritten after it was published, key or not.
+Unkeyed lines (written before the chain was keyed) are checked with plain SHA-256 and
+counted; an unkeyed line after a keyed one is `edited` (whoever wrote it had no key).
 """
 
 from __future__ import annotations
 
 import bisect
+import re
 import sys
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -27,11 +35,13 @@ from adapters.audit.chain import (
     ANCHOR_NAME,
     GENESIS,
     HEAD_NAME,
+    MIN_KEY_LENGTH,
     TAIL_MISMATCH_EVENT,
     ChainPoint,
     ChainStateError,
     Head,
     day_files,
+    key_id,
     parse_record,
     read_anchor,
     read_head,
@@ -39,7 +49,11 @@ from adapters.audit.chain import (
     split_lines,
 )
 
-ProblemKind = Literal["edited", "deleted", "inserted", "reordered", "malformed", "truncated"]
+ProblemKind = Literal[
+    "edited", "deleted", "inserted", "reordered", "malformed", "truncated", "key", "published"
+]
+# A published head as the bot writes it (Teams post, app log): "seq 123 hash <64 hex>".
+PUBLISHED_HEAD = re.compile(r"\bseq[ =:]+(\d+)\W+hash[ =:]+([0-9a-f]{64})\b")
 
 
 class Problem(NamedTuple):
@@ -60,10 +74,17 @@ class VerifyReport:
     files: int
     problems: tuple[Problem, ...]
     last: ChainPoint | None
+    unkeyed: int = 0  # lines written before the chain was keyed (plain SHA-256)
+    published_checked: int = 0  # published heads found in the log as published
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+def published_heads(text: str) -> list[tuple[int, str]]:
+    """Every "seq N hash H" in `text` (a saved Teams thread, the app log...), in order."""
+    return [(int(seq), digest) for seq, digest in PUBLISHED_HEAD.findall(text)]
 
 
 @dataclass(frozen=True)
@@ -76,6 +97,7 @@ class _Entry:
     self_ok: bool = False
     # The record's own seq, unless it fails its hash and the chain shows where it belongs.
     seq: int = 0
+    kid: str = ""  # "" for an unkeyed line
 
     @property
     def hash(self) -> str:
@@ -92,8 +114,14 @@ class _Entry:
         return f"{self.file}:{self.line}"
 
 
-def verify(directory: Path) -> VerifyReport:
-    """Check every line of every day file in `directory` against the chain and `.head`."""
+def verify(
+    directory: Path,
+    keys: Sequence[bytes] = (),
+    published: Sequence[tuple[int, str]] = (),
+) -> VerifyReport:
+    """Check every line of every day file in `directory` against the chain and `.head`;
+    keyed lines with `keys` (current and previous), and the chain against `published` heads."""
+    keyring = {key_id(k): k for k in keys}
     problems: list[Problem] = []
     try:
         anchor = read_anchor(directory)
@@ -107,8 +135,19 @@ def verify(directory: Path) -> VerifyReport:
         head_error = None
     except ChainStateError as exc:
         head, head_error = None, str(exc)
-    entries = _read(files)
+    entries = _read(files, keyring)
     problems += [Problem(e.file, e.line, "malformed", e.error) for e in entries if e.error]
+    problems += [
+        Problem(
+            e.file,
+            e.line,
+            "key",
+            f"written with key {e.kid}, which was not given: set the audit key it was written "
+            "with (the current one, or a previous one after a rotation)",
+        )
+        for e in entries
+        if e.record is not None and e.kid and e.kid not in keyring
+    ]
     records = _place_edited([e for e in entries if e.record is not None], head)
     chain, strays = _split_inserted(records, anchor)
     problems += strays
@@ -121,6 +160,16 @@ def verify(directory: Path) -> VerifyReport:
         if not e.self_ok
     ]
     problems += _against_head(head, head_error, by_seq, entries)
+    problems += _unkeyed_after_keyed(by_seq)
+    if keyring and by_seq and not by_seq[-1].kid:
+        end = by_seq[-1]
+        msg = (
+            "the log ends with an unkeyed line: a keyed bot marks its key at start, so its "
+            "keyed lines were replaced (or the bot never ran with the key here)"
+        )
+        problems.append(Problem(end.file, end.line, "key", msg))
+    against, checked = _against_published(published, by_seq, anchor)
+    problems += against
     last = by_seq[-1] if by_seq else None
     return VerifyReport(
         directory=directory,
@@ -128,10 +177,59 @@ def verify(directory: Path) -> VerifyReport:
         files=len(files),
         problems=tuple(sorted(problems, key=lambda p: (p.file, p.line, p.kind))),
         last=None if last is None else ChainPoint(last.file, last.seq, last.hash),
+        unkeyed=sum(1 for e in by_seq if not e.kid),
+        published_checked=checked,
     )
 
 
-def _read(files: list[Path]) -> list[_Entry]:
+def _unkeyed_after_keyed(by_seq: list[_Entry]) -> list[Problem]:
+    keyed_at: _Entry | None = None
+    problems = []
+    for e in by_seq:
+        if e.kid:
+            keyed_at = keyed_at or e
+        elif keyed_at is not None:
+            msg = (
+                f"an unkeyed line after the chain was keyed (at {keyed_at.where}): written by "
+                "someone without the audit key"
+            )
+            problems.append(Problem(e.file, e.line, "edited", msg))
+    return problems
+
+
+def _against_published(
+    published: Sequence[tuple[int, str]], by_seq: list[_Entry], anchor: ChainPoint
+) -> tuple[list[Problem], int]:
+    at = {e.seq: e for e in by_seq}
+    last_seq = by_seq[-1].seq if by_seq else anchor.seq
+    problems, checked = [], 0
+    for seq, digest in published:
+        entry = at.get(seq)
+        if entry is None:
+            if seq > last_seq:
+                msg = (
+                    f"a head was published for seq {seq} ({digest[:16]}…), "
+                    f"the log ends at {last_seq}"
+                )
+                where = by_seq[-1] if by_seq else None
+                problems.append(
+                    Problem(
+                        where.file if where else "", where.line if where else 0, "published", msg
+                    )
+                )
+            continue  # pruned by retention (or in a hole already reported): nothing to compare
+        if entry.hash != digest:
+            msg = (
+                f"rewritten after its head was published: seq {seq} was published as "
+                f"{digest[:16]}…, the log now says {entry.hash[:16]}…"
+            )
+            problems.append(Problem(entry.file, entry.line, "published", msg))
+        else:
+            checked += 1
+    return problems, checked
+
+
+def _read(files: list[Path], keyring: dict[str, bytes]) -> list[_Entry]:
     entries: list[_Entry] = []
     for path in files:
         try:
@@ -145,8 +243,14 @@ def _read(files: list[Path]) -> list[_Entry]:
             if isinstance(parsed, str):
                 entries.append(_Entry(len(entries), path.name, number, None, parsed))
                 continue
-            ok = record_hash(parsed) == parsed["hash"]
-            entries.append(_Entry(len(entries), path.name, number, parsed, None, ok, parsed["seq"]))
+            kid = str(parsed.get("kid", ""))
+            if kid and kid not in keyring:
+                ok = True  # cannot be checked: reported as a `key` problem instead
+            else:
+                ok = record_hash(parsed, keyring.get(kid) if kid else None) == parsed["hash"]
+            entries.append(
+                _Entry(len(entries), path.name, number, parsed, None, ok, parsed["seq"], kid)
+            )
         if fragment:
             error = "incomplete last line (torn write or cut file)"
             entries.append(_Entry(len(entries), path.name, len(lines) + 1, None, error))
@@ -324,12 +428,20 @@ def _against_head(
 def format_report(report: VerifyReport) -> str:
     """The report as the CLI prints it: a verdict line, then one line per problem."""
     where = f"Audit log {report.directory}"
+    notes = ""
+    if report.unkeyed:
+        notes += (
+            f" {report.unkeyed} line(s) were written before the chain was keyed (plain "
+            "SHA-256: provable only against published heads)."
+        )
+    if report.published_checked:
+        notes += f" {report.published_checked} published head(s) match."
     if report.ok:
         if report.last is None:
             return f"{where}: OK — no lines yet."
         return (
             f"{where}: OK — {report.lines} lines in {report.files} file(s); chain intact "
-            f"to seq {report.last.seq} (hash {report.last.hash[:16]}…)."
+            f"to seq {report.last.seq} (hash {report.last.hash[:16]}…).{notes}"
         )
     out = [
         f"{where}: FAILED — {len(report.problems)} problem(s) in {report.lines} lines, "
@@ -339,18 +451,41 @@ def format_report(report: VerifyReport) -> str:
     return "\n".join(out)
 
 
-def main_verify(directory: Path) -> int:
+def main_verify(
+    directory: Path,
+    keys: Sequence[bytes],
+    against: Path | None = None,
+) -> int:
     """`mcms-bot audit verify`: print the report; the exit status.
 
     0: intact; 1: damage found (the report names each line); 2: nothing could be checked
-    (no such directory, a file unreadable) — so a script never mistakes "cannot read" for
-    "tampered", nor either for "intact".
+    (no such directory, a file unreadable, no usable key, no head in `against`) — so a
+    script never mistakes "cannot read" for "tampered", nor either for "intact".
     """
     if not directory.is_dir():
         print(f"Audit log {directory}: no such directory (check paths.audit_dir)", file=sys.stderr)
         return 2
+    if any(len(k) < MIN_KEY_LENGTH for k in keys):
+        print(
+            f"an audit key is shorter than {MIN_KEY_LENGTH} characters: not the bot's key",
+            file=sys.stderr,
+        )
+        return 2
+    published: list[tuple[int, str]] = []
+    if against is not None:
+        try:
+            published = published_heads(against.read_text(encoding="utf-8", errors="replace"))
+        except OSError as exc:
+            print(f"cannot read {against}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+        if not published:
+            print(
+                f"{against}: no published head (a line with `seq N hash <64 hex>`) found",
+                file=sys.stderr,
+            )
+            return 2
     try:
-        report = verify(directory)
+        report = verify(directory, keys, published)
     except OSError as exc:
         where = exc.filename or directory
         print(f"Audit log {directory}: cannot read {where}: {exc.strerror or exc}", file=sys.stderr)

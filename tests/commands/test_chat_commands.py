@@ -10,7 +10,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from adapters.audit import verify
-from tests.conftest import ADELE, FOREIGN_TENANT, MEGAN, STRANGER, card_texts, table_rows
+from tests.conftest import (
+    ADELE,
+    AUDIT_KEY_BYTES,
+    FOREIGN_TENANT,
+    MEGAN,
+    STRANGER,
+    card_texts,
+    shown,
+    table_rows,
+)
 from tests.teams_factory import CHANNEL_THREAD
 
 if TYPE_CHECKING:
@@ -97,7 +106,7 @@ async def test_status_lab_reads_the_host_over_winrm(chat: Chat) -> None:
     assert "Run in progress: none" in facts
     host_row = table_rows(card)[1]
     assert host_row[:4] == [chat.lab.host_for("Lab"), "Started", "Started", "Running"]
-    assert host_row[4].endswith("\\1.4.2")
+    assert shown(host_row[4]).endswith("\\1.4.2")
     assert chat.lab.winrm_requests(chat.lab.host_for("Lab")) > 0
 
 
@@ -126,7 +135,7 @@ async def test_status_names_an_unreachable_host_instead_of_failing(chat: Chat) -
     await chat.say("status Lab")
     row = table_rows(chat.cards[-1])[1]
     assert row[1] == "unreachable"
-    assert host in row[4] and "lab-password" not in row[4]
+    assert host in shown(row[4]) and "lab-password" not in shown(row[4])
 
 
 async def test_channel_mention_is_answered_in_its_thread(chat: Chat) -> None:
@@ -204,4 +213,4 @@ async def test_every_command_and_refusal_is_audited_in_a_valid_chain(chat: Chat)
         "name": "Alex Wilber",
         "aad_object_id": "00000000-0000-0000-0000-0000000000020",
     }
-    assert verify(Path(chat.config.paths.audit_dir)).ok
+    assert verify(Path(chat.config.paths.audit_dir), [AUDIT_KEY_BYTES]).ok

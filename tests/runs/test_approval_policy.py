@@ -282,3 +282,12 @@ async def test_group_membership_is_asked_of_graph_and_fails_closed(
     assert fake_graph.token_requests == 1
     refused = [e for e in audit_events(chat) if e["event"] == "DecisionRefused"]
     assert [e["status"] for e in refused] == ["GroupLookupFailed"]
+
+
+async def test_a_display_name_cannot_put_a_link_into_the_approval_card(chat: Chat) -> None:
+    evil = User("[Approve here](https://evil.example)", ALEX.aad_object_id, id=ALEX.id)
+
+    await chat.say("rollback Lab", user=evil)
+
+    fact = next(t for t in card_texts(chat.cards[-1]) if t.startswith("Requested by"))
+    assert r"\[Approve here\]\(https\:\/\/evil\.example\)" in fact

@@ -23,7 +23,7 @@ import aiohttp
 import pytest
 
 from adapters.audit import verify
-from tests.conftest import DEMO_CONFIG
+from tests.conftest import AUDIT_KEY, AUDIT_KEY_BYTES, DEMO_CONFIG
 from tests.teams_factory import make_invoke, make_message
 
 if TYPE_CHECKING:
@@ -79,7 +79,10 @@ class BotProcess:
 
     async def start(self) -> None:
         env = dict(
-            os.environ, MCMS_LAB_WINRM_USER="lab-admin", MCMS_LAB_WINRM_PASSWORD="lab-password"
+            os.environ,
+            MCMS_LAB_WINRM_USER="lab-admin",
+            MCMS_LAB_WINRM_PASSWORD="lab-password",
+            MCMS_AUDIT_KEY=AUDIT_KEY,
         )
         for name in ("MCMS_BOT_APP_ID", "MCMS_BOT_APP_PASSWORD", "MCMS_BOT_APP_TENANT_ID"):
             env.pop(name, None)
@@ -203,7 +206,7 @@ async def test_sigkill_mid_rollback_is_interrupted_told_and_unlocked_after_resta
     assert db_row(db, "SELECT * FROM env_locks") is None
     progress_edits = [c for c in fake_connector.calls[before:] if c.method == "PUT"]
     assert progress_edits and "interrupted" in str(progress_edits[-1].body)
-    report = verify(tmp_path / "logs" / "deploy" / "notifications")
+    report = verify(tmp_path / "logs" / "deploy" / "notifications", [AUDIT_KEY_BYTES])
     assert report.ok, report.problems
     events = (tmp_path / "logs" / "deploy" / "notifications").glob("*.jsonl")
     assert any('"event":"Interrupted"' in p.read_text().replace(" ", "") for p in events)

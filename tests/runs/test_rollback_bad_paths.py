@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from adapters.audit import verify
-from tests.conftest import ADELE, MEGAN, card_texts, table_rows
+from tests.conftest import ADELE, AUDIT_KEY_BYTES, MEGAN, card_texts, table_rows
 from tests.runs.test_rollback_flow import audit_events, request_rollback, run_events
 from tests.teams_factory import make_invoke
 
@@ -275,7 +275,7 @@ async def test_audit_chain_stays_valid_through_every_bad_path(chat: Chat) -> Non
     await chat.click("approve", card, user=MEGAN)
     await chat.click("approve", card, data={"verb": "approve"})
     await chat.click("reject", card)
-    assert verify(Path(chat.config.paths.audit_dir)).ok
+    assert verify(Path(chat.config.paths.audit_dir), [AUDIT_KEY_BYTES]).ok
 
 
 def _ids(data: dict[str, Any]) -> str:

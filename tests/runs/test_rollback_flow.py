@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from adapters.audit import verify
-from tests.conftest import card_texts, table_rows
+from tests.conftest import AUDIT_KEY_BYTES, card_texts, table_rows
 
 if TYPE_CHECKING:
     from tests.conftest import Chat
@@ -108,7 +108,7 @@ async def test_rollback_lab_end_to_end(chat: Chat) -> None:
     ]
     assert names.index("RolledBack") < names.index("Deployed")
     assert names.count("StepStarted") == 13 and "StepFailed" not in names
-    assert verify(Path(chat.config.paths.audit_dir)).ok
+    assert verify(Path(chat.config.paths.audit_dir), [AUDIT_KEY_BYTES]).ok
 
     # The history knows what is current now, and that its smoke passed.
     current = await chat.store.current_deployment("Lab")

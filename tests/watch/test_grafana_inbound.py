@@ -157,3 +157,48 @@ async def test_nobody_subscribed_is_accepted_with_a_note_saying_how(chat: Chat, 
     assert status == 202 and body["queued"] == []
     assert "`subscribe ENVIRONMENT`" in body["note"] and "Lab" in body["note"]
     assert chat.connector.calls == []
+
+
+INJECTION = (
+    "[Reset your password](https://evil.example/login) **now** <at>Megan</at>\n- www.evil.example"
+)
+
+
+def unescaped(text: str, char: str) -> int:
+    """How many `char` in `text` markdown would read as syntax (not after a backslash)."""
+    count, backslashes = 0, 0
+    for c in text:
+        if c == char and backslashes % 2 == 0:
+            count += 1
+        backslashes = backslashes + 1 if c == "\\" else 0
+    return count
+
+
+async def test_grafana_text_cannot_inject_links_or_formatting_into_the_card(
+    chat: Chat, token: str
+) -> None:
+    await chat.say("subscribe Lab")
+    payload = copy.deepcopy(FIRING)
+    alert = payload["alerts"][0]
+    alert["labels"]["alertname"] = "SLA](https://evil.example)"
+    alert["annotations"] = {"summary": INJECTION, "description": INJECTION}
+    alert["valueString"] = INJECTION
+
+    status, _ = await post(chat, payload, f"Bearer {token}")
+
+    assert status == 202
+    card = (await cards_after(chat, 2))[-1].body["attachments"][0]["content"]
+    texts = card_texts(card)
+    injected = [t for t in texts if "evil" in t]
+    assert len(injected) >= 4  # title, summary, description, values: all shown...
+    for text in injected:  # ...and all inert
+        inner = text.removeprefix("**").removesuffix("**")
+        for char in "[]*_<>":  # a link needs [ ]; the title wraps the name in our own ( )
+            assert unescaped(inner, char) == 0, (char, text)
+        assert "://" not in inner and "www.evil" not in inner and "\n" not in inner
+    # The only links are Grafana's own buttons.
+    assert {a["url"] for a in card["actions"]} <= {
+        FIRING["alerts"][0]["panelURL"],
+        FIRING["alerts"][0]["dashboardURL"],
+        FIRING["alerts"][0]["generatorURL"],
+    }

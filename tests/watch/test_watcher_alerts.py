@@ -18,7 +18,7 @@ import pytest
 from adapters.audit import verify
 from bot.server import QUEUE_KEY
 from tests.alert_helpers import OPSGENIE_KEY, lab_runs, watch_config
-from tests.conftest import card_texts, table_rows
+from tests.conftest import AUDIT_KEY_BYTES, card_texts, table_rows
 from tests.teams_factory import PERSONAL_CONVERSATION
 
 if TYPE_CHECKING:
@@ -119,7 +119,7 @@ async def test_health_down_alerts_once_survives_a_restart_and_recovers_once(
     resolved = await chat.store.get_alert(alert.id)
     assert resolved is not None and resolved.state == "resolved"
     assert resolved.opsgenie_state == "closed"
-    assert verify(Path(chat.config.paths.audit_dir)).ok
+    assert verify(Path(chat.config.paths.audit_dir), [AUDIT_KEY_BYTES]).ok
 
 
 @pytest.mark.parametrize("mode", ["error", "hang"])

@@ -16,7 +16,7 @@ COMPILE := $(LOCK_TOOLS)/bin/pip-compile --quiet --generate-hashes --allow-unsaf
 	--strip-extras --build-deps-for=wheel --build-deps-for=editable \
 	--no-emit-index-url --no-emit-find-links
 
-.PHONY: run test lint typecheck pytest lock dist clean
+.PHONY: run test lint typecheck pytest fuzz lock dist clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -60,6 +60,12 @@ lock: | $(BIN)/python
 # The wheel an operator installs (README "Install in Teams"): dist/mcms_bot-VERSION-py3-none-any.whl
 dist: $(RUN_STAMP)
 	$(BIN)/python -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir dist .
+
+# The fuzz campaign at full strength: 10,000+ generated activities and invokes through the
+# real endpoint (`make test` runs a bounded few hundred); prints the count and the time.
+FUZZ_EXAMPLES ?= 10000
+fuzz: $(TEST_STAMP)
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -p no:cacheprovider -s tests/fuzz
 
 clean:
 	rm -rf $(VENV) var logs artifacts docs/logs build dist

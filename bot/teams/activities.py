@@ -196,7 +196,10 @@ class TeamsBot(ActivityHandler):  # type: ignore[misc]
     async def on_invoke_activity(self, turn_context: TurnContext) -> Any:
         activity = turn_context.activity
         if activity.name != CARD_ACTION_INVOKE:
-            return await super().on_invoke_activity(turn_context)
+            # botbuilder answers 501 for every other invoke (sign-in, search, task modules,
+            # any made-up name): a 5xx invites the channel to resend. We serve none of them.
+            error = CardActionError("NotSupported", "This bot only handles card buttons.")
+            return InvokeResponse(status=400, body=invoke_body(error))
         # The raw dict, not botbuilder's AdaptiveCardInvokeValue: that model drops `trigger`
         # and its validation is what answers 500 for non-Execute actions (notes, bug 2).
         # A refresh ("automatic" trigger) is told apart by its own verb.

@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 # Headers a reverse proxy adds: a request carrying one did not start on this machine.
 FORWARDING_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Real-IP")
 
+# No Teams activity nests anywhere near this deep (card data is a few levels).
+MAX_DEPTH = 32
+
 RefusalHook = Callable[[Refusal, Any], Awaitable[None]]
 """Told about each activity refused after authentication (refusal, botbuilder activity)."""
 
@@ -69,6 +72,19 @@ async def _on_turn_error(turn_context: TurnContext, error: Exception) -> None:
             await turn_context.send_activity(apology(correlation_id))
     except Exception:
         log.exception("could not send the apology", extra=fields)
+
+
+def _deeper_than(value: object, limit: int) -> bool:
+    """True when `value` nests dicts/lists more than `limit` levels (iterative: no recursion)."""
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            if depth >= limit:
+                return True
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _activity_problem(body: object) -> str | None:
@@ -123,6 +139,11 @@ class TeamsEndpoint:
             body = await request.json()
         except (ValueError, UnicodeDecodeError):
             return _problem(400, "the body is not JSON")
+        except RecursionError:  # json.loads on "[[[[…" thousands deep (found by tests/fuzz)
+            return _problem(400, f"the body nests deeper than {MAX_DEPTH} levels")
+        if _deeper_than(body, MAX_DEPTH):
+            # Every later step (msrest, our card parsing, the audit's JSON) recurses too.
+            return _problem(400, f"the body nests deeper than {MAX_DEPTH} levels")
         problem = _activity_problem(body)
         if problem is not None:
             return _problem(400, problem)

@@ -484,3 +484,33 @@ def test_local_mode_refuses_an_app_id_in_the_environment(monkeypatch: pytest.Mon
 
     with pytest.raises(AuthConfigError, match=TEAMS.app_id_env):
         make_app(TEAMS, EchoDispatcher(), mode="local")
+
+
+# -- found by the fuzz campaign (tests/fuzz) ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["[" * 100_000 + "]" * 100_000, '{"type": "message", "value": ' + "[" * 40 + "]" * 40 + "}"],
+    ids=["deeper-than-json-can-parse", "deeper-than-any-activity"],
+)
+async def test_deeply_nested_json_is_a_400_not_a_500(bot: Bot, body: str) -> None:
+    response = await bot.client.post(
+        "/api/messages", data=body, headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status == 400 and "nests deeper" in (await response.json())["error"]
+    assert bot.dispatcher.invocations == []
+
+
+@pytest.mark.parametrize("name", ["task/fetch", "signin/verifyState", "composeExtension/query", ""])
+async def test_an_invoke_the_bot_does_not_serve_is_a_400_not_botbuilders_501(
+    bot: Bot, name: str
+) -> None:
+    activity = make_invoke("approve", {})
+    activity["name"] = name
+
+    status, body = await bot.send(activity)
+
+    assert status == 400 and body["statusCode"] == 400
+    assert bot.actions.calls == []

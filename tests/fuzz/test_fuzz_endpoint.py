@@ -1,0 +1,131 @@
+"""The fuzz campaign: generated activities and invoke payloads through the real endpoint.
+
+Every body goes through aiohttp, our body checks, botbuilder's CloudAdapter, admission,
+the TeamsBot, the dispatcher or the card handlers — the `chat` fixture's whole bot, in local
+mode, over the lab. After each: the answer is 2xx or 4xx, never 5xx, and no WinRM request
+reached a lab host. After all of them: the store holds exactly what it held before (the
+requests, runs, approvals, locks, history, subscriptions, alerts...), only loopback
+serviceUrls of the allowed tenant were kept, the lab's hosts are as they were, and the audit
+chain — the one thing that grew — verifies.
+
+`make test` runs FUZZ_EXAMPLES (default 250) of them; `make fuzz` runs 10,000+ and prints
+the count and the time.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from adapters.audit import verify
+from tests.conftest import AUDIT_KEY_BYTES, TENANT, ChatSetup
+from tests.fuzz.strategies import activities
+
+if TYPE_CHECKING:
+    from tests.conftest import Chat
+
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "250"))
+# The state a fuzzed request must not change (conversation_refs: see the check below).
+TABLES = (
+    "requests", "runs", "steps", "approvals", "deployments", "env_locks", "subscriptions",
+    "watch_state", "alerts", "smoke_results",
+)  # fmt: skip
+
+
+def campaign_config(raw: dict[str, Any]) -> None:
+    """The watcher would write smoke results on its own schedule: off, so any change is
+    ours. The database and the audit live in memory (/dev/shm) where there is one: the
+    campaign is about what the bot answers, and 10,000 fsyncs would only measure the disk."""
+    for env in raw["environments"].values():
+        env["watch"] = {**env.get("watch", {}), "enabled": False}
+    if Path("/dev/shm").is_dir():
+        memory = Path(tempfile.mkdtemp(prefix="mcms-fuzz-", dir="/dev/shm"))
+        raw["paths"]["database"] = str(memory / "mcms-bot.db")
+        raw["paths"]["audit_dir"] = str(memory / "notifications")
+
+
+@dataclass
+class Campaign:
+    chat: Chat
+    request_id: str
+    before: dict[str, list[tuple[Any, ...]]]
+    winrm: int
+    lab_state: dict[str, Any]
+    sent: int = 0
+    statuses: dict[int, int] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+
+
+async def snapshot(chat: Chat) -> dict[str, list[tuple[Any, ...]]]:
+    out = {}
+    for table in TABLES:
+        rows = await chat.store._rows(f"SELECT * FROM {table} ORDER BY 1")  # noqa: S608
+        out[table] = [tuple(r) for r in rows]
+    return out
+
+
+@pytest.fixture
+async def campaign(chat: Chat) -> AsyncIterator[Campaign]:
+    """A pending approval to forge clicks against, then the baseline of everything."""
+    reply = await chat.say("rollback Lab")
+    request_id = reply.text.split("(")[-1].rstrip(").")
+    await chat.settle()
+    lab_state = {h: chat.lab.state(h) for h in chat.lab.hosts}
+    state = Campaign(chat, request_id, await snapshot(chat), chat.winrm_requests(), lab_state)
+    yield state
+    await chat.settle()
+    elapsed = time.monotonic() - state.started
+    print(
+        f"\nfuzz: {state.sent} generated activities/invokes through POST /api/messages in "
+        f"{elapsed:.1f} s ({state.sent / max(elapsed, 1e-9):.0f}/s); HTTP statuses "
+        f"{dict(sorted(state.statuses.items()))}"
+    )
+    assert state.sent >= EXAMPLES, f"only {state.sent} of {EXAMPLES} examples ran"
+    assert await snapshot(chat) == state.before
+    assert chat.winrm_requests() == state.winrm
+    assert {h: chat.lab.state(h) for h in chat.lab.hosts} == state.lab_state
+    for ref in await chat.store._rows("SELECT service_url, tenant_id FROM conversation_refs"):
+        assert ref["service_url"] == chat.connector.url and ref["tenant_id"] == TENANT
+    audit_dir = Path(chat.config.paths.audit_dir)
+    assert verify(audit_dir, [AUDIT_KEY_BYTES]).ok
+    if audit_dir.parent.name.startswith("mcms-fuzz-"):
+        shutil.rmtree(audit_dir.parent, ignore_errors=True)
+
+
+@pytest.mark.parametrize("chat", [ChatSetup(tweak=campaign_config)], indirect=True)
+# One bot for the whole campaign: the fixture is set up once, before the first example (so
+# the function-scoped-fixture health check does not apply: that sharing is the point).
+@pytest.mark.timeout(max(120, EXAMPLES // 4))
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
+@given(data=st.data())
+async def test_no_generated_activity_gets_a_5xx_reaches_a_host_or_changes_state(
+    campaign: Campaign, data: st.DataObject
+) -> None:
+    chat = campaign.chat
+    body = data.draw(activities(chat.connector.url, campaign.request_id))
+    raw = json.dumps(body, ensure_ascii=data.draw(st.booleans()))
+    response = await chat.client.post(  # a stream: aiohttp warns about big raw bodies
+        "/api/messages", data=io.BytesIO(raw.encode()), headers={"Content-Type": "application/json"}
+    )
+    campaign.sent += 1
+    campaign.statuses[response.status] = campaign.statuses.get(response.status, 0) + 1
+    text = await response.text()
+    assert response.status < 500, (response.status, text[:300], raw[:2000])
+    assert chat.winrm_requests() == campaign.winrm, raw[:2000]

@@ -117,6 +117,8 @@ class FakeConnector:
         """Listen on a free loopback port; over HTTPS with `ssl_context` (a server context)."""
         self._changed = asyncio.Condition()
         app = web.Application()
+        if ssl_context is not None:
+            app.on_response_prepare.append(_close_after)
         base = "/v3/conversations"
         app.router.add_post(base, self._create_conversation)
         app.router.add_post(base + "/{conversation_id}/activities", self._activity)
@@ -188,6 +190,14 @@ class FakeConnector:
         await self._record(request, 200)
         n = next(self._ids)
         return web.json_response({"id": f"conv-{n}", "activityId": f"fake-{n}"})
+
+
+async def _close_after(request: web.Request, response: web.StreamResponse) -> None:
+    # botbuilder's requests sessions are never closed: with keep-alive their TLS sockets
+    # linger until some later test's garbage collection warns about them. "Connection:
+    # close" makes the client close each socket when its answer is read.
+    response.force_close()
+    response.headers["Connection"] = "close"
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ the same way. Every refusal is reported for the audit, and nothing reaches a com
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -261,3 +262,44 @@ def test_check_config_refuses_local_mode_on_a_public_host(tmp_path: Path) -> Non
 
     assert done.returncode == 1
     assert "server: " in done.stderr and "must be loopback" in done.stderr
+
+
+class _Transport:
+    """The peer an aiohttp request reports as `request.remote`."""
+
+    def __init__(self, peer: str) -> None:
+        self._peer = peer
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return (self._peer, 40000) if name == "peername" else default
+
+
+@pytest.mark.parametrize(
+    ("peer", "headers", "direct"),
+    [
+        ("127.0.0.1", {}, True),
+        ("::1", {}, True),
+        ("192.0.2.7", {}, False),
+        ("10.1.2.3", {}, False),
+        ("127.0.0.1", {"X-Forwarded-For": "203.0.113.9"}, False),
+        ("127.0.0.1", {"X-Real-IP": "203.0.113.9"}, False),
+    ],
+)
+async def test_healthz_tells_the_mode_only_to_this_machine(
+    peer: str, headers: dict[str, str], direct: bool
+) -> None:
+    from aiohttp.test_utils import make_mocked_request
+
+    from bot.teams.app import MODE_KEY, _healthz
+    from bot.teams.endpoint import is_direct_loopback
+
+    app = make_app(TEAMS, EchoDispatcher(), mode="local")
+    request = make_mocked_request(
+        "GET", "/healthz", headers=headers, app=app, transport=_Transport(peer)
+    )
+    assert app[MODE_KEY] == "local"
+
+    body = json.loads((await _healthz(request)).text or "{}")
+
+    assert is_direct_loopback(request) is direct
+    assert body == ({"status": "ok", "mode": "local"} if direct else {"status": "ok"})

@@ -282,14 +282,18 @@ async def test_rapid_updates_of_one_message_are_coalesced_newest_last_none_twice
     queue: OutboundQueue, ref: str, fake_connector: FakeConnector
 ) -> None:
     activity_id = await queue.post(ref, "step 0", card(0))
+    started = asyncio.get_running_loop().time()
     for step in range(1, 21):
         queue.update(ref, activity_id, f"step {step}", card(step))
         await asyncio.sleep(0.005)
+    elapsed = asyncio.get_running_loop().time() - started
     await queue.flush(PERSONAL_CONVERSATION)
 
     puts = [c for c in fake_connector.activities if c.method == "PUT"]
     steps = [int(shown(c).split()[1]) for c in puts]
-    assert 1 <= len(puts) <= 6  # 20 edits over ~0.1 s at one send per 0.05 s
+    # 20 edits over ~0.1 s at one send per 0.05 s: a few PUTs. The bound follows the time
+    # the edits really took, so a loaded machine (slow sleeps) does not fail the test.
+    assert 1 <= len(puts) <= int(elapsed / FAST.min_interval_s) + 3
     assert steps == sorted(set(steps))  # in order, none twice
     assert steps[-1] == 20 and puts[-1].body["attachments"][0]["content"] == card(20)
     assert {c.activity_id for c in puts} == {activity_id}
@@ -352,7 +356,9 @@ async def test_a_throttled_conversation_does_not_hold_up_another(
     await throttled
     personal_done = time.monotonic() - start
 
-    assert channel_done < 0.5 <= 0.95 <= personal_done
+    # The channel's post went out while the personal chat still waited out its 1 s
+    # Retry-After (a margin for a loaded machine; held up, it would take >= 1 s).
+    assert channel_done < 0.85 and personal_done >= 0.95
     posts = [(c.conversation_id, c.status) for c in fake_connector.calls]
     assert posts == [
         (PERSONAL_CONVERSATION, 429),

@@ -303,3 +303,16 @@ async def test_healthz_tells_the_mode_only_to_this_machine(
 
     assert is_direct_loopback(request) is direct
     assert body == ({"status": "ok", "mode": "local"} if direct else {"status": "ok"})
+
+
+async def test_no_conversation_reference_is_kept_for_a_foreign_tenant(chat: Any) -> None:
+    """Proactive posts (alerts, run cards) go where references point: never a stranger's."""
+    from tests.conftest import FOREIGN_TENANT
+    from tests.teams_factory import PERSONAL_CONVERSATION
+
+    reply = await chat.say("help", tenant=FOREIGN_TENANT)
+
+    assert "not enabled for your organization" in reply.text
+    assert await chat.store.get_conversation_ref(PERSONAL_CONVERSATION) is None
+    await chat.say("help")
+    assert await chat.store.get_conversation_ref(PERSONAL_CONVERSATION) is not None

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.load import LoadResult, run_load
+from bot.demo import DEMO_AUDIT_KEY
 from bot.runs.executor import Executor
 from bot.services import open_runtime
 from commands.config import Config
@@ -196,6 +197,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("MCMS_LAB_WINRM_USER", DEMO_USERNAME)
     os.environ.setdefault("MCMS_LAB_WINRM_PASSWORD", DEMO_PASSWORD)
+    os.environ.setdefault("MCMS_AUDIT_KEY", DEMO_AUDIT_KEY)  # the audit chain is keyed
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         with Lab(

@@ -145,8 +145,8 @@ async def open_runtime(
         return path if path.is_absolute() or base is None else base / path
 
     redact = redactor_for(config)
+    key = audit_key(config)  # before anything is opened: nothing to close when it is missing
     store = await Store.open(at(config.paths.database))
-    key = audit_key(config)
     audit = AuditLog(at(config.paths.audit_dir), config.tz, redact=redact, key=key)
     # A log this key did not write last (first keyed start, a rotation) says so first.
     await asyncio.to_thread(audit.ensure_keyed)

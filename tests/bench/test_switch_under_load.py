@@ -12,6 +12,7 @@ from bench.switch_under_load import bench_config, switch_and_back
 from bot.services import open_runtime
 from lab.core import Lab
 from lab.demo import DEMO_PASSWORD, DEMO_USERNAME
+from tests.conftest import AUDIT_KEY
 
 pytest_plugins = ["tests.lab_fixtures"]
 
@@ -23,6 +24,7 @@ async def test_a_switch_and_back_under_steady_load_fails_no_request(
 ) -> None:
     monkeypatch.setenv("MCMS_LAB_WINRM_USER", DEMO_USERNAME)
     monkeypatch.setenv("MCMS_LAB_WINRM_PASSWORD", DEMO_PASSWORD)
+    monkeypatch.setenv("MCMS_AUDIT_KEY", AUDIT_KEY)
     runtime = await open_runtime(bench_config(lab, tmp_path))
     try:
         result = await run_load(

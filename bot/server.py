@@ -285,13 +285,13 @@ def serve(config_path: str, log_level: str | None = None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
-    problem = startup_problem(config)
-    if problem is not None:
-        print(f"mcms-bot: refusing to start: {problem}", file=sys.stderr)
-        return 1
     lacking = machine_problems(config)
     if lacking:
         print(ConfigError(config_path, tuple(lacking)), file=sys.stderr)
+        return 1
+    problem = startup_problem(config)
+    if problem is not None:
+        print(f"mcms-bot: refusing to start: {problem}", file=sys.stderr)
         return 1
     setup_logging(
         Path(config.paths.app_logs_dir),

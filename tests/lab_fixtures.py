@@ -15,13 +15,19 @@ import pytest
 
 from adapters.winrm.hostops import HostOps
 from adapters.winrm.transport import WinRMShell
+from bot.demo import DEMO_AUDIT_KEY
 from lab.core import Lab
 from lab.demo import DEMO_EXTRA_PACKAGES, DEMO_PASSWORD, DEMO_USERNAME, demo_hosts, demo_routers
 
 ShellFactory = Callable[..., WinRMShell]
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "lab" / "demo-bot.toml"
-# What the demo config reads its WinRM credentials from (bot/demo.py sets them the same way).
-LAB_CREDENTIALS = {"MCMS_LAB_WINRM_USER": DEMO_USERNAME, "MCMS_LAB_WINRM_PASSWORD": DEMO_PASSWORD}
+# What the demo config reads its WinRM credentials and its audit key from (bot/demo.py sets
+# them the same way).
+LAB_CREDENTIALS = {
+    "MCMS_LAB_WINRM_USER": DEMO_USERNAME,
+    "MCMS_LAB_WINRM_PASSWORD": DEMO_PASSWORD,
+    "MCMS_AUDIT_KEY": DEMO_AUDIT_KEY,
+}
 
 
 def write_lab_config(lab: Lab, directory: Path, *, port: int, extra: str = "") -> Path:
@@ -48,6 +54,8 @@ def write_lab_config(lab: Lab, directory: Path, *, port: int, extra: str = "") -
     for old, new in replacements.items():
         assert old in text, old
         text = text.replace(old, new)
+    # /metrics on any free port: bot processes of tests running side by side never collide.
+    text += "\n[metrics]\nport = 0\n"
     path = directory / "mcms-bot.toml"
     directory.mkdir(parents=True, exist_ok=True)
     path.write_text(text + extra, encoding="utf-8")

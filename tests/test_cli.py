@@ -17,6 +17,7 @@ from adapters.audit import AuditLog
 from bot.cli import main
 from bot.version import installed_version
 from commands.config import load_config
+from tests.conftest import AUDIT_KEY, AUDIT_KEY_BYTES
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "lab" / "demo-bot.toml"
@@ -42,8 +43,14 @@ def config_with_audit_dir(tmp_path: Path, audit_dir: Path) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def audit_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`audit verify` needs the key the lines were written with (the chain is keyed)."""
+    monkeypatch.setenv("MCMS_AUDIT_KEY", AUDIT_KEY)
+
+
 def audit_with_lines(directory: Path) -> None:
-    log = AuditLog(directory, load_config(DEMO).tz)
+    log = AuditLog(directory, load_config(DEMO).tz, key=AUDIT_KEY_BYTES)
     for i in range(3):
         log.append_sync("StepSucceeded", environment="Lab", run_id="r1", step=f"s{i}")
 

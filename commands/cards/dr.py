@@ -87,7 +87,10 @@ def render_check_card(view: CheckView, tz: ZoneInfo) -> cards.Card:
             [
                 ("Run", view.run_id),
                 ("Target", view.base_url or "(no dr.base_url: smoke checks only)"),
-                ("Requested", f"{view.requested_by}, {show(view.started_at, tz)}"),
+                (
+                    "Requested",
+                    f"{cards.plain(view.requested_by, 100)}, {show(view.started_at, tz)}",
+                ),
                 ("Elapsed", duration(view.elapsed_s)),
                 ("Reports", view.folder),
             ]
@@ -100,7 +103,8 @@ def render_check_card(view: CheckView, tz: ZoneInfo) -> cards.Card:
                     ICONS.get(row.state, row.state),
                     row.counts,
                     duration(row.duration_s) if row.duration_s is not None else "",
-                    row.findings,
+                    # What a scanner reported (axe, JUnit, ZAP): never markdown in our card.
+                    cards.plain(row.findings, 500),
                 ]
                 for row in view.rows
             ],

@@ -24,7 +24,7 @@ from commands.dr.matrix import AXE, E2E, SMOKE, DrTest
 from commands.types import Actor
 from lab.core import Lab
 from lab.runner import DrSuite
-from tests.conftest import ADELE, MEGAN, card_texts, table_rows
+from tests.conftest import ADELE, MEGAN, card_texts, shown, table_rows
 from tests.processes import alive
 
 if TYPE_CHECKING:
@@ -112,7 +112,8 @@ async def finished(chat: Chat, reply: ConnectorCall, timeout: float = 30) -> dic
 
 
 def rows(card: dict[str, Any]) -> dict[str, list[str]]:
-    return {r[0]: r[1:] for r in table_rows(card)[1:]}
+    """Each test's cells as Teams shows them (findings are markdown-escaped in the card)."""
+    return {r[0]: [shown(c) for c in r[1:]] for r in table_rows(card)[1:]}
 
 
 def audit(chat: Chat, event: str) -> list[dict[str, Any]]:

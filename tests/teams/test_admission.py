@@ -258,7 +258,7 @@ def test_check_config_refuses_local_mode_on_a_public_host(tmp_path: Path) -> Non
     path = tmp_path / "config.toml"
     path.write_text(demo.replace('host = "127.0.0.1"\nport', 'host = "0.0.0.0"\nport'), "utf-8")
 
-    done = run_cli("check-config", str(path), env={})
+    done = run_cli("check-config", "--config", str(path), env={})
 
     assert done.returncode == 1
     assert "server: " in done.stderr and "must be loopback" in done.stderr

@@ -20,8 +20,8 @@ from prometheus_client.utils import floatToGoString
 from bot.server import METRICS_KEY
 from bot.version import installed_version
 from bot.watch.metrics import POOL_STATES, SMOKE_BUCKETS_S, STEP_BUCKETS_S
-from commands.config import Metrics, QueueDepthCheck
 from bot.watch.metrics_server import make_metrics_app
+from commands.config import Metrics, QueueDepthCheck
 from tests.alert_helpers import fast_watch, lab_runs, watch_config
 
 if TYPE_CHECKING:

@@ -25,7 +25,7 @@ from commands.dr.matrix import AXE, E2E
 from lab.core import Lab
 from lab.demo import demo_hosts
 from tests.browser_stack import CHROMIUM, missing_prerequisites
-from tests.conftest import card_texts, table_rows
+from tests.conftest import card_texts, shown, table_rows
 
 if TYPE_CHECKING:
     from tests.conftest import Chat
@@ -147,7 +147,7 @@ async def test_check_lab_runs_the_real_suites_and_names_what_axe_found(chat: Cha
     )
     final: dict[str, Any] = chat.puts(reply.assigned_id or "")[-1].body["attachments"][0]["content"]
     assert card_texts(final)[0] == "DR check Lab: FAILED — DR-AXE failed"
-    table = {row[0]: row[1:] for row in table_rows(final)[1:]}
+    table = {row[0]: [shown(c) for c in row[1:]] for row in table_rows(final)[1:]}
     assert table["DR-AXE"][:2] == ["❌ failed", "2 serious/critical · 2 pages"]
     assert table["DR-AXE"][3].startswith("color-contrast (serious), link-name (serious)")
     assert table["DR-E2E"][:2] == ["✅ passed", "5 tests · 0 failed"]

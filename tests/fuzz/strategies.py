@@ -96,7 +96,9 @@ card_data = st.fixed_dictionaries(
     )
 )
 users = st.one_of(
-    st.just({"id": "user-id-0", "name": ALEX.name, "aadObjectId": ALEX.aad_object_id}),
+    # A fresh dict each time: edits below change what they are given, and a shared one would
+    # make later examples depend on earlier ones.
+    st.builds(lambda: {"id": "user-id-0", "name": ALEX.name, "aadObjectId": ALEX.aad_object_id}),
     st.fixed_dictionaries(
         {"id": safe_text, "name": safe_text, "aadObjectId": st.uuids().map(str) | json_values}
     ),

@@ -65,6 +65,7 @@ class Campaign:
     before: dict[str, list[tuple[Any, ...]]]
     winrm: int
     lab_state: dict[str, Any]
+    strategy: st.SearchStrategy[Any] = field(default_factory=st.nothing)
     sent: int = 0
     statuses: dict[int, int] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
@@ -86,6 +87,7 @@ async def campaign(chat: Chat) -> AsyncIterator[Campaign]:
     await chat.settle()
     lab_state = {h: chat.lab.state(h) for h in chat.lab.hosts}
     state = Campaign(chat, request_id, await snapshot(chat), chat.winrm_requests(), lab_state)
+    state.strategy = activities(chat.connector.url, request_id)  # one strategy, built once
     yield state
     await chat.settle()
     elapsed = time.monotonic() - state.started
@@ -121,7 +123,7 @@ async def test_no_generated_activity_gets_a_5xx_reaches_a_host_or_changes_state(
     campaign: Campaign, data: st.DataObject
 ) -> None:
     chat = campaign.chat
-    body = data.draw(activities(chat.connector.url, campaign.request_id))
+    body = data.draw(campaign.strategy)
     raw = json.dumps(body, ensure_ascii=data.draw(st.booleans()))
     encoded = raw.encode()
     try:

@@ -36,6 +36,15 @@ pytest_plugins = ["tests.fake_connector", "tests.jwt_fixtures", "tests.lab_fixtu
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = ROOT / "lab" / "demo-bot.toml"
+FAST_TIMEOUTS = {
+    "preflight_s": 4,
+    "stop_s": 3,
+    "start_s": 3,
+    "deploy_s": 10,
+    "smoke_s": 4,
+    "precheck_s": 4,
+    "restore_s": 6,
+}
 ADAPTIVE = "application/vnd.microsoft.card.adaptive"
 
 MEGAN = User("Megan Bowen", "00000000-0000-0000-0000-0000000000021", id="user-id-1")
@@ -54,16 +63,16 @@ def lab_config(lab: Lab, tmp_path: Path, edit: ConfigEdit | None = None) -> Conf
     raw: dict[str, Any] = tomllib.loads(DEMO_CONFIG.read_text(encoding="utf-8"))
     for name, env in raw["environments"].items():
         host = lab.host_for(name)
-        base = lab.http_base(host)
         env["package_store"] = str(lab.packages_dir)
         for h in env["hosts"]:
             h["name"] = host
             h["winrm_url"] = lab.winrm_url(host)
         # Short deadlines keep failure tests fast; the lab answers in milliseconds.
-        env["timeouts"] = {"stop_s": 3, "start_s": 3, "deploy_s": 10, "smoke_s": 4, "precheck_s": 4}
+        env["timeouts"] = dict(FAST_TIMEOUTS)
+        env["disk_margin_mb"] = 1
         for check in env["smoke"]:
             path = check["url"].split("/", 3)[3]
-            check["url"] = f"{base}/{path}"
+            check["url"] = f"{lab.check_base(host, check['name'])}/{path}"
     point_pairs_at_lab(raw, lab)
     point_dr_at_lab(raw, lab)
     raw["paths"] = {

@@ -1,8 +1,11 @@
 """The approval card of a rollback/deploy request, in each of its states (pure rendering).
 
-Pending: the plan in full and Approve / Reject (Action.Execute, with an Action.Submit
-fallback for old clients). Decided, expired or void: the same plan, no buttons, and a banner
-saying who decided and when — this card replaces the original for everyone.
+Pending: the plan in full — every component it switches, each host and whether it can be
+reached (an excluded host with its reason: the approval includes the exclusion), the steps
+from Preflight on, and what happens if it fails (the restore steps, or "left as it is") —
+and Approve / Reject (Action.Execute, with an Action.Submit fallback for old clients).
+Decided, expired or void: the same plan, no buttons, and a banner saying who decided and
+when — this card replaces the original for everyone.
 """
 
 from __future__ import annotations
@@ -57,16 +60,51 @@ def _banner(request: Request, tz: ZoneInfo) -> tuple[str, str]:
     return f"Approved by {who} at {when}{extra} — run state: {state}", "Good"
 
 
+def components_words(plan: Plan) -> str:
+    """`site MCMS.Portal → releases\\VER\\Portal; service MCMS.Worker → ...\\MCMS.Worker.exe`."""
+    parts = [
+        f"site {s.name} (pool {s.app_pool}) → {plan.site_path(s, plan.target_version)}"
+        for s in plan.sites
+    ]
+    for svc in plan.services:
+        image = plan.image_path(svc, plan.target_version)
+        parts.append(
+            f"service {svc.name} → {image}"
+            if image
+            else f"service {svc.name} (stopped and started; binaries not switched)"
+        )
+    return "; ".join(parts)
+
+
+def failure_words(plan: Plan) -> str:
+    """What a failure or a cancel after a change does, in the plan's own terms."""
+    if not plan.restore_steps:
+        return (
+            'on_failure = "stop": the run stops at the failing step and leaves every host as '
+            "it is, for inspection."
+        )
+    restore = "; ".join(
+        f"R{i}. {s.title.removeprefix('Restore: ')}" for i, s in enumerate(plan.restore_steps, 1)
+    )
+    return (
+        "nothing is stopped when Preflight fails. After a change, a failure or a `cancel` "
+        f"restores the pre-run state read by Preflight: {restore}."
+    )
+
+
 def render_approval_card(request: Request, plan: Plan, tz: ZoneInfo, now: datetime) -> cards.Card:
     title = "Rollback" if plan.kind == "rollback" else "Deploy"
     current = plan.current_version or "unknown"
+    hosts = [f"{h} ✅ reachable" for h in plan.hosts]
+    hosts += [f"{e.host} ❌ EXCLUDED — {e.reason}" for e in plan.excluded]
     pairs = [
         ("Request", request.id),
         ("Environment", plan.environment),
         ("Version", f"{current} → {plan.target_version}"),
         ("Chosen from", plan.source),
         ("Package", f"{plan.package} (SHA-256 {plan.sha256[:12]}…)"),
-        ("Hosts", ", ".join(plan.hosts)),
+        ("Components", components_words(plan)),
+        ("Hosts", "; ".join(hosts)),
         ("Requested by", f"{request.requester_name} at {show(request.created_at, tz)}"),
     ]
     if request.expires_at and request.state == "pending":
@@ -75,8 +113,19 @@ def render_approval_card(request: Request, plan: Plan, tz: ZoneInfo, now: dateti
     body: list[cards.Element] = [
         cards.title(f"{title} {plan.environment} to {plan.target_version}?"),
         cards.facts(pairs),
+    ]
+    if plan.excluded:
+        body.append(
+            cards.text(
+                f"**Approving runs it without {', '.join(e.host for e in plan.excluded)}**: "
+                "excluded hosts are not touched and keep what they run now.",
+                color="Warning",
+            )
+        )
+    body += [
         cards.text("**Plan**"),
         cards.text(steps),
+        cards.text(f"**If it fails** — {failure_words(plan)}"),
     ]
     banner, color = _banner(request, tz)
     actions: list[cards.Element] = []

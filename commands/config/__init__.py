@@ -20,17 +20,16 @@ from commands.config.base import (
     VERSION_PATTERN,
     Role,
 )
+from commands.config.components import Components, Iis, Service, Site, Worker
 from commands.config.dr import DrRunner, DrTests
 from commands.config.environment import (
     Approval,
     Environment,
     Host,
-    Iis,
     QueueDepthCheck,
     SmokeCheck,
     Timeouts,
     Watch,
-    Worker,
 )
 from commands.config.model import (
     Config,
@@ -54,6 +53,7 @@ __all__ = [
     "VERSION_PATTERN",
     "Alerts",
     "Approval",
+    "Components",
     "Config",
     "ConfigError",
     "DrRunner",
@@ -75,6 +75,8 @@ __all__ = [
     "Retention",
     "Role",
     "Server",
+    "Service",
+    "Site",
     "SmokeCheck",
     "Teams",
     "Timeouts",

@@ -34,7 +34,7 @@ FAULT_MODES: Final[dict[str, frozenset[str]]] = {
     "service": frozenset({"stuck", "registry_denied"}),
     "package": frozenset({"corrupt", "expand_fail"}),
     "disk": frozenset({"full"}),
-    "op": frozenset({"hold"}),
+    "op": frozenset({"hold", "fail"}),
     "farm": frozenset({"config_locked"}),  # a router host's ARR farm (lab.arr)
     # The portal's HTML pages (lab.pages): "a11y" renders them with accessibility violations.
     **{page: frozenset({"down", "slow", "error", "a11y"}) for page in PORTAL_PAGES},
@@ -134,7 +134,7 @@ class Fault:
         if mode == "slow" and delay_s <= 0:
             raise ValueError('mode "slow" needs delay_s > 0')
         if target == "op" and not name:
-            raise ValueError('target "op" needs "name": the script op to hold, e.g. site-control')
+            raise ValueError('target "op" needs "name": the script op, e.g. site-control')
         if action is not None and action.capitalize() not in ("Start", "Stop", "Recycle"):
             raise ValueError('"action" must be Start, Stop or Recycle')
         if times is not None and not 1 <= times <= 1000:

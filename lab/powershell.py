@@ -71,22 +71,22 @@ def parse_script(host: SimHost, stdin: bytes) -> ScriptCall | ScriptRun:
         text = stdin.decode("ascii")
     except UnicodeDecodeError:
         # The real console would decode stdin with the shell's code page and mangle it.
-        return _failed("lab: non-ASCII bytes on stdin would be mangled by the console code page")
+        return failed("lab: non-ASCII bytes on stdin would be mangled by the console code page")
     markers = _MARKER.findall(text)
     payloads = _PARAMS_B64.findall(text)
     if len(markers) != 1 or len(payloads) != 1 or "} @a" not in text:
-        return _failed("lab: stdin is not one composed mcms script (marker, parameters, splat)")
+        return failed("lab: stdin is not one composed mcms script (marker, parameters, splat)")
     op = markers[0]
     raw = base64.b64decode(payloads[0]).decode("utf-8")
     params = json.loads(raw)
     if not isinstance(params, dict):
-        return _failed("lab: the parameters are not a JSON object")
+        return failed("lab: the parameters are not a JSON object")
     call = ScriptCall(op, params, raw)
     host.calls.append(call)
     try:
         _bind(text, params)
     except ScriptError as exc:
-        return _failed(str(exc))
+        return failed(str(exc))
     return call
 
 
@@ -105,13 +105,13 @@ def apply_op(host: SimHost, op: str, params: dict[str, Any]) -> ScriptRun:
         return _deferred(host, deferred, params)
     handler = _OPS.get(op)
     if handler is None:
-        return _failed(f"lab: no simulation for op {op!r}")
+        return failed(f"lab: no simulation for op {op!r}")
     try:
         result, duration = handler(host, params)
     except ScriptError as exc:
-        return _failed(str(exc), exc.duration_s)
+        return failed(str(exc), exc.duration_s)
     except KeyError as exc:
-        return _failed(str(exc))
+        return failed(str(exc))
     line = json.dumps(result, ensure_ascii=False, separators=(",", ":"))
     return ScriptRun((line + "\r\n").encode("utf-8"), b"", 0, duration)
 
@@ -120,9 +120,9 @@ def _deferred(host: SimHost, deferred: DeferredHandler, params: dict[str, Any]) 
     try:
         wait = deferred(host, params)
     except ScriptError as exc:
-        return _failed(str(exc), exc.duration_s)
+        return failed(str(exc), exc.duration_s)
     except KeyError as exc:
-        return _failed(str(exc))
+        return failed(str(exc))
 
     async def later() -> ScriptRun:
         line = json.dumps(await wait(), ensure_ascii=False, separators=(",", ":"))
@@ -131,7 +131,8 @@ def _deferred(host: SimHost, deferred: DeferredHandler, params: dict[str, Any]) 
     return ScriptRun(b"", b"", 0, later=later)
 
 
-def _failed(message: str, duration_s: float = 0.0) -> ScriptRun:
+def failed(message: str, duration_s: float = 0.0) -> ScriptRun:
+    """What the prelude prints when the script throws: the error JSON, exit code 1."""
     line = json.dumps({"ok": False, "error": message}, separators=(",", ":"))
     return ScriptRun((line + "\r\n").encode("utf-8"), b"", 1, duration_s)
 
@@ -272,6 +273,7 @@ __all__ = [
     "ScriptRun",
     "apply_op",
     "check_command_line",
+    "failed",
     "parse_script",
     "run_script",
 ]

@@ -24,7 +24,7 @@ from xml.sax.saxutils import escape
 from aiohttp import web
 
 from lab.model import Fault, ScriptCall, SimHost
-from lab.powershell import ScriptRun, apply_op, check_command_line, parse_script
+from lab.powershell import ScriptRun, apply_op, check_command_line, failed, parse_script
 
 NS: Final = {
     "s": "http://www.w3.org/2003/05/soap-envelope",
@@ -186,6 +186,10 @@ class WinRMEndpoint:
         await self._hold(call)
         if self.host.spec.script_latency_s > 0:
             await asyncio.sleep(self.host.spec.script_latency_s)
+        op_fault = self.host.faults.get("op")
+        if op_fault is not None and op_fault.mode == "fail" and matches(op_fault, call):
+            self.host.fault("op", "fail", op_fault.name)  # uses up one of its `times`
+            return failed(f"{describe(call)} failed on {self.host.name}: lab-injected failure")
         run = apply_op(self.host, call.op, call.params)
         if run.later is not None:
             run = await run.later()
@@ -198,7 +202,11 @@ class WinRMEndpoint:
         """Wait while an "op" hold matches this call (a test's barrier): the script has
         started on the host and goes on once the hold is cleared, whatever the client did."""
         host = self.host
-        while (fault := host.faults.get("op")) is not None and holds(fault, call):
+        while (
+            (fault := host.faults.get("op")) is not None
+            and fault.mode == "hold"
+            and matches(fault, call)
+        ):
             if host.released is None or host.released.is_set():
                 host.released = asyncio.Event()
             waiting = host.released
@@ -302,9 +310,9 @@ class WinRMEndpoint:
         )
 
 
-def holds(fault: Fault, call: ScriptCall) -> bool:
-    """Whether an "op" hold fault stops this call: same op, and every `match` pair equal."""
-    if fault.mode != "hold" or (fault.name or "").casefold() != call.op.casefold():
+def matches(fault: Fault, call: ScriptCall) -> bool:
+    """Whether an "op" fault applies to this call: same op, its action, every `match` pair."""
+    if (fault.name or "").casefold() != call.op.casefold():
         return False
     params = {k.casefold(): v for k, v in call.params.items()}
     if fault.action is not None and str(params.get("action", "")).casefold() != (

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import tomllib
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -129,6 +130,7 @@ class Chat:
         user: User = ALEX,
         tenant: str = TENANT,
         conversation_type: str = "personal",
+        conversation_id: str | None = None,
     ) -> ConnectorCall:
         """Send one message; returns the bot's reply (exactly one is expected)."""
         activity = make_message(
@@ -137,6 +139,7 @@ class Chat:
             tenant=tenant,
             conversation_type=conversation_type,  # type: ignore[arg-type]
             service_url=self.connector.url,
+            conversation_id=conversation_id,
         )
         response = await self.client.post("/api/messages", json=activity)
         self.http_statuses.append(response.status)
@@ -244,6 +247,36 @@ class Chat:
         ]
 
 
+@asynccontextmanager
+async def open_chat(
+    lab: Lab, connector: FakeConnector, config: Config, policy: RetryPolicy | None = None
+) -> AsyncIterator[Chat]:
+    """The bot on `config` (files where its paths say), talking to `lab` and `connector`."""
+    clock = ShiftableClock()
+    runtime = await open_runtime(config, clock=clock)
+    # Fast pacing keeps the suite quick; tests/teams/test_outbound.py proves the real pacing.
+    policy = policy or RetryPolicy(min_interval_s=0.02, backoff_base_s=0.05, retry_after_cap_s=2)
+    app = build_app(runtime, sweep_s=0.2, outbound_policy=policy)
+    client = TestClient(TestServer(app, host="127.0.0.1"))
+    await client.start_server()
+    try:
+        yield Chat(client, connector, runtime, lab, config, clock)
+    finally:
+        await client.close()
+        await runtime.close()
+
+
+@pytest.fixture
+def lab_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lab's WinRM credentials in the environment, and no Teams app id (local mode)."""
+    from lab.demo import DEMO_PASSWORD, DEMO_USERNAME
+
+    monkeypatch.setenv("MCMS_LAB_WINRM_USER", DEMO_USERNAME)
+    monkeypatch.setenv("MCMS_LAB_WINRM_PASSWORD", DEMO_PASSWORD)
+    for name in ("MCMS_BOT_APP_ID", "MCMS_BOT_APP_PASSWORD", "MCMS_BOT_APP_TENANT_ID"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def config_edit() -> ConfigEdit | None:
     """Override in a test module to change the `chat` fixture's config (raw TOML data)."""
@@ -255,28 +288,12 @@ async def chat(
     lab: Lab,
     fake_connector: FakeConnector,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    lab_credentials: None,
     config_edit: ConfigEdit | None,
 ) -> AsyncIterator[Chat]:
-    from lab.demo import DEMO_PASSWORD, DEMO_USERNAME
-
-    monkeypatch.setenv("MCMS_LAB_WINRM_USER", DEMO_USERNAME)
-    monkeypatch.setenv("MCMS_LAB_WINRM_PASSWORD", DEMO_PASSWORD)
-    for name in ("MCMS_BOT_APP_ID", "MCMS_BOT_APP_PASSWORD", "MCMS_BOT_APP_TENANT_ID"):
-        monkeypatch.delenv(name, raising=False)
     config = lab_config(lab, tmp_path, config_edit)
-    clock = ShiftableClock()
-    runtime = await open_runtime(config, clock=clock)
-    # Fast pacing keeps the suite quick; tests/teams/test_outbound.py proves the real pacing.
-    policy = RetryPolicy(min_interval_s=0.02, backoff_base_s=0.05, retry_after_cap_s=2)
-    app = build_app(runtime, sweep_s=0.2, outbound_policy=policy)
-    client = TestClient(TestServer(app, host="127.0.0.1"))
-    await client.start_server()
-    try:
-        yield Chat(client, fake_connector, runtime, lab, config, clock)
-    finally:
-        await client.close()
-        await runtime.close()
+    async with open_chat(lab, fake_connector, config) as opened:
+        yield opened
 
 
 def card_texts(card: dict[str, Any]) -> list[str]:

@@ -33,8 +33,9 @@ from commands.restore import differences
 
 log = logging.getLogger(__name__)
 
-# Past a step's own (per-host) deadline, how long the runner waits before giving up on it.
-_STEP_GRACE_S = 5.0
+# Past a step's own (per-host) deadline, how long the runner waits before giving up on it:
+# a host operation gives up on its own at its deadline (plus a quarter second).
+_STEP_GRACE_S = 1.0
 
 
 @dataclass(frozen=True)

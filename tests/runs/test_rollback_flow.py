@@ -50,18 +50,6 @@ LAB_STEPS = [
 ]
 
 
-def components(lab_state: dict[str, Any]) -> dict[str, tuple[str, str | None]]:
-    """Every component of a lab host as (state, path): what a restore must give back."""
-    out: dict[str, tuple[str, str | None]] = {}
-    for name, site in lab_state["sites"].items():
-        out[f"site {name}"] = (site["state"], site["physical_path"])
-    for name, pool in lab_state["app_pools"].items():
-        out[f"pool {name}"] = (pool["state"], None)
-    for name, service in lab_state["services"].items():
-        out[f"service {name}"] = (service["state"], service["image_path"])
-    return out
-
-
 def run_events(chat: Chat, request_id: str) -> list[tuple[str, str | None]]:
     return [
         (e["event"], e.get("step")) for e in audit_events(chat) if e.get("request_id") == request_id

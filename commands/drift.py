@@ -64,12 +64,9 @@ def component_versions(state: HostState, env: Environment) -> list[ComponentVers
 
 
 def release_versions(versions: Iterable[ComponentVersion]) -> set[str | None]:
-    """The releases the managed components run (None: one runs no release, or is missing)."""
-    return {
-        None if v.state == "Missing" else v.version
-        for v in versions
-        if v.managed or v.state == "Missing"
-    }
+    """The releases the managed components that exist run (None: one runs no release).
+    A missing component is no version: the preflight names it before anything stops."""
+    return {v.version for v in versions if v.managed and v.state != "Missing"}
 
 
 def drift_words(versions: Sequence[ComponentVersion]) -> str | None:

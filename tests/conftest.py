@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import tomllib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -249,11 +249,20 @@ class Chat:
 
 @asynccontextmanager
 async def open_chat(
-    lab: Lab, connector: FakeConnector, config: Config, policy: RetryPolicy | None = None
+    lab: Lab,
+    connector: FakeConnector,
+    config: Config,
+    policy: RetryPolicy | None = None,
+    prepare: Callable[[Runtime], Awaitable[Runtime]] | None = None,
 ) -> AsyncIterator[Chat]:
-    """The bot on `config` (files where its paths say), talking to `lab` and `connector`."""
+    """The bot on `config` (files where its paths say), talking to `lab` and `connector`.
+
+    `prepare` may swap adapters for test twins before the app is built (fault injection).
+    """
     clock = ShiftableClock()
     runtime = await open_runtime(config, clock=clock)
+    if prepare is not None:
+        runtime = await prepare(runtime)
     # Fast pacing keeps the suite quick; tests/teams/test_outbound.py proves the real pacing.
     policy = policy or RetryPolicy(min_interval_s=0.02, backoff_base_s=0.05, retry_after_cap_s=2)
     app = build_app(runtime, sweep_s=0.2, outbound_policy=policy)

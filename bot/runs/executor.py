@@ -147,7 +147,16 @@ class Executor:
     async def _run(self, request: Request) -> None:
         services = self._services
         approved = Plan.from_json(request.plan_json)
-        fresh = await self._replan(request, approved)
+        try:
+            fresh = await self._replan(request, approved)
+        except Exception as exc:
+            # Nothing has run yet: an approval that cannot be re-checked must not run.
+            ref = secrets.token_hex(4)
+            log.exception("re-planning %s failed [ref %s]", request.id, ref)
+            fresh = (
+                f"the plan could not be checked again (internal error {type(exc).__name__}, "
+                f"reference {ref})"
+            )
         if isinstance(fresh, str):
             await self._void(request, fresh)
             return

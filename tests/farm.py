@@ -44,6 +44,20 @@ def farm_config(
 ) -> Config:
     """The demo's Lab environment once per entry of `layout`, on those hosts. Smoke checks
     go to the environment's first host (in a real farm: the load balancer in front)."""
+    return Config.model_validate(farm_raw(lab, tmp_path, layout, timeouts=timeouts, extra=extra))
+
+
+def farm_raw(
+    lab: Lab,
+    tmp_path: Path,
+    layout: Mapping[str, Sequence[str]],
+    *,
+    timeouts: Mapping[str, float] | None = None,
+    extra: Mapping[str, Any] | None = None,
+    per_environment: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """`farm_config` as the TOML's data (a subprocess bot reads it from a file);
+    `per_environment` overrides keys of single environments (their `timeouts` merge)."""
     raw: dict[str, Any] = tomllib.loads(DEMO_CONFIG.read_text(encoding="utf-8"))
     template = raw["environments"][TEMPLATE]
     environments: dict[str, Any] = {}
@@ -61,6 +75,9 @@ def farm_config(
             path = check["url"].split("/", 3)[3]
             check["url"] = f"{lab.check_base(hosts[0], check['name'])}/{path}"
         env.update(extra or {})
+        own = dict((per_environment or {}).get(name, {}))
+        env["timeouts"] = {**env["timeouts"], **own.pop("timeouts", {})}
+        env.update(own)
         environments[name] = env
     raw["environments"] = environments
     raw["paths"] = {
@@ -70,7 +87,18 @@ def farm_config(
         "smoke_logs_dir": str(tmp_path / "artifacts" / "offline" / "logs"),
         "timeline_dir": str(tmp_path / "docs" / "logs"),
     }
-    return Config.model_validate(raw)
+    return raw
+
+
+def write_toml(raw: Mapping[str, Any], path: Path) -> Path:
+    """The config as a TOML file: every top-level table inline (tomllib reads it back)."""
+    from tests.browser_stack import toml_value
+
+    path.write_text(
+        "\n".join(f"{key} = {toml_value(value)}" for key, value in raw.items()) + "\n",
+        encoding="utf-8",
+    )
+    return path
 
 
 def components(lab_state: Mapping[str, Any]) -> dict[str, tuple[str, str | None]]:

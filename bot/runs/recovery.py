@@ -74,8 +74,10 @@ async def hosts_now(services: Services, run: InterruptedRun, plan: Plan) -> tupl
             f"{v.name} {v.state} {v.label}" for v in component_versions(line.state, env)
         )
         was = before.get(line.host)
-        if was is None:
-            verdict = "the run had not read it before changing anything"
+        if was is None and not changed_anything(plan, run.current_step):
+            verdict = "the run had changed nothing yet"
+        elif was is None:
+            verdict = "no pre-run state was kept to compare with"
         else:
             diffs = differences(was, line.state, plan)
             verdict = (
@@ -83,6 +85,15 @@ async def hosts_now(services: Services, run: InterruptedRun, plan: Plan) -> tupl
             )
         words.append(f"{line.host}: {parts} — {verdict}")
     return tuple(words)
+
+
+def changed_anything(plan: Plan, current_step: str | None) -> bool:
+    """Whether a run stopped at `current_step` may have changed a host (a step that changes
+    hosts had started by then)."""
+    keys = [s.key for s in plan.steps]
+    if current_step not in keys:
+        return True  # a restore step, or unknown: assume the worst
+    return any(s.changes_hosts for s in plan.steps[: keys.index(current_step) + 1])
 
 
 async def _tell_interrupted(services: Services, reporter: Reporter, run: InterruptedRun) -> None:

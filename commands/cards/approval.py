@@ -60,8 +60,9 @@ def _banner(request: Request, tz: ZoneInfo) -> tuple[str, str]:
     return f"Approved by {who} at {when}{extra} — run state: {state}", "Good"
 
 
-def components_words(plan: Plan) -> str:
-    """`site MCMS.Portal → releases\\VER\\Portal; service MCMS.Worker → ...\\MCMS.Worker.exe`."""
+def components_lines(plan: Plan) -> list[str]:
+    """`site MCMS.Portal (pool MCMS.Portal) → D:\\MCMS\\releases\\1.4.1\\Portal`, one per
+    component: what the run switches."""
     parts = [
         f"site {s.name} (pool {s.app_pool}) → {plan.site_path(s, plan.target_version)}"
         for s in plan.sites
@@ -73,7 +74,7 @@ def components_words(plan: Plan) -> str:
             if image
             else f"service {svc.name} (stopped and started; binaries not switched)"
         )
-    return "; ".join(parts)
+    return parts
 
 
 def failure_words(plan: Plan) -> str:
@@ -103,7 +104,7 @@ def render_approval_card(request: Request, plan: Plan, tz: ZoneInfo, now: dateti
         ("Version", f"{current} → {plan.target_version}"),
         ("Chosen from", plan.source),
         ("Package", f"{plan.package} (SHA-256 {plan.sha256[:12]}…)"),
-        ("Components", components_words(plan)),
+        ("Components", f"{len(plan.sites)} site(s), {len(plan.services)} service(s): below"),
         ("Hosts", "; ".join(hosts)),
         ("Requested by", f"{request.requester_name} at {show(request.created_at, tz)}"),
     ]
@@ -122,7 +123,10 @@ def render_approval_card(request: Request, plan: Plan, tz: ZoneInfo, now: dateti
                 color="Warning",
             )
         )
+    switches = "\n".join(f"- {line}" for line in components_lines(plan))
     body += [
+        cards.text("**Switches**"),
+        cards.text(switches),
         cards.text("**Plan**"),
         cards.text(steps),
         cards.text(f"**If it fails** — {failure_words(plan)}"),

@@ -223,7 +223,7 @@ def _steps_table(steps: tuple[StepView, ...], first: int) -> cards.Element:
         for i, s in enumerate(steps, start=first)
     ]
     row_colors = [COLORS.get(s.state) for s in steps]
-    return cards.table(["#", "Step", "State", "Time"], rows, row_colors, widths=[1, 8, 3, 2])
+    return cards.table(["#", "Step", "State", "Time"], rows, row_colors, widths=[3, 16, 6, 5])
 
 
 def summary_text(view: RunView) -> str:

@@ -73,11 +73,15 @@ async def test_rollback_lab_end_to_end(chat: Chat) -> None:
     assert "Chosen from: newest release kept on the host" in texts
     assert any(t.startswith("Package: MCMS_Setup_1.4.1.zip (SHA-256 ") for t in texts)
     assert f"Hosts: {host} ✅ reachable" in texts
-    assert (
-        "Components: site MCMS.Portal (pool MCMS.Portal) → D:\\MCMS\\releases\\1.4.1\\Portal; "
-        "site MCMS.Api (pool MCMS.Api) → D:\\MCMS\\releases\\1.4.1\\Api; service MCMS.Worker → "
-        '"D:\\MCMS\\releases\\1.4.1\\Worker\\MCMS.Worker.exe" --service'
-    ) in texts
+    assert "Components: 2 site(s), 1 service(s): below" in texts
+    assert texts[texts.index("**Switches**") + 1] == "\n".join(
+        [
+            "- site MCMS.Portal (pool MCMS.Portal) → D:\\MCMS\\releases\\1.4.1\\Portal",
+            "- site MCMS.Api (pool MCMS.Api) → D:\\MCMS\\releases\\1.4.1\\Api",
+            "- service MCMS.Worker → "
+            '"D:\\MCMS\\releases\\1.4.1\\Worker\\MCMS.Worker.exe" --service',
+        ]
+    )
     assert any(t.startswith("Expires: ") and "KST" in t for t in texts)
     plan_text = texts[texts.index("**Plan**") + 1]
     assert plan_text.startswith("1. Preflight on every host, read-only")

@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from adapters.winrm.hoststate import DOWN_STATES, UP_STATES, HostState, same_path
+from commands.config import Environment
+from commands.drift import component_versions
 from commands.plan import Plan, PlanSite, start_sequence
 
 
@@ -157,3 +159,38 @@ def not_restorable(before: HostState, plan: Plan) -> list[str]:
 
 def _word(kind: str) -> str:
     return {"site": "site", "pool": "app pool", "service": "service"}[kind]
+
+
+def host_words(
+    env: Environment,
+    plan: Plan,
+    host: str,
+    now: HostState | None,
+    before: HostState | None,
+    *,
+    changed: bool,
+    error: str | None = None,
+    kept: bool = False,
+) -> str:
+    """One host in words, read just now: every component's state and release, and whether
+    that is the pre-run state — what the final card, a failed run's alert and the message
+    after a restart say. `changed`: whether the run may have changed the host."""
+    if now is None:
+        return f"{host}: unreadable now ({error or 'no answer'}) — check it by hand"
+    parts = ", ".join(f"{v.name} {v.state} {v.label}" for v in component_versions(now, env))
+    if before is None:
+        verdict = (
+            "as before the run: it changed nothing"
+            if not changed
+            else "no pre-run state was kept to compare with"
+        )
+    elif kept:
+        verdict = "changed by the run, and verified by its smoke"
+    else:
+        diffs = differences(before, now, plan)
+        verdict = (
+            "NOT as before the run: " + "; ".join(diffs)
+            if diffs
+            else "as before the run (verified: read back just now)"
+        )
+    return f"{host}: {parts} — {verdict}"

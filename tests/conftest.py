@@ -55,6 +55,17 @@ STRANGER = User("Nobody Known", "00000000-0000-0000-0000-0000000000099", id="use
 FOREIGN_TENANT = "99999999-0000-0000-0000-000000000009"
 
 
+def paths_under(root: Path) -> dict[str, str]:
+    """The config's [paths], every file of the bot under `root`."""
+    return {
+        "database": str(root / "var" / "mcms-bot.db"),
+        "audit_dir": str(root / "logs" / "deploy" / "notifications"),
+        "app_logs_dir": str(root / "logs" / "app"),
+        "smoke_logs_dir": str(root / "artifacts" / "offline" / "logs"),
+        "timeline_dir": str(root / "docs" / "logs"),
+    }
+
+
 ConfigEdit = Callable[[dict[str, Any]], None]
 
 
@@ -76,13 +87,7 @@ def lab_config(lab: Lab, tmp_path: Path, edit: ConfigEdit | None = None) -> Conf
             check["url"] = f"{lab.check_base(host, check['name'])}/{path}"
     point_pairs_at_lab(raw, lab)
     point_dr_at_lab(raw, lab)
-    raw["paths"] = {
-        "database": str(tmp_path / "var" / "mcms-bot.db"),
-        "audit_dir": str(tmp_path / "logs" / "deploy" / "notifications"),
-        "app_logs_dir": str(tmp_path / "logs" / "app"),
-        "smoke_logs_dir": str(tmp_path / "artifacts" / "offline" / "logs"),
-        "timeline_dir": str(tmp_path / "docs" / "logs"),
-    }
+    raw["paths"] = paths_under(tmp_path)
     # Production's two-person rule, as in docs/config.example.toml.
     raw["environments"]["InternalProd"]["approval"]["self_approval"] = False
     raw["people"].append(

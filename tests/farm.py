@@ -19,7 +19,7 @@ from commands.config import Config
 from lab.core import Lab
 from lab.demo import demo_hosts
 from lab.model import LabHostSpec
-from tests.conftest import DEMO_CONFIG, FAST_TIMEOUTS
+from tests.conftest import DEMO_CONFIG, FAST_TIMEOUTS, paths_under
 
 TEMPLATE = "Lab"
 
@@ -80,13 +80,7 @@ def farm_raw(
         env.update(own)
         environments[name] = env
     raw["environments"] = environments
-    raw["paths"] = {
-        "database": str(tmp_path / "var" / "mcms-bot.db"),
-        "audit_dir": str(tmp_path / "logs" / "deploy" / "notifications"),
-        "app_logs_dir": str(tmp_path / "logs" / "app"),
-        "smoke_logs_dir": str(tmp_path / "artifacts" / "offline" / "logs"),
-        "timeline_dir": str(tmp_path / "docs" / "logs"),
-    }
+    raw["paths"] = paths_under(tmp_path)
     return raw
 
 

@@ -19,10 +19,9 @@ from adapters.winrm.hoststate import HostState
 from bot.ports import Reporter
 from commands.cards.run import RunView, render_run_card
 from commands.context import Services
-from commands.drift import component_versions
 from commands.hosts import read_hosts
 from commands.plan import Plan
-from commands.restore import differences
+from commands.restore import host_words
 
 log = logging.getLogger(__name__)
 
@@ -65,26 +64,19 @@ async def hosts_now(services: Services, run: InterruptedRun, plan: Plan) -> tupl
             before = {h: HostState.from_json(s) for h, s in json.loads(run.pre_state_json).items()}
         except (ValueError, KeyError, TypeError):
             log.warning("unreadable pre-run state of %s", run.run_id)
-    words = []
-    for line in await read_hosts(services, env, plan.hosts):
-        if line.state is None:
-            words.append(f"{line.host}: unreadable now ({line.error})")
-            continue
-        parts = ", ".join(
-            f"{v.name} {v.state} {v.label}" for v in component_versions(line.state, env)
+    changed = changed_anything(plan, run.current_step)
+    return tuple(
+        host_words(
+            env,
+            plan,
+            line.host,
+            line.state,
+            before.get(line.host),
+            changed=changed,
+            error=line.error,
         )
-        was = before.get(line.host)
-        if was is None and not changed_anything(plan, run.current_step):
-            verdict = "the run had changed nothing yet"
-        elif was is None:
-            verdict = "no pre-run state was kept to compare with"
-        else:
-            diffs = differences(was, line.state, plan)
-            verdict = (
-                "as before the run" if not diffs else "NOT as before the run: " + "; ".join(diffs)
-            )
-        words.append(f"{line.host}: {parts} — {verdict}")
-    return tuple(words)
+        for line in await read_hosts(services, env, plan.hosts)
+    )
 
 
 def changed_anything(plan: Plan, current_step: str | None) -> bool:

@@ -9,17 +9,22 @@ are pure functions in commands/restore.py.
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from adapters.errors import RemoteError
 from adapters.winrm.hoststate import HostState, Switched
 from bot.runs.farm import StepError, on_hosts, verdict
-from bot.runs.steps import SMOKE_RETRY_S, Step, StepContext, record_switches, results_by_host
+from bot.runs.steps import (
+    Step,
+    StepContext,
+    failing_words,
+    record_switches,
+    results_by_host,
+    smoke_until_passing,
+)
 from commands.config import Host
 from commands.hosts import component_names
 from commands.restore import differences, not_restorable, state_changes
-from commands.smoke import run_smoke
 
 
 def _before(ctx: StepContext, host: Host) -> HostState:
@@ -111,27 +116,21 @@ async def restore_verify(ctx: StepContext, target: str) -> str:
 
 
 async def restore_smoke(ctx: StepContext, target: str) -> str:
+    # Required only if it passed before the run: a restore cannot make better than it was.
     required = ctx.memory.precheck_passed is True
-    deadline = time.monotonic() + ctx.deadline_s
-    attempts = 0
-    while True:
-        attempts += 1
-        results, _ = await run_smoke(ctx.services, ctx.plan.environment)
-        passed = sum(r.passed for r in results)
-        if passed == len(results):
-            return f"{passed}/{len(results)} checks pass again (attempt {attempts})"
-        if not required:
-            return (
-                f"{passed}/{len(results)} checks pass — as before the run, when the pre-check "
-                "did not pass either (informational)"
-            )
-        if time.monotonic() + SMOKE_RETRY_S >= deadline:
-            failing = ", ".join(f"{r.name}={r.status}" for r in results if not r.passed)
-            raise StepError(
-                f"smoke passed before the run but still fails after the restore ({failing}) "
-                f"after {attempts} attempts"
-            )
-        await asyncio.sleep(SMOKE_RETRY_S)
+    results, attempts = await smoke_until_passing(ctx, once=not required)
+    passed = sum(r.passed for r in results)
+    if passed == len(results):
+        return f"{passed}/{len(results)} checks pass again (attempt {attempts})"
+    if not required:
+        return (
+            f"{passed}/{len(results)} checks pass — as before the run, when the pre-check did "
+            "not pass either (informational)"
+        )
+    raise StepError(
+        f"smoke passed before the run but still fails after the restore "
+        f"({failing_words(results)}) after {attempts} attempts"
+    )
 
 
 RESTORE: dict[str, Step] = {

@@ -26,10 +26,9 @@ from bot.runs.restore import RESTORE
 from bot.runs.steps import STEPS, RunMemory, Step, StepContext, deadline_for
 from commands.config import Environment
 from commands.context import Services
-from commands.drift import component_versions
 from commands.hosts import read_hosts
 from commands.plan import Plan, PlanStep
-from commands.restore import differences
+from commands.restore import host_words
 
 log = logging.getLogger(__name__)
 
@@ -206,30 +205,24 @@ class Runner:
         """Each host in words: its components now, and whether that is the pre-run state."""
         try:
             after: dict[str, HostState | None] = dict(self.memory.after)
+            errors: dict[str, str | None] = {}
             missing = [h for h in self.plan.hosts if h not in after]
             if missing:
                 for line in await read_hosts(self._services, self._env, missing):
-                    after[line.host] = line.state
-            return tuple(self._host_words(h, after.get(h), restore) for h in self.plan.hosts)
+                    after[line.host], errors[line.host] = line.state, line.error
+            return tuple(
+                host_words(
+                    self._env,
+                    self.plan,
+                    host,
+                    after.get(host),
+                    self.memory.before.get(host),
+                    changed=restore != "unchanged",
+                    error=errors.get(host),
+                    kept=restore == "kept",
+                )
+                for host in self.plan.hosts
+            )
         except Exception:
             log.exception("could not read the hosts after the run")
             return ("the hosts could not be read after the run: check `status`",)
-
-    def _host_words(self, host: str, now: HostState | None, restore: str) -> str:
-        if now is None:
-            return f"{host}: unreadable now — check it by hand"
-        parts = ", ".join(
-            f"{v.name} {v.state} {v.label}" for v in component_versions(now, self._env)
-        )
-        before = self.memory.before.get(host)
-        if before is None:
-            verdict = "as before the run (nothing was changed)" if restore == "unchanged" else ""
-        else:
-            diffs = differences(before, now, self.plan)
-            if not diffs:
-                verdict = "as before the run (verified)"
-            elif restore == "kept":
-                verdict = "changed by the run, verified by smoke"
-            else:
-                verdict = "NOT as before the run: " + "; ".join(diffs)
-        return f"{host}: {parts}" + (f" — {verdict}" if verdict else "")

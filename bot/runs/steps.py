@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from adapters.smoke import NO_ANSWER
+from adapters.smoke import NO_ANSWER, CheckResult
 from adapters.store.rows import HostSwitch
 from adapters.winrm.hoststate import ControlResult, HostState, Preflight, Switched, release_of
 from bot.runs.farm import HostResult, StepError, on_hosts, verdict
@@ -243,23 +243,37 @@ async def record_switches(
     )  # fmt: skip
 
 
-async def smoke(ctx: StepContext, target: str) -> str:
-    attempts = 0
+async def smoke_until_passing(
+    ctx: StepContext, *, once: bool = False
+) -> tuple[list[CheckResult], int]:
+    """The environment's smoke, again every SMOKE_RETRY_S while the app warms up, until every
+    check passes or the step's deadline comes (or once): the last results, the attempts."""
     deadline = time.monotonic() + ctx.deadline_s
+    attempts = 0
     while True:
         attempts += 1
         results, _ = await run_smoke(ctx.services, ctx.plan.environment)
-        if all(r.passed for r in results):
-            await ctx.services.store.mark_stable(ctx.plan.environment, ctx.plan.target_version)
-            ctx.memory.verified = True
-            return f"{len(results)}/{len(results)} checks pass (attempt {attempts})"
+        if once or all(r.passed for r in results):
+            return results, attempts
         if time.monotonic() + SMOKE_RETRY_S >= deadline:
-            failing = ", ".join(f"{r.name}={r.status}" for r in results if not r.passed)
-            raise StepError(
-                f"smoke still failing at its deadline after {attempts} attempts ({failing}); "
-                f"the new version runs but does not answer as expected"
-            )
+            return results, attempts
         await asyncio.sleep(SMOKE_RETRY_S)
+
+
+def failing_words(results: list[CheckResult]) -> str:
+    return ", ".join(f"{r.name}={r.status}" for r in results if not r.passed)
+
+
+async def smoke(ctx: StepContext, target: str) -> str:
+    results, attempts = await smoke_until_passing(ctx)
+    if not all(r.passed for r in results):
+        raise StepError(
+            f"smoke still failing at its deadline after {attempts} attempts "
+            f"({failing_words(results)}); the new version runs but does not answer as expected"
+        )
+    await ctx.services.store.mark_stable(ctx.plan.environment, ctx.plan.target_version)
+    ctx.memory.verified = True
+    return f"{len(results)}/{len(results)} checks pass (attempt {attempts})"
 
 
 async def timeline(ctx: StepContext, target: str) -> str:

@@ -201,7 +201,10 @@ async def kill_sweep(
         if f"during step '{point.step}'" not in text or f"Hosts now: {host}: " not in text:
             problems.append(f"{point.step}: {text[:300]}")
         # Stopped in a read-only step: nothing changed, and the message says so.
-        quiet = {"preflight": "the run had changed nothing yet", "precheck": "— as before the run"}
+        quiet = {
+            "preflight": "— as before the run: it changed nothing",
+            "precheck": "— as before the run (verified: read back just now)",
+        }
         if point.step in quiet and not text.endswith(quiet[point.step]):
             problems.append(f"{point.step}: {text[-200:]}")
         state = lab.state(host)

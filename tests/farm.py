@@ -80,6 +80,7 @@ def farm_raw(
         env.update(own)
         environments[name] = env
     raw["environments"] = environments
+    raw.pop("pairs", None)  # the demo's blue/green pair names environments not here
     raw["paths"] = paths_under(tmp_path)
     return raw
 

@@ -44,7 +44,9 @@ async def test_help_lists_every_command_with_usage_and_who_may_run_it(chat: Chat
     assert by_usage["smoke ENVIRONMENT"][2] == "operators"
     rollback = by_usage["rollback ENVIRONMENT [VERSION] [--exclude HOST]"]
     assert rollback[2] == "operators; an approver approves"
-    assert by_usage["cancel RUN-ID"][2] == "the run's requester or an approver of its environment"
+    assert by_usage["cancel RUN-ID"][2] == (
+        "a run's requester or an approver of its environment; a DR check's operators"
+    )
     assert by_usage["help"][2] == "anyone in an allowed tenant"
     assert reply.path.endswith("/activities/" + reply.body["replyToId"])
     assert chat.winrm_requests() == 0

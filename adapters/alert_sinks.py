@@ -47,6 +47,15 @@ class Delivery:
     status: int | None = None
     reason: str = ""
 
+    @property
+    def worth_resending(self) -> bool:
+        """Failed for a reason that may pass (no answer, 408/429/5xx), not a refusal."""
+        return (
+            not self.ok
+            and self.attempts > 0
+            and (self.status is None or self.status in RETRY_STATUSES)
+        )
+
 
 @dataclass(frozen=True)
 class AlertNotice:
@@ -57,6 +66,7 @@ class AlertNotice:
     message: str  # one line
     description: str = ""
     details: Mapping[str, str] = field(default_factory=dict)
+    priority: str | None = None  # overrides the sink's configured priority (a failed run)
 
 
 class AlertSink(Protocol):

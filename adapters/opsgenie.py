@@ -56,7 +56,7 @@ class OpsGenieSink:
             "message": notice.message[:MESSAGE_LIMIT],
             "alias": notice.alias,
             "description": notice.description[:DESCRIPTION_LIMIT],
-            "priority": self._priority,
+            "priority": notice.priority or self._priority,
             "tags": [*self._tags, notice.environment],
             "details": dict(notice.details),
             "entity": notice.environment,

@@ -2,7 +2,9 @@
 
 A version is deployable only when its zip exists AND its digest file matches the zip's
 SHA-256. Problems are values (`PackageProblem`), because "no such version" is an answer
-for the operator, not a crash.
+for the operator, not a crash. `layout` reads what the zip holds without expanding it: its
+uncompressed size (the disk space a host needs) and its paths (the folders and executables
+the components will point at must be in it).
 """
 
 from __future__ import annotations
@@ -10,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from adapters.winrm.hostops import version_key
+from adapters.winrm.hoststate import version_key
 
 # Same pattern as commands.config.model.VERSION_PATTERN (adapters must not import commands).
 _VERSION = re.compile(r"^[0-9]+(\.[0-9]+){1,3}(-[A-Za-z0-9]+)?$")
@@ -39,6 +42,19 @@ class PackageProblem:
     version: str
     kind: str  # bad-version | missing | no-digest | bad-digest | mismatch
     message: str
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What a package expands into: its size and every path in it (folders included),
+    Windows-style and case-folded: `portal`, `worker\\mcms.worker.exe`."""
+
+    expanded_bytes: int
+    paths: frozenset[str]
+
+    def has(self, relative: str) -> bool:
+        """Whether `relative` (a folder or file inside the release; "" = its root) is in it."""
+        return relative == "" or relative.strip("\\").casefold() in self.paths
 
 
 class PackageStore:
@@ -103,6 +119,27 @@ class PackageStore:
                 "Do not deploy it; rebuild or re-copy the package.",
             )
         return Package(version, zip_path, actual)
+
+    async def layout(self, package: Package) -> Layout | PackageProblem:
+        """Size and paths of a verified package's contents, read from the zip's directory."""
+        return await asyncio.to_thread(self.layout_sync, package)
+
+    def layout_sync(self, package: Package) -> Layout | PackageProblem:
+        try:
+            with zipfile.ZipFile(package.path) as archive:
+                infos = archive.infolist()
+        except (zipfile.BadZipFile, OSError):
+            return PackageProblem(
+                package.version,
+                "not-a-zip",
+                f"{package.file_name} is not a readable zip archive. Rebuild the package.",
+            )
+        paths: set[str] = set()
+        for info in infos:
+            parts = [p for p in info.filename.replace("\\", "/").split("/") if p]
+            for i in range(1, len(parts) + 1):
+                paths.add("\\".join(parts[:i]).casefold())
+        return Layout(sum(i.file_size for i in infos), frozenset(paths))
 
 
 def _sha256(path: Path) -> str:

@@ -6,7 +6,7 @@ the lab's ARR router — while, in one run, side by side:
   (a) the pair's traffic is switched to the standby slot and back, through the ARR adapter
       (online → drain → wait → offline, each step read back; commands.switch), and
   (b) the live slot itself is rolled back by the bot's own rollback flow (the chat command,
-      an approval, the executor's 13 steps), behind the same router.
+      an approval, the executor's 18 steps), behind the same router.
 
 Prints requests sent, failed (5xx / refused / reset), the longest time without a
 successful answer, and how long each change took. The goal: (a) 0 failed and no gap over
@@ -29,6 +29,7 @@ from typing import Any
 
 from bench.load import LoadResult, run_load
 from bot.demo import DEMO_AUDIT_KEY
+from bot.ports import OnSent
 from bot.runs.executor import Executor
 from bot.services import open_runtime
 from commands.config import Config
@@ -77,13 +78,20 @@ async def switch_and_back(services: Services, pair_name: str) -> None:
 class _Quiet:
     """A Reporter that posts nowhere: the bench measures the hosts, not the chat."""
 
-    async def post(self, conversation_id: str, text: str, card: dict[str, Any] | None) -> None:
+    async def post(
+        self,
+        conversation_id: str,
+        text: str,
+        card: dict[str, Any] | None,
+        *,
+        on_sent: OnSent | None = None,
+    ) -> str | None:
         return None
 
     async def update(
         self,
         conversation_id: str,
-        activity_id: str,
+        message: str,
         text: str,
         card: dict[str, Any],
         *,

@@ -38,6 +38,7 @@ from bot.watch.grafana import GrafanaWebhook
 from bot.watch.housekeeping import DAY_S, retention_loop
 from bot.watch.metrics import Metrics
 from bot.watch.metrics_server import make_metrics_app
+from bot.watch.run_alerts import RunAlerts
 from bot.watch.watcher import Watcher
 from commands.config import Config, ConfigError, load_config
 from commands.dispatch import CommandDispatcher
@@ -135,11 +136,12 @@ def build_app(
     )
     reporter = QueueReporter(services, queue)
     services.checks.connect(reporter)  # `check` cards: edited through the same queue
-    executor = Executor(services, reporter)
-    executors.append(executor)
-    # Watching and alerting (issue 4): every proactive post goes through `queue` too.
+    # Watching and alerting: every proactive post goes through `queue` too; a run that
+    # ends badly raises its own alert through the RunAlarm port.
     alerter = Alerter(services, queue, reporter)
     heads.bind(alerter)
+    executor = Executor(services, reporter, RunAlerts(alerter))
+    executors.append(executor)
     metrics = Metrics(runtime.store, lambda: queue.stats, list(config.environments))
     watcher = Watcher(services, alerter, metrics)
     alert_actions = AlertActions(services, dispatcher, alerter, reporter)
@@ -166,6 +168,7 @@ def build_app(
         for run in recovered.runs:
             log.warning("marked interrupted at start", extra={"run_id": run.run_id})
         teller = asyncio.create_task(recovered.tell(services, reporter))
+        resumer = asyncio.create_task(alerter.resume())
         sweeper = asyncio.create_task(expiry_loop(services, reporter, sweep_s))
         smoke_dir = runtime.smoke_dir or config.paths.smoke_logs_dir
         audit_dir = runtime.audit_dir or config.paths.audit_dir
@@ -177,6 +180,7 @@ def build_app(
         yield
         sweeper.cancel()
         teller.cancel()
+        resumer.cancel()
         pruner.cancel()
         publisher.cancel()
         await watcher.stop()

@@ -1,5 +1,11 @@
 """`cancel RUN-ID` — stop a run at its next step boundary (a step in flight is not cut),
-or a DR check (`dr-…`) at once: its running suite's process tree is killed."""
+or a DR check (`dr-…`) at once: its running suite's process tree is killed.
+
+Cancelling a run is a restore: once the run stops, whatever it changed is put back as it
+was (unless the environment says `on_failure = "stop"`). So only the requester of the run
+or an approver of its environment may cancel it — an operator who may ask for a rollback
+may not take someone else's down halfway. A run already restoring cannot be cancelled.
+"""
 
 from __future__ import annotations
 
@@ -72,9 +78,17 @@ async def run(call: CommandCall) -> Reply:
             refused=True,
             extra={"reason": "unknown-run"},
         )
-    if not services.config.has_role(inv.actor.aad_object_id, "operator", found.environment):
+    request = await services.store.get_request(found.request_id)
+    who = (inv.actor.aad_object_id or "").casefold()
+    requester = request is not None and bool(who) and who == (request.requester_id or "").casefold()
+    if not requester and not services.config.has_role(
+        inv.actor.aad_object_id, "approver", found.environment
+    ):
+        by = f" ({request.requester_name})" if request is not None else ""
         return Reply(
-            f"Cancelling `{run_id}` needs the **operator** role for {found.environment}.",
+            f"Only the requester of `{run_id}`{by} or an approver of {found.environment} may "
+            "cancel it: a cancel puts the hosts back as they were before the run. Nothing "
+            "was changed.",
             refused=True,
             extra={"reason": "role"},
         )
@@ -83,6 +97,13 @@ async def run(call: CommandCall) -> Reply:
             f"Run `{run_id}` is not running (it {found.state}); nothing to cancel.",
             refused=True,
             extra={"reason": "not-running"},
+        )
+    if (found.current_step or "").startswith("restore"):
+        return Reply(
+            f"Run `{run_id}` is already restoring the pre-run state; a restore is not "
+            "cancelled. The progress card says what each host is left in.",
+            refused=True,
+            extra={"reason": "restoring"},
         )
     flagged = await services.store.request_cancel(run_id, inv.actor.name, services.now())
     if not flagged:
@@ -100,19 +121,28 @@ async def run(call: CommandCall) -> Reply:
         step=found.current_step,
     )
     step = found.current_step or "its first step"
+    env = services.config.environments.get(found.environment)
+    after = (
+        "then puts back whatever it changed, as it was before the run"
+        if env is None or env.on_failure == "restore"
+        else 'and leaves the hosts as they are (on_failure = "stop")'
+    )
     return Reply(
         f"Cancel requested for `{run_id}` ({found.environment}). It stops after *{step}* "
-        "finishes — a step in flight is not cut, so the host is never left half-switched. "
-        "The progress card will say where it stopped."
+        f"finishes — a step in flight is not cut — {after}. The progress card will say "
+        "where it stopped and what each host is left in."
     )
 
 
 COMMAND = Command(
     name="cancel",
     usage="RUN-ID",
-    summary="Stop a running rollback/deploy at its next step boundary, or a DR check now.",
-    role="operator",
+    summary="Stop a rollback/deploy at its next step boundary and restore it, or a DR check now.",
+    # Checked by the command against what it cancels (a run: its requester or an approver of
+    # its environment; a DR check: the environment's operators).
+    role=None,
     env_arg="none",
     max_extra_args=1,
     run=run,
+    who_note="a run's requester or an approver of its environment; a DR check's operators",
 )

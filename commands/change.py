@@ -1,8 +1,11 @@
 """Shared by `rollback` and `deploy`: read the hosts, pick the target, plan, ask for approval.
 
-Nothing is requested unless every check passes: the environment is free, every host
-answers, the target exists in the package store with a matching SHA-256. The reply is the
-approval card; its message id is stored once Teams has it, so the card can be edited later.
+Nothing is requested unless every check passes: the environment is free, at least one
+host answers, the target exists in the package store with a matching SHA-256 and holds
+every component's folder and executable. A host that cannot be read is excluded with its
+reason, as is one named with `--exclude HOST`: the approval card lists both, and the plan
+(and so the approval) binds to the exclusion. The reply is the approval card; its message
+id is stored once Teams has it, so the card can be edited later.
 """
 
 from __future__ import annotations
@@ -12,18 +15,22 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from adapters.packages import PackageStore
+from adapters.packages import Layout, PackageProblem, PackageStore
 from adapters.store.rows import Request
 from commands.cards.approval import POLICY_APPROVER, render_approval_card
 from commands.config import Environment
 from commands.context import Services, actor_fields
+from commands.drift import component_versions, drift_words, release_versions
 from commands.hosts import read_hosts
-from commands.plan import Kind, Plan, build_plan
+from commands.plan import Exclusion, Kind, Plan, build_plan
 from commands.registry import CommandCall
-from commands.status import version_from_path
 from commands.target import NoTarget, resolve_target
 from commands.timefmt import show
 from commands.types import Reply
+
+EXCLUDE_FLAG = "--exclude"
+# A version and up to eight `--exclude HOST` pairs.
+MAX_CHANGE_ARGS = 17
 
 
 def new_request_id() -> str:
@@ -38,6 +45,16 @@ class Situation:
     current: str | None
     previous_stable: str | None
     kept: tuple[str, ...]
+    hosts: tuple[str, ...]  # the hosts the run acts on
+    excluded: tuple[Exclusion, ...]
+
+
+@dataclass(frozen=True)
+class ChangeArgs:
+    """`rollback ENV [VERSION] [--exclude HOST]...` after the environment."""
+
+    version: str | None
+    exclude: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -62,28 +79,59 @@ async def busy_refusal(services: Services, environment: str) -> Refusal | None:
     )
 
 
+def parse_change_args(args: tuple[str, ...], env: Environment) -> ChangeArgs | str:
+    """The version and the hosts to exclude, or why the arguments are wrong (in words)."""
+    version: str | None = None
+    exclude: list[str] = []
+    rest = list(args)
+    while rest:
+        word = rest.pop(0)
+        if word.lower() == EXCLUDE_FLAG:
+            if not rest:
+                return f"`{EXCLUDE_FLAG}` needs a host name: `{EXCLUDE_FLAG} HOST`."
+            name = rest.pop(0)
+            known = next((h.name for h in env.hosts if h.name.casefold() == name.casefold()), None)
+            if known is None:
+                hosts = ", ".join(h.name for h in env.hosts)
+                return f"There is no host `{name}` in this environment (its hosts: {hosts})."
+            exclude.append(known)
+        elif version is None and not word.startswith("--"):
+            version = word
+        else:
+            return f"I do not understand `{word}` here."
+    return ChangeArgs(version, tuple(dict.fromkeys(exclude)))
+
+
 async def read_situation(
-    services: Services, environment: str, env: Environment
+    services: Services,
+    environment: str,
+    env: Environment,
+    exclude: tuple[Exclusion, ...] = (),
 ) -> Situation | Refusal:
-    lines = await read_hosts(services, env)
-    unreadable = next((line for line in lines if line.state is None), None)
-    if unreadable is not None:
+    excluded = {e.host: e for e in exclude}
+    lines = await read_hosts(services, env, [h.name for h in env.hosts if h.name not in excluded])
+    for line in lines:
+        if line.state is None:
+            excluded[line.host] = Exclusion(line.host, f"unreachable: {line.error}")
+    states = [line.state for line in lines if line.state is not None]
+    ordered = tuple(excluded[h.name] for h in env.hosts if h.name in excluded)
+    if not states:
+        reasons = "; ".join(f"{e.host}: {e.reason}" for e in ordered)
         return Refusal(
-            f"I could not read {unreadable.host} of {environment}: {unreadable.error}. "
-            "Nothing was requested.",
+            f"No host of {environment} can take part ({reasons}). Nothing was requested.",
             "host-unreachable",
         )
-    states = [line.state for line in lines if line.state is not None]
     history = await services.store.current_deployment(environment)
-    paths = {version_from_path(s.physical_path) for s in states}
+    versions = [v for state in states for v in component_versions(state, env)]
+    seen = release_versions(versions)
     if history is not None:
         current: str | None = history.version
-    elif len(paths) == 1:
-        current = paths.pop()
+    elif len(seen) == 1 and None not in seen:
+        current = seen.pop()
     else:
-        listing = ", ".join(f"{s.host}: {s.physical_path}" for s in states)
         return Refusal(
-            f"The hosts of {environment} do not agree on the current version ({listing}). "
+            f"The hosts of {environment} do not agree on the current version: "
+            f"{drift_words(versions) or 'no component runs a release folder'}. "
             "Fix that by hand first. Nothing was requested.",
             "hosts-disagree",
         )
@@ -93,12 +141,35 @@ async def read_situation(
         previous = stable.version if stable else None
     # Only a release kept on every host can be switched to without copying.
     kept = set(states[0].releases).intersection(*(s.releases for s in states[1:]))
-    return Situation(current, previous, tuple(sorted(kept)))
+    return Situation(current, previous, tuple(sorted(kept)), tuple(s.host for s in states), ordered)
 
 
-async def request_change(call: CommandCall, kind: Kind, requested: str | None) -> Reply:
+def layout_problem(layout: Layout, env: Environment, version: str) -> str | None:
+    """Why the package cannot serve every component (a folder or executable not in it)."""
+    parts = env.components
+    missing = [
+        f"folder {s.folder} (site {s.name})" for s in parts.sites if not layout.has(s.folder)
+    ]
+    missing += [
+        f"{s.executable} (service {s.name})"
+        for s in parts.services
+        if s.executable is not None and not layout.has(s.executable)
+    ]
+    if not missing:
+        return None
+    return (
+        f"Package {version} does not hold {', '.join(missing)}, so those components could not "
+        "be switched to it. Check the components in the configuration against the package. "
+        "Nothing was requested."
+    )
+
+
+async def request_change(call: CommandCall, kind: Kind, args: tuple[str, ...]) -> Reply:
     services, environment = call.services, call.env()
     inv = call.invocation
+    env = services.config.environments[environment]
+    parsed = parse_change_args(args, env)
+    requested = parsed.version if isinstance(parsed, ChangeArgs) else None
 
     async def refuse(refusal: Refusal) -> Reply:
         await services.audit.append(
@@ -115,29 +186,47 @@ async def request_change(call: CommandCall, kind: Kind, requested: str | None) -
         )
         return Reply(refusal.message, refused=True, extra={"reason": refusal.reason})
 
+    if isinstance(parsed, str):
+        usage = f"`{kind} {environment} [VERSION] [{EXCLUDE_FLAG} HOST]`"
+        return await refuse(Refusal(f"{parsed} Usage: {usage}. Nothing was requested.", "usage"))
+    if kind == "deploy" and parsed.version is None:
+        return await refuse(
+            Refusal(
+                f"`deploy` needs a version: `deploy {environment} VERSION` (see the package "
+                "store). Nothing was requested.",
+                "missing-version",
+            )
+        )
     busy = await busy_refusal(services, environment)
     if busy:
         return await refuse(busy)
-    plan = await make_plan(services, kind, environment, requested)
+    exclude = tuple(Exclusion(h, "excluded by request (--exclude)") for h in parsed.exclude)
+    plan = await make_plan(services, kind, environment, parsed.version, exclude)
     if isinstance(plan, Refusal):
         return await refuse(plan)
     return await _create_request(call, plan)
 
 
 async def make_plan(
-    services: Services, kind: Kind, environment: str, requested: str | None
+    services: Services,
+    kind: Kind,
+    environment: str,
+    requested: str | None,
+    exclude: tuple[Exclusion, ...] = (),
 ) -> Plan | Refusal:
-    """The plan as it would run now; the executor builds it again to check the approval."""
+    """The plan as it would run now; the executor builds it again to check the approval
+    (passing the approved exclusions, so a host excluded then stays excluded)."""
     env = services.config.environments.get(environment)
     if env is None:
         return Refusal(f"Environment {environment} is no longer configured.", "unknown-environment")
-    situation = await read_situation(services, environment, env)
+    situation = await read_situation(services, environment, env, exclude)
     if isinstance(situation, Refusal):
         return situation
+    store = PackageStore(env.package_store)
     target = await resolve_target(
         kind,
         environment,
-        PackageStore(env.package_store),
+        store,
         requested=requested,
         current=situation.current,
         previous_stable=situation.previous_stable,
@@ -145,6 +234,12 @@ async def make_plan(
     )
     if isinstance(target, NoTarget):
         return Refusal(target.message, "no-target")
+    layout = await store.layout(target.package)
+    if isinstance(layout, PackageProblem):
+        return Refusal(layout.message + " Nothing was requested.", "no-target")
+    problem = layout_problem(layout, env, target.version)
+    if problem is not None:
+        return Refusal(problem, "package-layout")
     return build_plan(
         kind,
         environment,
@@ -154,6 +249,9 @@ async def make_plan(
         sha256=target.package.sha256,
         package=target.package.file_name,
         source=target.source,
+        hosts=situation.hosts,
+        excluded=situation.excluded,
+        expanded_bytes=layout.expanded_bytes,
         smoke_deadline_s=int(env.timeouts.smoke_s),
     )
 
@@ -194,6 +292,7 @@ async def _create_request(call: CommandCall, plan: Plan) -> Reply:
             "source": plan.source,
             "plan_hash": plan.hash,
             "hosts": list(plan.hosts),
+            "excluded": [{"host": e.host, "reason": e.reason} for e in plan.excluded],
             "expires_at": request.expires_at.isoformat() if request.expires_at else None,
         },
     )

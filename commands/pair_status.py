@@ -13,8 +13,9 @@ from collections.abc import Awaitable, Mapping
 from adapters.errors import RemoteError
 from adapters.router.farm import Farm
 from commands.cards import elements as cards
-from commands.config import Pair
+from commands.config import Environment, Pair
 from commands.context import Services
+from commands.drift import component_versions, release_versions
 from commands.hosts import HOST_READ_TIMEOUT_S, HostLine
 from commands.slots import PairView, view_pair
 from commands.timefmt import ago, show
@@ -22,9 +23,14 @@ from commands.timefmt import ago, show
 HostReads = Mapping[str, Awaitable[list[HostLine]]]
 
 
-def slot_version(lines: list[HostLine]) -> str:
-    """The release the slot's hosts serve, as their sites' physical paths say."""
-    versions = {line.state.current_release for line in lines if line.state is not None}
+def slot_version(lines: list[HostLine], env: Environment) -> str:
+    """The release the slot's hosts run, as their components' paths say."""
+    versions = {
+        v
+        for line in lines
+        if line.state is not None
+        for v in release_versions(component_versions(line.state, env))
+    }
     unreachable = sum(1 for line in lines if line.state is None)
     known = sorted(v for v in versions if v)
     if not known:
@@ -56,7 +62,8 @@ async def pair_section(services: Services, name: str, reads: HostReads) -> list[
             cards.text(f"⚠ {exc}", color="Attention"),
         ]
     view = view_pair(name, pair, farm)
-    versions = {slot: slot_version(await reads[slot]) for slot in pair.slots}
+    environments = services.config.environments
+    versions = {slot: slot_version(await reads[slot], environments[slot]) for slot in pair.slots}
     facts = [*await _live_facts(services, view, versions), ("Router", where)]
     body = [heading, cards.facts(facts)]
     if view.problems:

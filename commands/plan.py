@@ -2,15 +2,19 @@
 
 A plan is pure data. Its hash (sha256 of canonical JSON of the fields that decide what
 runs) is what an approval binds to: if the plan built again at execution differs — a new
-package, other hosts, another current version — the approval is void.
+package, other hosts, another current version, a host no longer excluded — the approval
+is void. It holds the whole release: every site (with its app pool and folder) and every
+service of the environment, the hosts it runs on and the ones excluded (with why), and
+two step lists: the forward steps (playbook §6, Preflight first) and the restore steps run
+when it fails or is cancelled after a change (unless `on_failure` is "stop").
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
-from typing import Literal
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
 
 from commands.config import Environment
 
@@ -21,11 +25,66 @@ Kind = Literal["rollback", "deploy"]
 START_EVENT: dict[Kind, str] = {"rollback": "RolledBack", "deploy": "Approved"}
 END_EVENT = "Deployed"
 
+# Step actions that change a host; a run that started one has something to restore.
+CHANGING_ACTIONS = frozenset(
+    {
+        "stop_site",
+        "stop_pool",
+        "recycle_pool",
+        "stop_service",
+        "deploy_package",
+        "switch",
+        "start_pool",
+        "start_site",
+        "start_service",
+    }
+)
+# After this step passed the change is done and verified: what fails later (a record) does
+# not undo it.
+VERIFYING_ACTION = "smoke"
+
 
 @dataclass(frozen=True)
 class PlanStep:
+    """One step: `action` says what it does (bot/runs/steps.py), `target` on what."""
+
     key: str
     title: str
+    action: str = ""
+    target: str = ""
+
+    @staticmethod
+    def of(action: str, title: str, target: str = "") -> PlanStep:
+        return PlanStep(f"{action}:{target}" if target else action, title, action, target)
+
+    @property
+    def changes_hosts(self) -> bool:
+        return (self.action or self.key) in CHANGING_ACTIONS
+
+
+@dataclass(frozen=True)
+class PlanSite:
+    name: str
+    app_pool: str
+    folder: str  # inside the release; "" = its root
+    pool_action: str
+    start_order: int
+
+
+@dataclass(frozen=True)
+class PlanService:
+    name: str
+    executable: str | None  # inside the release; None = binaries not switched
+    arguments: str
+    start_order: int
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    """A host the run leaves alone, and why (unreachable, or excluded by the requester)."""
+
+    host: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -38,18 +97,22 @@ class Plan:
     package: str
     source: str  # why this target: "requested", "deployment history", ...
     hosts: tuple[str, ...]
-    site: str
-    app_pool: str
-    pool_action: str
-    service: str
     releases_root: str
     smoke_deadline_s: int
     steps: tuple[PlanStep, ...]
+    sites: tuple[PlanSite, ...] = ()
+    services: tuple[PlanService, ...] = ()
+    excluded: tuple[Exclusion, ...] = ()
+    expanded_bytes: int = 0  # the package's uncompressed size (preflight's disk check)
+    on_failure: str = "restore"
+    restore_steps: tuple[PlanStep, ...] = field(default=())
 
     def binding(self) -> dict[str, object]:
-        """The fields an approval binds to (`source` only explains, so it is left out)."""
+        """The fields an approval binds to: `source` only explains, and of an exclusion only
+        the host counts (its error text may differ from one read to the next)."""
         data = asdict(self)
         data.pop("source")
+        data["excluded"] = sorted(e.host for e in self.excluded)
         return data
 
     @property
@@ -62,42 +125,161 @@ class Plan:
 
     @staticmethod
     def from_json(text: str) -> Plan:
-        data = json.loads(text)
+        data: dict[str, Any] = json.loads(text)
+        if "sites" not in data:
+            data = _from_single_component(data)
         data["hosts"] = tuple(data["hosts"])
-        data["steps"] = tuple(PlanStep(**s) for s in data["steps"])
+        data["steps"] = tuple(_step(s) for s in data["steps"])
+        data["restore_steps"] = tuple(_step(s) for s in data.get("restore_steps", ()))
+        data["sites"] = tuple(PlanSite(**s) for s in data["sites"])
+        data["services"] = tuple(PlanService(**s) for s in data["services"])
+        data["excluded"] = tuple(Exclusion(**e) for e in data.get("excluded", ()))
         return Plan(**data)
 
     @property
     def target_path(self) -> str:
         return f"{self.releases_root}\\{self.target_version}"
 
+    @property
+    def pools(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(s.app_pool for s in self.sites))
+
+    def site_path(self, site: PlanSite, version: str) -> str:
+        """Where `site` points when it runs `version`."""
+        base = f"{self.releases_root}\\{version}"
+        return f"{base}\\{site.folder}" if site.folder else base
+
+    def image_path(self, service: PlanService, version: str) -> str | None:
+        """The ImagePath of `service` running `version`, quoted; None when not switched."""
+        if service.executable is None:
+            return None
+        exe = f'"{self.releases_root}\\{version}\\{service.executable}"'
+        return f"{exe} {service.arguments}" if service.arguments else exe
+
+
+def _step(data: dict[str, Any]) -> PlanStep:
+    key = str(data["key"])
+    action = str(data.get("action") or key.split(":", 1)[0])
+    return PlanStep(key, str(data["title"]), action, str(data.get("target", "")))
+
+
+def _from_single_component(data: dict[str, Any]) -> dict[str, Any]:
+    """A plan stored by a bot before components existed (one site, one service): readable,
+    so its card can still be shown; its hash differs, so approving it voids it."""
+    out = {k: v for k, v in data.items() if k not in ("site", "app_pool", "pool_action", "service")}
+    out["sites"] = [
+        {
+            "name": data["site"],
+            "app_pool": data["app_pool"],
+            "folder": "",
+            "pool_action": data["pool_action"],
+            "start_order": 1,
+        }
+    ]
+    out["services"] = [
+        {"name": data["service"], "executable": None, "arguments": "", "start_order": 2}
+    ]
+    return out
+
+
+def components_of(env: Environment) -> tuple[tuple[PlanSite, ...], tuple[PlanService, ...]]:
+    parts = env.components
+    sites = tuple(
+        PlanSite(s.name, s.app_pool, s.folder, s.pool_action, s.start_order) for s in parts.sites
+    )
+    services = tuple(
+        PlanService(s.name, s.executable, s.arguments, s.start_order) for s in parts.services
+    )
+    return sites, services
+
+
+def start_sequence(
+    sites: tuple[PlanSite, ...], services: tuple[PlanService, ...]
+) -> list[PlanSite | PlanService]:
+    """Start order: by `start_order`, sites before services at the same order, then as
+    configured (default: every site, then every service — services last, as the playbook)."""
+    ranked: list[tuple[int, int, int, PlanSite | PlanService]] = [
+        (s.start_order, 0, i, s) for i, s in enumerate(sites)
+    ]
+    ranked += [(s.start_order, 1, i, s) for i, s in enumerate(services)]
+    return [item for *_, item in sorted(ranked, key=lambda r: r[:3])]
+
 
 def plan_steps(
-    kind: Kind, env: Environment, target_version: str, smoke_deadline_s: int
+    kind: Kind,
+    sites: tuple[PlanSite, ...],
+    services: tuple[PlanService, ...],
+    releases_root: str,
+    target_version: str,
+    smoke_deadline_s: int,
 ) -> tuple[PlanStep, ...]:
-    """Playbook §6 (single-node rollback) as steps; deploy is the same flow forward."""
-    pool = env.iis.app_pool
-    recycle = env.iis.pool_action == "recycle"
-    target_path = f"{env.releases_root}\\{target_version}"
-    return (
-        PlanStep("precheck", "Pre-check smoke (informational; all refused = service stopped)"),
-        PlanStep("notify_start", f"Notify {START_EVENT[kind]} (audit + channel)"),
-        PlanStep("stop_site", f"Stop IIS site {env.iis.site}"),
-        PlanStep("stop_pool", f"Recycle app pool {pool}" if recycle else f"Stop app pool {pool}"),
-        PlanStep("stop_worker", f"Stop Worker service {env.worker.service}"),
-        PlanStep(
+    """Playbook §6 for the whole release, Preflight first; deploy is the same flow forward.
+
+    Stop order: sites, pools, services; start order: `start_sequence` (a site's pool
+    before the site). Every step acts on every host of the plan at once.
+    """
+    target_path = f"{releases_root}\\{target_version}"
+    pools = dict.fromkeys(s.app_pool for s in sites)
+    steps = [
+        PlanStep.of(
+            "preflight",
+            "Preflight on every host, read-only: reachable, components exist, release whole or "
+            "package there with the right SHA-256, free disk",
+        ),
+        PlanStep.of("precheck", "Pre-check smoke (informational; all refused = service stopped)"),
+        PlanStep.of("notify_start", f"Notify {START_EVENT[kind]} (audit + channel)"),
+    ]
+    steps += [PlanStep.of("stop_site", f"Stop IIS site {s.name}", s.name) for s in sites]
+    for pool in pools:
+        if next(s.pool_action for s in sites if s.app_pool == pool) == "recycle":
+            steps.append(PlanStep.of("recycle_pool", f"Recycle app pool {pool}", pool))
+        else:
+            steps.append(PlanStep.of("stop_pool", f"Stop app pool {pool}", pool))
+    steps += [PlanStep.of("stop_service", f"Stop service {s.name}", s.name) for s in services]
+    steps.append(
+        PlanStep.of(
             "deploy_package",
             f"Deploy package {target_version}: verify SHA-256 on the host; switch to the kept "
             "release folder, or expand it",
-        ),
-        PlanStep("switch_site", f"Point site {env.iis.site} at {target_path}"),
-        PlanStep("start_pool", f"Start app pool {pool} and wait until Started"),
-        PlanStep("start_site", f"Start IIS site {env.iis.site} and wait until Started"),
-        PlanStep("start_worker", f"Start Worker {env.worker.service} and wait until Running"),
-        PlanStep("smoke", f"Smoke until every check passes (deadline {smoke_deadline_s} s)"),
-        PlanStep("notify_end", f"Notify {END_EVENT} (audit + channel)"),
-        PlanStep("timeline", "Timeline line"),
+        )
     )
+    switched = [s.name for s in sites] + [s.name for s in services if s.executable is not None]
+    steps.append(
+        PlanStep.of(
+            "switch",
+            f"Switch {', '.join(switched)} to {target_path} and read each back",
+        )
+    )
+    started: set[str] = set()
+    for part in start_sequence(sites, services):
+        if isinstance(part, PlanSite):
+            if part.app_pool not in started:
+                started.add(part.app_pool)
+                title = f"Start app pool {part.app_pool} and wait until Started"
+                steps.append(PlanStep.of("start_pool", title, part.app_pool))
+            title = f"Start IIS site {part.name} and wait until Started"
+            steps.append(PlanStep.of("start_site", title, part.name))
+        else:
+            title = f"Start service {part.name} and wait until Running"
+            steps.append(PlanStep.of("start_service", title, part.name))
+    steps += [
+        PlanStep.of("smoke", f"Smoke until every check passes (deadline {smoke_deadline_s} s)"),
+        PlanStep.of("notify_end", f"Notify {END_EVENT} (audit + channel)"),
+        PlanStep.of("timeline", "Timeline line"),
+    ]
+    return tuple(steps)
+
+
+RESTORE_STEPS: tuple[PlanStep, ...] = (
+    PlanStep.of("restore_switch", "Restore: switch every component back to its pre-run path"),
+    PlanStep.of(
+        "restore_states", "Restore: every site, pool and service back to its pre-run state"
+    ),
+    PlanStep.of(
+        "restore_verify", "Restore: read every host back and compare with the pre-run state"
+    ),
+    PlanStep.of("restore_smoke", "Restore: smoke (must pass if it passed before the run)"),
+)
 
 
 def build_plan(
@@ -110,8 +292,12 @@ def build_plan(
     sha256: str,
     package: str,
     source: str,
+    hosts: tuple[str, ...] | None = None,
+    excluded: tuple[Exclusion, ...] = (),
+    expanded_bytes: int = 0,
     smoke_deadline_s: int = 120,
 ) -> Plan:
+    sites, services = components_of(env)
     return Plan(
         kind=kind,
         environment=environment,
@@ -120,12 +306,16 @@ def build_plan(
         sha256=sha256,
         package=package,
         source=source,
-        hosts=tuple(h.name for h in env.hosts),
-        site=env.iis.site,
-        app_pool=env.iis.app_pool,
-        pool_action=env.iis.pool_action,
-        service=env.worker.service,
+        hosts=hosts if hosts is not None else tuple(h.name for h in env.hosts),
         releases_root=env.releases_root,
         smoke_deadline_s=smoke_deadline_s,
-        steps=plan_steps(kind, env, target_version, smoke_deadline_s),
+        steps=plan_steps(
+            kind, sites, services, env.releases_root, target_version, smoke_deadline_s
+        ),
+        sites=sites,
+        services=services,
+        excluded=excluded,
+        expanded_bytes=expanded_bytes,
+        on_failure=env.on_failure,
+        restore_steps=RESTORE_STEPS if env.on_failure == "restore" else (),
     )

@@ -51,6 +51,8 @@ class Command:
 
     @property
     def who(self) -> str:
+        if self.role is None and self.who_note:
+            return self.who_note  # the command decides who, against what it acts on
         who = "anyone in an allowed tenant" if self.role is None else f"{self.role}s"
         return f"{who}; {self.who_note}" if self.who_note else who
 

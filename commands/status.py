@@ -1,4 +1,5 @@
-"""`status [ENVIRONMENT]` — per environment: version, IIS/Worker state per host, last smoke, lock;
+"""`status [ENVIRONMENT]` — per environment: every component's state and release on every
+host, drift in words, last smoke, the run in progress and whether the watcher is paused;
 and per blue/green pair of those environments: the live slot as its router reports it.
 
 Hosts and routers are read concurrently, one WinRM round trip each, every host once; an
@@ -13,9 +14,11 @@ from collections.abc import Awaitable
 from commands.cards import elements as cards
 from commands.config import VERSION_PATTERN
 from commands.context import Services
+from commands.drift import ComponentVersion, component_versions, drift_words
 from commands.hosts import HostLine, read_hosts
 from commands.pair_status import pair_section
 from commands.registry import Command, CommandCall
+from commands.restore import is_up
 from commands.timefmt import ago, show
 from commands.types import Reply
 
@@ -28,24 +31,56 @@ def version_from_path(physical_path: str | None) -> str | None:
     return last if VERSION_PATTERN.fullmatch(last) else None
 
 
+def watch_paused(run_id: str) -> str:
+    """The words the alert card and `status` use while a run holds the environment."""
+    return f"watch paused: run {run_id} in progress"
+
+
+def _rows(
+    line: HostLine, versions: list[ComponentVersion], pools: dict[str, str]
+) -> tuple[list[list[str]], list[str | None]]:
+    if line.state is None:
+        # The host's (or the network's) own words: escaped, so they cannot become a link.
+        return [[line.host, "unreachable", "", cards.plain(line.error or "", 300)]], ["Attention"]
+    rows: list[list[str]] = []
+    colors: list[str | None] = []
+    for v in versions:
+        state = v.state
+        if v.kind == "site":
+            found = line.state.pool(pools.get(v.name, ""))
+            pool_state = found.state if found is not None else "Missing"
+            state = f"{v.state}, pool {pool_state}"
+            healthy = is_up(v.state) and is_up(pool_state)
+        else:
+            healthy = is_up(v.state)
+        rows.append(
+            [line.host, f"{v.kind} {v.name}", cards.plain(state, 200), cards.plain(v.label, 200)]
+        )
+        colors.append("Good" if healthy else "Warning")
+    return rows, colors
+
+
 async def _environment_section(
     services: Services, name: str, read: Awaitable[list[HostLine]]
 ) -> list[cards.Element]:
     env = services.config.environments[name]
     tz, now = services.config.tz, services.now()
     lines = await read
+    per_host = {
+        line.host: component_versions(line.state, env) for line in lines if line.state is not None
+    }
+    everything = [v for versions in per_host.values() for v in versions]
+    drift = drift_words(everything)
     deployment = await services.store.current_deployment(name)
     if deployment is not None:
-        version = (
-            f"{deployment.version} (deployment history{', stable' if deployment.stable else ''})"
-        )
+        stable = ", stable" if deployment.stable else ""
+        version = f"{deployment.version} (deployment history{stable})"
     else:
-        seen = {version_from_path(h.state.physical_path) for h in lines if h.state}
-        seen.discard(None)
+        seen = sorted({v.version for v in everything if v.version and v.managed})
         version = (
-            f"{', '.join(sorted(v for v in seen if v))} (from the site's physicalPath)"
+            f"{', '.join(seen)} (from the hosts)"
             if seen
-            else "unknown (no deployment history, host path unreadable)"
+            else "unknown (no deployment history, no component in a release folder)"
         )
     smoke = await services.store.last_smoke(name)
     smoke_text = (
@@ -54,41 +89,42 @@ async def _environment_section(
         else "never run — try `smoke " + name + "`"
     )
     lock = await services.store.lock_holder(name)
+    running = lock is not None and lock.holder_run_id is not None
     run_text = (
         f"run {lock.holder_run_id} by {lock.holder_name} since {show(lock.since, tz)}"
         if lock and lock.holder_run_id and lock.since
         else "none"
     )
-    rows, colors = [], []
+    if not env.watch.enabled:
+        watch_text = "off (watch.enabled = false)"
+    elif running and lock is not None and lock.holder_run_id:
+        watch_text = watch_paused(lock.holder_run_id)
+    else:
+        watch_text = f"every {env.watch.interval_s:g} s"
+    pools = {s.name: s.app_pool for s in env.components.sites}
+    rows: list[list[str]] = []
+    colors: list[str | None] = []
     for line in lines:
-        if line.state is None:
-            rows.append([line.host, "unreachable", "", "", cards.plain(line.error or "", 300)])
-            colors.append("Attention")
-            continue
-        s = line.state
-        healthy = (s.site_state, s.pool_state, s.service_state) == ("Started", "Started", "Running")
-        rows.append(
-            # The host's own words: escaped, so a crafted path cannot become a link.
-            [
-                line.host,
-                *(
-                    cards.plain(v, 200)
-                    for v in (s.site_state, s.pool_state, s.service_state, s.physical_path or "?")
-                ),
-            ]
-        )
-        colors.append("Good" if healthy else "Warning")
-    return [
-        cards.title(f"{name}" + (f" — {env.description}" if env.description else "")),
-        cards.facts(
-            [
-                ("Current version", version),
-                ("Last smoke", smoke_text),
-                ("Run in progress", run_text),
-            ]
-        ),
-        cards.table(["Host", "Site", "App pool", "Worker", "Path"], rows, colors),
+        more_rows, more_colors = _rows(line, per_host.get(line.host, []), pools)
+        rows += more_rows
+        colors += more_colors
+    facts = [
+        ("Current version", version),
+        ("Drift", drift or "none: every component on every host runs the same release"),
+        ("Last smoke", smoke_text),
+        ("Run in progress", run_text),
+        ("Watch", watch_text),
     ]
+    body: list[cards.Element] = [
+        cards.title(f"{name}" + (f" — {env.description}" if env.description else "")),
+        cards.facts(facts),
+    ]
+    if drift:
+        body.append(cards.text(f"**Drift:** {cards.plain(drift, 1000)}", color="Warning"))
+    body.append(
+        cards.table(["Host", "Component", "State", "Release"], rows, colors, widths=[3, 4, 4, 3])
+    )
+    return body
 
 
 async def run(call: CommandCall) -> Reply:
@@ -118,10 +154,8 @@ async def run(call: CommandCall) -> Reply:
 COMMAND = Command(
     name="status",
     usage="[ENVIRONMENT]",
-    summary=(
-        "Version, IIS site / app pool / Worker state, last smoke, run in progress; "
-        "a pair's live slot."
-    ),
+    summary="Each component's release and state per host, drift, last smoke, run in progress; "
+    "a pair's live slot.",
     role="operator",
     env_arg="optional",
     max_extra_args=0,

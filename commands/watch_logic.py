@@ -4,8 +4,10 @@ streak + at most one action (raise, remind, resolve, or nothing and why).
 Invariants: an alert is raised only when none is open (the store enforces it too) and the
 streak reached the threshold; while it stays open, the only repeat is a reminder every
 `reminder_minutes` (counted from the last reminder, else from the raise), none while
-silenced; the first passing run resolves it. Nothing here reads a clock or does I/O, so
-every rule is a table row in tests/watch/test_watch_logic.py.
+silenced; the first passing run resolves it. While a run holds the environment (a planned
+rollback stops the service on purpose) the watcher measures but decides nothing, and the
+streak starts again from zero when the run ends. Nothing here reads a clock or does I/O,
+so every rule is a table row in tests/watch/test_watch_logic.py.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from commands.config import Watch
 
 @dataclass(frozen=True)
 class Nothing:
-    why: Literal["passing", "below-threshold", "reminder-not-due", "silenced"]
+    why: Literal["passing", "below-threshold", "reminder-not-due", "silenced", "run-in-progress"]
     kind: Literal["nothing"] = "nothing"
 
 
@@ -53,9 +55,24 @@ class Decision:
 
 
 def decide(
-    previous: WatchState, passed: bool, now: datetime, alert: Alert | None, watch: Watch
+    previous: WatchState,
+    passed: bool,
+    now: datetime,
+    alert: Alert | None,
+    watch: Watch,
+    run_in_progress: str | None = None,
 ) -> Decision:
-    """What this run means; `alert` is the environment's open alert, if any."""
+    """What this run means; `alert` is the environment's open alert, if any;
+    `run_in_progress` the id of a run holding the environment (the watch is paused)."""
+    if run_in_progress is not None:
+        state = replace(
+            previous,
+            consecutive_failures=0,
+            failing_since=None,
+            last_run_at=now,
+            last_passed=passed,
+        )
+        return Decision(state, Nothing("run-in-progress"))
     if passed:
         state = replace(
             previous, consecutive_failures=0, failing_since=None, last_run_at=now, last_passed=True

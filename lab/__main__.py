@@ -18,10 +18,10 @@ def _describe(lab: Lab) -> str:
     for name in lab.hosts:
         spec = lab.specs[name]
         state = lab.state(name)
+        sites = "  ".join(f"{site} {lab.http_base(name, site)}" for site in lab.sites(name))
         lines.append(
-            f"  {spec.environment:<14} {name:<12} WinRM {lab.winrm_url(name)}  "
-            f"portal {lab.http_base(name)}  current {state['current_release']}  "
-            f"releases {', '.join(state['releases'])}"
+            f"  {spec.environment:<14} {name:<12} WinRM {lab.winrm_url(name)}  {sites}  "
+            f"current {state['current_release']}  releases {', '.join(state['releases'])}"
         )
     for name in lab.routers:
         router = lab.router_specs[name]
@@ -32,10 +32,13 @@ def _describe(lab: Lab) -> str:
             f"{', '.join(router.servers)} (online: {', '.join(live) or 'none'})"
         )
     spec = next(iter(lab.specs.values()))
+    sites = ", ".join(f"{s.name} (pool {s.app_pool}, folder {s.folder or '.'})" for s in spec.sites)
+    services = ", ".join(
+        f"{s.name} ({s.executable or 'outside the release'})" for s in spec.services
+    )
     lines += [
         f"  credentials {spec.username} / {spec.password} (transport basic; demo only)",
-        f"  site {spec.site!r}, app pool {spec.app_pool!r}, service {spec.service!r}, "
-        f"releases root {spec.releases_root}",
+        f"  sites {sites}; services {services}; releases root {spec.releases_root}",
         f"  packages {lab.packages_dir} (hosts see it as {spec.package_dir})",
         "Ctrl-C or SIGTERM stops it.",
     ]

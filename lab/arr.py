@@ -15,7 +15,8 @@ from typing import Any, Final
 
 from lab.farm import SimFarm, SimServer
 from lab.model import ScriptError, SimHost
-from lab.releases import _LOCKED, _retries
+from lab.releases import LOCKED as _LOCKED
+from lab.releases import retries as _retries
 
 # How often the simulated wait looks at the counter (the real script: every 250 ms).
 _POLL_S: Final = 0.01

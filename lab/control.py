@@ -1,9 +1,13 @@
-"""The lab's control API on loopback (JSON over HTTP): read state, inject and clear faults.
+"""The lab's control API on loopback (JSON over HTTP): read state, set scenes, inject faults.
 
     GET    /state                      every host's state
     GET    /state/{host}               one host's state
-    PUT    /faults/{host}/{target}     {"mode": "...", "delay_s": 2}  → the host's state
-    DELETE /faults/{host}/{target}     clear one fault
+    POST   /apply/{host}               {"op": "site-control", "params": {...}} → what the
+                                       script prints (sets a scene, no WinRM: Lab.apply)
+    PUT    /faults/{host}/{target}     {"mode": "...", "delay_s": 2, "name": ..., "action": ...,
+                                       "version": ..., "match": {...}, "times": 1}
+                                       → the host's state
+    DELETE /faults/{host}/{target}     clear one fault (an "op" hold lets its calls go on)
     DELETE /faults/{host}              clear a host's faults
     DELETE /faults                     clear every fault
     PUT    /farm/{router}/{server}     {"enabled": false, "state": "Drain"} → the router's state
@@ -49,15 +53,24 @@ def make_control_app(runtime: LabRuntime) -> web.Application:
             body = await request.json() if request.can_read_body else {}
             if not isinstance(body, dict):
                 raise ValueError("the body must be a JSON object")
-            fault = Fault.parse(
-                request.match_info["target"],
-                str(body.get("mode", "")),
-                float(body.get("delay_s", 0.0)),
-            )
+            fault = fault_from(request.match_info["target"], body)
         except (ValueError, TypeError) as exc:
             return _json({"error": str(exc)}, status=400)
         await runtime.set_fault(host, fault)
         return _json(runtime.host(host).snapshot())
+
+    async def apply(request: web.Request) -> web.Response:
+        host = known(request)
+        try:
+            body = await request.json() if request.can_read_body else {}
+            if not isinstance(body, dict) or not isinstance(body.get("op"), str):
+                raise ValueError('the body must be {"op": "<script op>", "params": {...}}')
+            params = body.get("params") or {}
+            if not isinstance(params, dict):
+                raise ValueError('"params" must be a JSON object')
+        except ValueError as exc:
+            return _json({"error": str(exc)}, status=400)
+        return _json(await runtime.apply(host, body["op"], params))
 
     async def delete_fault(request: web.Request) -> web.Response:
         host = known(request)
@@ -96,9 +109,32 @@ def make_control_app(runtime: LabRuntime) -> web.Application:
     app = web.Application()
     app.router.add_get("/state", all_state)
     app.router.add_get("/state/{host}", host_state)
+    app.router.add_post("/apply/{host}", apply)
     app.router.add_put("/faults/{host}/{target}", put_fault)
     app.router.add_delete("/faults/{host}/{target}", delete_fault)
     app.router.add_delete("/faults/{host}", delete_host_faults)
     app.router.add_delete("/faults", delete_all_faults)
     app.router.add_put("/farm/{host}/{server}", put_farm_server)
     return app
+
+
+def fault_from(target: str, body: dict[str, Any]) -> Fault:
+    """A Fault from the JSON body of PUT /faults/{host}/{target}; ValueError if it is wrong."""
+    known = {"mode", "delay_s", "name", "action", "version", "match", "times"}
+    unknown = sorted(set(body) - known)
+    if unknown:
+        raise ValueError(f"unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    match = body.get("match")
+    if match is not None and not isinstance(match, dict):
+        raise ValueError('"match" must be a JSON object of parameter names and values')
+    times = body.get("times")
+    return Fault.parse(
+        target,
+        str(body.get("mode", "")),
+        float(body.get("delay_s", 0.0)),
+        name=None if body.get("name") is None else str(body["name"]),
+        action=None if body.get("action") is None else str(body["action"]),
+        version=None if body.get("version") is None else str(body["version"]),
+        match=match,
+        times=None if times is None else int(times),
+    )

@@ -11,7 +11,6 @@ that loop and waits for the answer. Ports are ephemeral unless the specs fix the
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from pathlib import Path
@@ -22,7 +21,6 @@ from lab.control import make_control_app
 from lab.listener import Listener
 from lab.model import Fault, LabHostSpec, ScriptCall
 from lab.packages import build_package_store
-from lab.powershell import apply_op
 from lab.router import LabRouterSpec, RouterRuntime
 from lab.runner import DrSuite
 from lab.runtime import LabRuntime
@@ -146,8 +144,20 @@ class Lab:
     def winrm_url(self, host: str) -> str:
         return f"http://{self.bind}:{self._runtime.host(host).winrm_listener.port}/wsman"
 
-    def http_base(self, host: str) -> str:
-        return f"http://{self.bind}:{self._runtime.host(host).portal_listener.port}"
+    def http_base(self, host: str, site: str | None = None) -> str:
+        """Where a site of `host` answers (the first site when not named)."""
+        portals = self._runtime.host(host).portals
+        listener = portals[site] if site is not None else next(iter(portals.values()))
+        return f"http://{self.bind}:{listener.port}"
+
+    def sites(self, host: str) -> list[str]:
+        return list(self._runtime.host(host).portals)
+
+    def check_base(self, host: str, check: str) -> str:
+        """Where the site of `host` answering smoke check `check` (health...) listens."""
+        sim = self._runtime.host(host).sim
+        site = next((n for n, s in sim.sites.items() if check.lower() in s.checks), None)
+        return self.http_base(host, site)
 
     @property
     def control_url(self) -> str:
@@ -195,9 +205,45 @@ class Lab:
         """Change a farm server behind the bot's back, as a click in IIS Manager would."""
         self._call(lambda: self._runtime.set_farm_server(router, address, enabled, state))
 
-    def set_fault(self, host: str, target: str, mode: str, *, delay_s: float = 0.0) -> None:
-        fault = Fault.parse(target, mode, delay_s)
+    def set_fault(
+        self,
+        host: str,
+        target: str,
+        mode: str,
+        *,
+        delay_s: float = 0.0,
+        name: str | None = None,
+        action: str | None = None,
+        version: str | None = None,
+        match: dict[str, Any] | None = None,
+        times: int | None = None,
+    ) -> None:
+        """Inject a fault (lab/README.md); the filters narrow what it affects."""
+        fault = Fault.parse(
+            target,
+            mode,
+            delay_s,
+            name=name,
+            action=action,
+            version=version,
+            match=match,
+            times=times,
+        )
         self._call(lambda: self._runtime.set_fault(host, fault))
+
+    def hold(self, host: str, op: str, **match: Any) -> None:
+        """A barrier: every `op` call on `host` whose params include `match` waits once it
+        has started there, until `release(host)` — what a test needs to act mid-operation."""
+        action = match.pop("Action", None)
+        self.set_fault(host, "op", "hold", name=op, action=action, match=match or None)
+
+    def release(self, host: str | None = None) -> None:
+        """Let held calls go on (they complete on the host, whoever still waits for them)."""
+        self.clear_faults(host, "op")
+
+    def held(self, host: str) -> list[str]:
+        """The calls waiting at a hold on `host` right now, e.g. ["site-control MCMS Stop"]."""
+        return self._call_sync(lambda: list(self._runtime.host(host).sim.held))
 
     def clear_faults(self, host: str | None = None, target: str | None = None) -> None:
         self._call(lambda: self._runtime.clear_faults(host, target))
@@ -206,19 +252,9 @@ class Lab:
         """Run an op on the simulated host directly, without WinRM: sets a scene in a test.
 
         `params` use the scripts' names: `lab.apply(h, "site-control", {"Site": "MCMS",
-        "Action": "Stop"})`. Returns the JSON the script would print.
+        "Action": "Stop"})`. Returns the JSON the script would print (POST /apply/{host}).
         """
-
-        async def go() -> dict[str, Any]:
-            runtime = self._runtime.host(host)
-            run = apply_op(runtime.sim, op, params)
-            if run.later is not None:
-                run = await run.later()
-            await runtime.sync()
-            result: dict[str, Any] = json.loads(run.stdout.decode("utf-8"))
-            return result
-
-        return self._call(go)
+        return self._call(lambda: self._runtime.apply(host, op, params))
 
     def set_dr_suite(self, host: str, suite: DrSuite | None) -> None:
         """Make `host` a DR runner host whose suite behaves as `suite` (None: no suite)."""

@@ -19,15 +19,25 @@ def package_name(version: str) -> str:
     return f"MCMS_Setup_{version}.zip"
 
 
+def _web_config(dll: str) -> str:
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n<configuration><system.webServer>'
+        f'<aspNetCore processPath="dotnet" arguments=".\\{dll}" />'
+        "</system.webServer></configuration>\n"
+    )
+
+
 def _files(version: str) -> dict[str, str]:
+    """The release's layout (lab/model.py RELEASE_FOLDERS): a site at the root, the Portal
+    and Api sites' folders, the Worker's executable."""
     return {
-        "MCMS/VERSION": f"{version}\n",
-        "MCMS/web.config": (
-            '<?xml version="1.0" encoding="utf-8"?>\n<configuration><system.webServer>'
-            '<aspNetCore processPath="dotnet" arguments=".\\Mcms.Portal.dll" />'
-            "</system.webServer></configuration>\n"
-        ),
-        "MCMS/appsettings.json": f'{{"Mcms": {{"Version": "{version}"}}}}\n',
+        "VERSION": f"{version}\n",
+        "web.config": _web_config("Mcms.Portal.dll"),
+        "Portal/web.config": _web_config("Mcms.Portal.dll"),
+        "Portal/appsettings.json": f'{{"Mcms": {{"Version": "{version}"}}}}\n',
+        "Api/web.config": _web_config("Mcms.Api.dll"),
+        "Api/appsettings.json": f'{{"Mcms": {{"Version": "{version}"}}}}\n',
+        "Worker/MCMS.Worker.exe": f"MZ lab stand-in for the Worker {version}\n",
         "Worker/VERSION": f"{version}\n",
     }
 

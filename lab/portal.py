@@ -1,11 +1,14 @@
-"""The MCMS portal of one simulated host: the smoke endpoints and two real HTML pages.
+"""One IIS site of a simulated host: the smoke endpoints and HTML pages it answers.
 
 Health 200 and Swagger 200 like the real portal; Kerberos 401 with a Negotiate challenge,
 because the probe carries no ticket. A login page and the releases list (lab.pages) give
-the DR suites (lab/dr-suites) something a browser can sign in to and axe can scan. The
-listener itself is opened and closed by the lab to follow the site and app pool
-(lab.core); this app only applies per-check and per-page faults. Sessions live in the app,
-so a listener reopened (site or pool restarted) forgets them, as an app pool recycle does.
+the DR suites (lab/dr-suites) something a browser can sign in to and axe can scan. Each
+site answers its own checks and pages (the demo's Portal answers Health and the pages, its
+API Swagger and Kerberos) and reports the release it serves. The listener itself is opened
+and closed by the lab to follow the site and its app pool (lab/runtime.py); this app only
+applies per-check and per-page faults — an `error` fault with a `version` fails only while
+the site serves that release (a broken build). Sessions live in the app, so a listener
+reopened (site or pool restarted) forgets them, as an app pool recycle does.
 """
 
 from __future__ import annotations
@@ -25,17 +28,22 @@ _SWAGGER: Final = (
 )
 
 
-def make_portal_app(host: SimHost) -> web.Application:
-    """A fresh app for the host's portal listener (one per open, see lab.listener)."""
+def make_portal_app(host: SimHost, site: str) -> web.Application:
+    """A fresh app for one site's listener (one per open, see lab.listener)."""
+
+    def release() -> str | None:
+        return host.release_of(host.sites[site].physical_path)
 
     async def guarded(check: str, request: web.Request) -> web.Response | None:
         """Apply the host-wide ("http") then the per-check fault; None = answer normally."""
         host.http_requests += 1
+        if check not in host.sites[site].checks:
+            return web.Response(status=404, text=f"lab: site {site} does not serve {check}")
         if host.spec.portal_latency_s > 0:
             await asyncio.sleep(host.spec.portal_latency_s)
         for target in ("http", check):
             fault = host.faults.get(target)
-            if fault is None:
+            if fault is None or (fault.version is not None and fault.version != release()):
                 continue
             if fault.mode == "slow":
                 await asyncio.sleep(fault.delay_s)
@@ -50,12 +58,12 @@ def make_portal_app(host: SimHost) -> web.Application:
 
     async def health(request: web.Request) -> web.Response:
         fault = await guarded("health", request)
-        body = {"status": "Healthy", "host": host.name, "version": host.current_release}
+        body = {"status": "Healthy", "host": host.name, "site": site, "version": release()}
         return fault or web.Response(text=json.dumps(body), content_type="application/json")
 
     async def swagger(request: web.Request) -> web.Response:
         fault = await guarded("swagger", request)
-        html = _SWAGGER.format(version=host.current_release or "unknown")
+        html = _SWAGGER.format(version=release() or "unknown")
         return fault or web.Response(text=html, content_type="text/html")
 
     async def kerberos(request: web.Request) -> web.Response:
@@ -104,7 +112,7 @@ def make_portal_app(host: SimHost) -> web.Application:
             return _see_other("/login")
         broken = host.fault_mode("releases") == "a11y"
         kept = sorted(host.release_dirs, key=_version_key)
-        return page(pages.releases_page(host.name, kept, host.current_release, broken=broken))
+        return page(pages.releases_page(host.name, kept, release(), broken=broken))
 
     async def root(_: web.Request) -> web.Response:
         return _see_other("/login")
@@ -127,3 +135,16 @@ def _version_key(version: str) -> tuple[int, ...]:
 def _see_other(location: str) -> web.Response:
     # A plain response: returning aiohttp's HTTPSeeOther instead of raising it is deprecated.
     return web.Response(status=303, headers={"Location": location})
+
+
+def check_of(path: str) -> str | None:
+    """The smoke check or page a request path belongs to: /health → health, /login → login."""
+    paths = {
+        "/health": "health",
+        "/swagger/index.html": "swagger",
+        "/api/auth/kerberos": "kerberos",
+        "/login": "login",
+        "/releases": "releases",
+        "/": "login",
+    }
+    return paths.get(path.split("?", 1)[0])

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from lab import arr
+from lab.components import preflight, read_state, switch_release
 from lab.model import ScriptCall, ScriptError, SimHost
-from lab.releases import deploy_release, switch_site
+from lab.releases import deploy_release
 from lab.runner import run_dr_test
 
 MAX_COMMAND_LINE: Final = 8191  # cmd.exe's limit on Windows
@@ -63,28 +64,38 @@ def check_command_line(command: str, arguments: str) -> str | None:
     return None
 
 
-def run_script(host: SimHost, stdin: bytes) -> ScriptRun:
-    """Apply one composed script to `host`; never raises for a bad script."""
+def parse_script(host: SimHost, stdin: bytes) -> ScriptCall | ScriptRun:
+    """The call a composed script makes (recorded in `host.calls`), or the failed run a
+    script the double cannot accept would give."""
     try:
         text = stdin.decode("ascii")
     except UnicodeDecodeError:
         # The real console would decode stdin with the shell's code page and mangle it.
-        return _failed("lab: non-ASCII bytes on stdin would be mangled by the console code page")
+        return failed("lab: non-ASCII bytes on stdin would be mangled by the console code page")
     markers = _MARKER.findall(text)
     payloads = _PARAMS_B64.findall(text)
     if len(markers) != 1 or len(payloads) != 1 or "} @a" not in text:
-        return _failed("lab: stdin is not one composed mcms script (marker, parameters, splat)")
+        return failed("lab: stdin is not one composed mcms script (marker, parameters, splat)")
     op = markers[0]
     raw = base64.b64decode(payloads[0]).decode("utf-8")
     params = json.loads(raw)
     if not isinstance(params, dict):
-        return _failed("lab: the parameters are not a JSON object")
-    host.calls.append(ScriptCall(op, params, raw))
+        return failed("lab: the parameters are not a JSON object")
+    call = ScriptCall(op, params, raw)
+    host.calls.append(call)
     try:
         _bind(text, params)
     except ScriptError as exc:
-        return _failed(str(exc))
-    return apply_op(host, op, params)
+        return failed(str(exc))
+    return call
+
+
+def run_script(host: SimHost, stdin: bytes) -> ScriptRun:
+    """Apply one composed script to `host`; never raises for a bad script."""
+    call = parse_script(host, stdin)
+    if isinstance(call, ScriptRun):
+        return call
+    return apply_op(host, call.op, call.params)
 
 
 def apply_op(host: SimHost, op: str, params: dict[str, Any]) -> ScriptRun:
@@ -94,13 +105,13 @@ def apply_op(host: SimHost, op: str, params: dict[str, Any]) -> ScriptRun:
         return _deferred(host, deferred, params)
     handler = _OPS.get(op)
     if handler is None:
-        return _failed(f"lab: no simulation for op {op!r}")
+        return failed(f"lab: no simulation for op {op!r}")
     try:
         result, duration = handler(host, params)
     except ScriptError as exc:
-        return _failed(str(exc), exc.duration_s)
+        return failed(str(exc), exc.duration_s)
     except KeyError as exc:
-        return _failed(str(exc))
+        return failed(str(exc))
     line = json.dumps(result, ensure_ascii=False, separators=(",", ":"))
     return ScriptRun((line + "\r\n").encode("utf-8"), b"", 0, duration)
 
@@ -109,9 +120,9 @@ def _deferred(host: SimHost, deferred: DeferredHandler, params: dict[str, Any]) 
     try:
         wait = deferred(host, params)
     except ScriptError as exc:
-        return _failed(str(exc), exc.duration_s)
+        return failed(str(exc), exc.duration_s)
     except KeyError as exc:
-        return _failed(str(exc))
+        return failed(str(exc))
 
     async def later() -> ScriptRun:
         line = json.dumps(await wait(), ensure_ascii=False, separators=(",", ":"))
@@ -120,7 +131,8 @@ def _deferred(host: SimHost, deferred: DeferredHandler, params: dict[str, Any]) 
     return ScriptRun(b"", b"", 0, later=later)
 
 
-def _failed(message: str, duration_s: float = 0.0) -> ScriptRun:
+def failed(message: str, duration_s: float = 0.0) -> ScriptRun:
+    """What the prelude prints when the script throws: the error JSON, exit code 1."""
     line = json.dumps({"ok": False, "error": message}, separators=(",", ":"))
     return ScriptRun((line + "\r\n").encode("utf-8"), b"", 1, duration_s)
 
@@ -184,26 +196,6 @@ def _echo(host: SimHost, p: dict[str, Any]) -> tuple[dict[str, Any], float]:
     return {"ok": True, "op": "echo", "text": text, "length": length}, 0.0
 
 
-def _read_state(host: SimHost, p: dict[str, Any]) -> tuple[dict[str, Any], float]:
-    site_key = host.find(host.sites, p["Site"])
-    pool_key = host.find(host.pools, p["AppPool"])
-    svc_key = host.find(host.services, p["Service"])
-    site = host.sites[site_key] if site_key else None
-    root_matches = str(p["ReleasesRoot"]).rstrip("\\").casefold() == (
-        host.spec.releases_root.rstrip("\\").casefold()
-    )
-    return {
-        "ok": True,
-        "op": "read-state",
-        "site_state": site.state if site else "Missing",
-        "pool_state": host.pools[pool_key] if pool_key else "Missing",
-        "service_state": host.services[svc_key] if svc_key else "Missing",
-        "physical_path": site.physical_path if site else None,
-        # Get-ChildItem lists folders by name; the bot sorts versions itself.
-        "releases": sorted(host.release_dirs) if root_matches else [],
-    }, 0.0
-
-
 _WORDS: Final = {
     # kind: (Start word, Stop word, Start pending, Stop pending)
     "site": ("Started", "Stopped", "Starting", "Stopping"),
@@ -222,17 +214,20 @@ def _control(kind: str, key: str, op: str) -> Handler:
             raise ScriptError(_MISSING[kind].format(name=name, host=host.name))
         before = host.get_state(kind, stored)
         want = stopped if action == "Stop" else started
-        if action == "Recycle" and before != started:
-            raise ScriptError(
-                f"cannot recycle application pool '{name}': it is {before}; start it instead"
-            )
-        stuck = host.fault_mode(kind) == "stuck"
-        changed = action == "Recycle" or before != want
+        if action == "Recycle" and before not in (started, start_pending):
+            want = stopped  # nothing runs to recycle: a stopped pool stays stopped
+        recycle = action == "Recycle" and before == started
+        changed = recycle or (
+            before != want and before != (stop_pending if action == "Stop" else start_pending)
+        )
+        stuck = changed and host.has_fault(kind, "stuck", stored, action)
         now = want
-        if stuck and changed:
-            now = stop_pending if action == "Stop" else start_pending
+        if stuck:
+            now = stop_pending if want == stopped else start_pending
+        elif not changed and before in (start_pending, stop_pending):
+            now = want  # a pending state settles while the script waits
         host.set_state(kind, stored, now)
-        if action == "Recycle" and not stuck:
+        if recycle and not stuck:
             host.recycles[stored] = host.recycles.get(stored, 0) + 1
         result = {
             "ok": True,
@@ -241,6 +236,7 @@ def _control(kind: str, key: str, op: str) -> Handler:
             "action": action,
             "before": before,
             "state": now,
+            "wanted": want,
             "changed": changed,
             "reached": now == want,
         }
@@ -258,12 +254,13 @@ _MISSING: Final = {
 
 _OPS: Final[dict[str, Handler]] = {
     "echo": _echo,
-    "read-state": _read_state,
+    "read-state": read_state,
+    "preflight": preflight,
     "site-control": _control("site", "Site", "site-control"),
     "pool-control": _control("pool", "AppPool", "pool-control"),
     "service-control": _control("service", "Service", "service-control"),
     "deploy-release": deploy_release,
-    "switch-site": switch_site,
+    "switch-release": switch_release,
     "arr-read-farm": arr.read_farm,
     "arr-set-server": arr.set_server,
     "run-dr-test": run_dr_test,
@@ -271,4 +268,12 @@ _OPS: Final[dict[str, Handler]] = {
 _DEFERRED_OPS: Final[dict[str, DeferredHandler]] = {"arr-wait-drain": arr.wait_drain}
 
 # ScriptError moved to lab.model (lab.releases raises it too); still importable from here.
-__all__ = ["ScriptError", "ScriptRun", "apply_op", "check_command_line", "run_script"]
+__all__ = [
+    "ScriptError",
+    "ScriptRun",
+    "apply_op",
+    "check_command_line",
+    "failed",
+    "parse_script",
+    "run_script",
+]

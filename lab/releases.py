@@ -1,11 +1,11 @@
-"""What `deploy-release.ps1` and `switch-site.ps1` do to a simulated host.
+"""What `deploy-release.ps1` does to a simulated host, and the package as a host reads it.
 
 The host really reads `MCMS_Setup_<version>.zip` from the lab's package store (its
 `package_dir`, e.g. D:\\MCMS\\packages, is mapped onto the lab's packages_dir) and hashes
 its bytes, so a zip changed in the store after the bot verified it is caught here too;
-fault `package`/`corrupt` makes the host's copy differ. Release folders exist only whole,
-each with its marker, as the real script guarantees; `site`/`config_locked` makes every
-physicalPath write fail like a locked applicationHost.config, after the script's retries.
+fault `package`/`corrupt` makes the host's copy differ, `package`/`expand_fail` (or
+`disk`/`full`) makes the expand fail as a full disk would. Release folders exist only
+whole, each with its marker, as the real script guarantees.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from lab.model import ScriptError, SimHost
 # them, never past TimeoutSec.
 _ATTEMPTS: Final = 4
 _PAUSE_S: Final = 0.25
-_LOCKED: Final = (
+LOCKED: Final = (
     "Filename: \\\\?\\C:\\Windows\\system32\\inetsrv\\config\\applicationHost.config "
     "Error: Cannot write configuration file"
 )
@@ -37,10 +37,10 @@ def deploy_release(host: SimHost, p: dict[str, Any]) -> tuple[dict[str, Any], fl
     version, want = str(p["Version"]), str(p["Sha256"]).lower()
     root = _root(host, str(p["ReleasesRoot"]))
     release = f"{root}\\{version}"
-    existing = _find(host.release_dirs, version)
+    existing = find(host.release_dirs, version)
     copied = verified = replaced = False
     if existing is None or host.markers.get(existing) != want:
-        data, zip_path = _read_package(host, str(p["PackageDir"]), version)
+        data, zip_path = package_bytes(host, str(p["PackageDir"]), version)
         actual = hashlib.sha256(data).hexdigest()
         if actual != want:
             raise ScriptError(
@@ -49,6 +49,12 @@ def deploy_release(host: SimHost, p: dict[str, Any]) -> tuple[dict[str, Any], fl
                 "copy or a changed share). Nothing was changed; re-copy the package and retry"
             )
         verified = True
+        if host.has_fault("package", "expand_fail") or host.has_fault("disk", "full"):
+            raise ScriptError(
+                f"expanding '{zip_path}' into '{release}.tmp' on {host.name} failed: There is "
+                "not enough space on the disk. The release folder was not touched; check free "
+                "disk space and the package, then retry"
+            )
         if not zipfile.is_zipfile(io.BytesIO(data)):
             raise ScriptError(
                 f"expanding '{zip_path}' into '{release}.tmp' on {host.name} failed: the "
@@ -78,46 +84,7 @@ def deploy_release(host: SimHost, p: dict[str, Any]) -> tuple[dict[str, Any], fl
     }, 0.0
 
 
-def switch_site(host: SimHost, p: dict[str, Any]) -> tuple[dict[str, Any], float]:
-    name, version = str(p["Site"]), str(p["Version"])
-    stored = host.find(host.sites, name)
-    if stored is None:
-        raise ScriptError(f"IIS site '{name}' does not exist on {host.name}")
-    site = host.sites[stored]
-    before = site.physical_path
-    target = f"{_trim(str(p['ReleasesRoot']))}\\{version}"
-    root_ok = _same(p["ReleasesRoot"], host.spec.releases_root)
-    if not root_ok or _find(host.release_dirs, version) is None:
-        raise ScriptError(
-            f"release folder '{target}' does not exist on {host.name}, so site '{name}' still "
-            f"points at '{before}'; deploy version {version} first"
-        )
-    attempts = 0
-    if not _same(before, target):
-        if host.fault_mode("site") == "config_locked":
-            attempts, waited = _retries(float(p.get("TimeoutSec", 30)))
-            raise ScriptError(
-                f"could not set physicalPath of site '{name}' on {host.name} after {attempts} "
-                f"attempt(s): {_LOCKED} The site still points at '{before}'. If "
-                "applicationHost.config stays locked, find what holds it (IIS Manager, a "
-                "backup, antivirus) and retry",
-                duration_s=waited,
-            )
-        site.physical_path = target
-        attempts = 1
-    return {
-        "ok": True,
-        "op": "switch-site",
-        "site": name,
-        "version": version,
-        "before": before,
-        "physical_path": site.physical_path,
-        "changed": attempts > 0,
-        "attempts": attempts,
-    }, 0.0
-
-
-def _retries(timeout_s: float) -> tuple[int, float]:
+def retries(timeout_s: float) -> tuple[int, float]:
     """How many attempts the script makes, and how long it pauses, before giving up."""
     attempts, waited = 0, 0.0
     while True:
@@ -129,26 +96,26 @@ def _retries(timeout_s: float) -> tuple[int, float]:
 
 
 def _root(host: SimHost, given: str) -> str:
-    if not _same(given, host.spec.releases_root):
+    if not same(given, host.spec.releases_root):
         raise ScriptError(
-            f"releases root '{_trim(given)}' does not exist on {host.name}; check "
+            f"releases root '{trim(given)}' does not exist on {host.name}; check "
             "releases_root in the bot configuration (the bot does not create it)"
         )
-    return _trim(host.spec.releases_root)
+    return trim(host.spec.releases_root)
 
 
-def _read_package(host: SimHost, package_dir: str, version: str) -> tuple[bytes, str]:
+def package_bytes(host: SimHost, package_dir: str, version: str) -> tuple[bytes, str]:
     """The zip's bytes as this host reads them, and its path as the host names it."""
-    zip_path = f"{_trim(package_dir)}\\MCMS_Setup_{version}.zip"
+    zip_path = f"{trim(package_dir)}\\MCMS_Setup_{version}.zip"
     real = host.packages_dir / f"MCMS_Setup_{version}.zip" if host.packages_dir else None
-    if real is None or not _same(package_dir, host.spec.package_dir) or not real.is_file():
+    if real is None or not same(package_dir, host.spec.package_dir) or not real.is_file():
         raise ScriptError(
             f"package '{zip_path}' is not reachable from {host.name}; copy "
             f"MCMS_Setup_{version}.zip there, or check host_package_dir (a UNC share needs "
             "CredSSP or Kerberos delegation). Nothing was changed"
         )
     data = real.read_bytes()
-    if host.fault_mode("package") == "corrupt":
+    if host.has_fault("package", "corrupt"):
         # One flipped bit in the host's copy: what a truncated or bit-rotted copy looks like.
         data = data[:-1] + bytes([data[-1] ^ 0x01]) if data else b"\x00"
     return data, zip_path
@@ -159,10 +126,11 @@ def _prune(
 ) -> tuple[list[str], list[str]]:
     protected = {version.casefold()}
     protected |= {str(v).casefold() for v in p.get("ProtectVersions") or []}
-    # Whatever a site serves from is never deleted, whatever the caller passed.
-    protected |= {
-        _trim(s.physical_path).rsplit("\\", 1)[-1].casefold() for s in host.sites.values()
-    }
+    # Whatever a site serves from or a service runs from is never deleted, whatever the
+    # caller passed.
+    used = [s.physical_path for s in host.sites.values()]
+    used += [s.image_path for s in host.services.values()]
+    protected |= {r.casefold() for path in used if (r := host.release_of(path))}
     newest_first = sorted(host.release_dirs, key=release_key, reverse=True)
     removed, remaining = [], []
     for i, name in enumerate(newest_first):
@@ -175,14 +143,14 @@ def _prune(
     return removed, remaining
 
 
-def _find(names: list[str], name: str) -> str | None:
+def find(names: list[str], name: str) -> str | None:
     return next((n for n in names if n.casefold() == name.casefold()), None)
 
 
-def _trim(path: str) -> str:
+def trim(path: str) -> str:
     return path.rstrip("\\")
 
 
-def _same(a: object, b: object) -> bool:
+def same(a: object, b: object) -> bool:
     """Windows paths compare case-insensitively, a trailing backslash aside."""
-    return _trim(str(a)).casefold() == _trim(str(b)).casefold()
+    return trim(str(a)).casefold() == trim(str(b)).casefold()

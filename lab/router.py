@@ -21,7 +21,7 @@ from aiohttp import web
 
 from lab.farm import SimFarm
 from lab.listener import Listener
-from lab.model import LabHostSpec
+from lab.model import LabHostSpec, LabService, LabSite
 from lab.runtime import HostRuntime
 
 # Hop-by-hop headers and those the client session already undid (it decompresses bodies).
@@ -64,18 +64,16 @@ class LabRouterSpec:
             self.name,
             environment="",
             releases=(),
-            site="Default Web Site",
-            app_pool="DefaultAppPool",
-            service="W3SVC",
+            sites=(LabSite("Default Web Site", "DefaultAppPool", http_port=self.public_port),),
+            services=(LabService("W3SVC"),),
             releases_root="C:\\inetpub\\wwwroot",
             username=self.username,
             password=self.password,
             winrm_port=self.winrm_port,
-            http_port=self.public_port,
         )
 
 
-PortResolver = Callable[[str], int | None]
+PortResolver = Callable[[str, str], int | None]  # (server address, path) → port
 
 
 class RouterRuntime(HostRuntime):
@@ -88,8 +86,9 @@ class RouterRuntime(HostRuntime):
         self._bind = bind
         self._resolve = resolve
         self._client: aiohttp.ClientSession | None = None
-        # The public URL replaces the MCMS portal; it follows the ARR front site like a portal.
-        self.portal_listener = Listener(self._make_proxy_app, bind, spec.public_port)
+        # The public URL replaces the front site; it follows that site like a portal.
+        front = next(iter(self.portals))
+        self.portals[front] = Listener(self._make_proxy_app, bind, spec.public_port)
 
     @property
     def farm(self) -> SimFarm:
@@ -116,7 +115,7 @@ class RouterRuntime(HostRuntime):
     def snapshot(self) -> dict[str, Any]:
         state = super().snapshot()
         state["farm"] = self.farm.snapshot()
-        state["public_url"] = f"http://{self._bind}:{self.portal_listener.port}"
+        state["public_url"] = f"http://{self._bind}:{next(iter(self.portals.values())).port}"
         state["pair"] = self.router_spec.pair
         return state
 
@@ -164,7 +163,7 @@ class RouterRuntime(HostRuntime):
     async def _upstream(
         self, request: web.Request, address: str
     ) -> tuple[int, dict[str, str], bytes]:
-        port = self._resolve(address)
+        port = self._resolve(address, request.path)
         if port is None or self._client is None:
             raise aiohttp.ClientConnectionError(f"{address} does not resolve")
         url = f"http://{self._bind}:{port}{request.rel_url}"

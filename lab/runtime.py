@@ -1,4 +1,4 @@
-"""The lab on its event loop: every simulated host with its two listeners, and the faults.
+"""The lab on its event loop: every simulated host with its listeners, and the faults.
 
 Only code running on the lab's loop touches this; `lab.core.Lab` is the thread-safe facade
 and `lab.control` the HTTP one. After every change (a script ran, a fault was set) `sync`
@@ -7,30 +7,38 @@ opens or closes the listeners so the ports tell the truth about the simulated st
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from aiohttp import web
 
 from lab.farm import RUNTIME_STATES
 from lab.listener import Listener
 from lab.model import Fault, LabHostSpec, SimHost
-from lab.portal import make_portal_app
+from lab.portal import check_of, make_portal_app
+from lab.powershell import apply_op
 from lab.wsman import WinRMEndpoint
 
 
 class HostRuntime:
-    """One simulated host: its state, WinRM endpoint and the two listeners."""
+    """One simulated host: its state, WinRM endpoint, and a portal listener per site."""
 
     def __init__(self, spec: LabHostSpec, bind: str, packages_dir: Path | None = None) -> None:
         self.sim = SimHost.from_spec(spec, packages_dir)
         self.winrm = WinRMEndpoint(self.sim, self.sync)
         self.winrm_listener = Listener(self.winrm.make_app, bind, spec.winrm_port)
-        self.portal_listener = Listener(lambda: make_portal_app(self.sim), bind, spec.http_port)
+        self.portals = {
+            site.name: Listener(_portal(self.sim, site.name), bind, site.http_port)
+            for site in spec.sites
+        }
 
     async def start(self) -> None:
         await self.winrm_listener.open()
-        # Bind once even when not serving, so the port is known (and stable) from the start.
-        await self.portal_listener.open()
+        # Bind once even when not serving, so the ports are known (and stable) from the start.
+        for listener in self.portals.values():
+            await listener.open()
         await self.sync()
 
     async def sync(self) -> None:
@@ -38,18 +46,27 @@ class HostRuntime:
         winrm_down = faults.get("winrm", Fault("winrm", "")).mode == "down"
         portal_down = faults.get("http", Fault("http", "")).mode == "down"
         await self.winrm_listener.set_open(not winrm_down)
-        await self.portal_listener.set_open(self.sim.serving and not portal_down)
+        for name, listener in self.portals.items():
+            await listener.set_open(self.sim.site_serving(name) and not portal_down)
+
+    def release_holds(self) -> None:
+        """Let every call waiting at an "op" hold go on (its fault was cleared)."""
+        if self.sim.released is not None:
+            self.sim.released.set()
 
     async def stop(self) -> None:
+        self.release_holds()
         await self.winrm.aclose()
         await self.winrm_listener.close()
-        await self.portal_listener.close()
+        for listener in self.portals.values():
+            await listener.close()
 
     def snapshot(self) -> dict[str, Any]:
         state = self.sim.snapshot(shells_open=len(self.winrm.shells))
         state["winrm_port"] = self.winrm_listener.port
-        state["http_port"] = self.portal_listener.port
-        state["portal_listening"] = self.portal_listener.is_open
+        for name, listener in self.portals.items():
+            state["sites"][name]["http_port"] = listener.port
+            state["sites"][name]["listening"] = listener.is_open
         return state
 
 
@@ -76,11 +93,17 @@ class LabRuntime:
             raise ValueError(f"lab host names must be unique: {runtime.sim.name!r} twice")
         self.hosts[runtime.sim.name] = runtime
 
-    def portal_port(self, name: str) -> int | None:
-        """The portal port of the host called `name` (any case); None for no such host."""
+    def portal_port(self, name: str, path: str = "/") -> int | None:
+        """The port of the site of host `name` (any case) that answers `path` (its first
+        site for a path no site claims); None for no such host."""
         wanted = name.casefold()
         runtime = next((r for n, r in self.hosts.items() if n.casefold() == wanted), None)
-        return runtime.portal_listener.port if runtime is not None else None
+        if runtime is None:
+            return None
+        check = check_of(path)
+        sites = runtime.sim.sites
+        site = next((n for n, s in sites.items() if check in s.checks), next(iter(sites), None))
+        return runtime.portals[site].port if site in runtime.portals else None
 
     def host(self, name: str) -> HostRuntime:
         runtime = self.hosts.get(name)
@@ -108,6 +131,8 @@ class LabRuntime:
                 runtime.sim.faults.clear()
             else:
                 runtime.sim.faults.pop(target, None)
+            if "op" not in runtime.sim.faults:
+                runtime.release_holds()
             await runtime.sync()
 
     async def set_farm_server(
@@ -128,5 +153,19 @@ class LabRuntime:
         if state is not None:
             server.state = state
 
+    async def apply(self, host: str, op: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Run an op on the simulated host directly (no WinRM, no faults on the way)."""
+        runtime = self.host(host)
+        run = apply_op(runtime.sim, op, params)
+        if run.later is not None:
+            run = await run.later()
+        await runtime.sync()
+        result: dict[str, Any] = json.loads(run.stdout.decode("utf-8"))
+        return result
+
     def snapshot(self) -> dict[str, Any]:
         return {name: runtime.snapshot() for name, runtime in self.hosts.items()}
+
+
+def _portal(sim: SimHost, site: str) -> Callable[[], web.Application]:
+    return lambda: make_portal_app(sim, site)

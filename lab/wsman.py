@@ -23,8 +23,8 @@ from xml.sax.saxutils import escape
 
 from aiohttp import web
 
-from lab.model import SimHost
-from lab.powershell import ScriptRun, check_command_line, run_script
+from lab.model import Fault, ScriptCall, SimHost
+from lab.powershell import ScriptRun, apply_op, check_command_line, failed, parse_script
 
 NS: Final = {
     "s": "http://www.w3.org/2003/05/soap-envelope",
@@ -180,13 +180,42 @@ class WinRMEndpoint:
         refusal = check_command_line(*command.command_line)
         if refusal is not None:
             return ScriptRun(b"", refusal.encode("utf-8"), 1)
-        run = run_script(self.host, bytes(command.stdin))
+        call = parse_script(self.host, bytes(command.stdin))
+        if isinstance(call, ScriptRun):
+            return call
+        await self._hold(call)
+        if self.host.spec.script_latency_s > 0:
+            await asyncio.sleep(self.host.spec.script_latency_s)
+        op_fault = self.host.faults.get("op")
+        if op_fault is not None and op_fault.mode == "fail" and matches(op_fault, call):
+            self.host.fault("op", "fail", op_fault.name)  # uses up one of its `times`
+            return failed(f"{describe(call)} failed on {self.host.name}: lab-injected failure")
+        run = apply_op(self.host, call.op, call.params)
         if run.later is not None:
             run = await run.later()
         await self._on_change()
         if run.duration_s > 0:
             await asyncio.sleep(run.duration_s)
         return run
+
+    async def _hold(self, call: ScriptCall) -> None:
+        """Wait while an "op" hold matches this call (a test's barrier): the script has
+        started on the host and goes on once the hold is cleared, whatever the client did."""
+        host = self.host
+        while (
+            (fault := host.faults.get("op")) is not None
+            and fault.mode == "hold"
+            and matches(fault, call)
+        ):
+            if host.released is None or host.released.is_set():
+                host.released = asyncio.Event()
+            waiting = host.released
+            label = describe(call)
+            host.held.append(label)
+            try:
+                await waiting.wait()
+            finally:
+                host.held.remove(label)
 
     async def _receive(self, req: _Request, request: web.Request) -> web.StreamResponse:
         assert req.body is not None
@@ -279,3 +308,24 @@ class WinRMEndpoint:
         return web.Response(
             status=500, text=text, content_type="application/soap+xml", charset="utf-8"
         )
+
+
+def matches(fault: Fault, call: ScriptCall) -> bool:
+    """Whether an "op" fault applies to this call: same op, its action, every `match` pair."""
+    if (fault.name or "").casefold() != call.op.casefold():
+        return False
+    params = {k.casefold(): v for k, v in call.params.items()}
+    if fault.action is not None and str(params.get("action", "")).casefold() != (
+        fault.action.casefold()
+    ):
+        return False
+    return all(str(params.get(k.casefold(), "")).casefold() == v.casefold() for k, v in fault.match)
+
+
+def describe(call: ScriptCall) -> str:
+    """`site-control MCMS.Api Stop` — a held call, as the state snapshot lists it."""
+    words = [call.op]
+    for key in ("Site", "AppPool", "Service", "Action", "Version"):
+        if key in call.params:
+            words.append(str(call.params[key]))
+    return " ".join(words)

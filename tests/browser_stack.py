@@ -116,7 +116,8 @@ def bot_config(lab: Lab, root: Path, port: int) -> str:
         for h in env["hosts"]:
             h["name"], h["winrm_url"] = host, lab.winrm_url(host)
         for check in env["smoke"]:
-            check["url"] = lab.http_base(host) + "/" + check["url"].split("/", 3)[3]
+            base = lab.check_base(host, check["name"])
+            check["url"] = base + "/" + check["url"].split("/", 3)[3]
     point_pairs_at_lab(raw, lab)
     point_dr_at_lab(raw, lab)
     raw["paths"] = {

@@ -11,7 +11,8 @@ import asyncio
 import dataclasses
 import re
 import tomllib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -44,6 +45,15 @@ pytest_plugins = [
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = ROOT / "lab" / "demo-bot.toml"
+FAST_TIMEOUTS = {
+    "preflight_s": 4,
+    "stop_s": 3,
+    "start_s": 3,
+    "deploy_s": 10,
+    "smoke_s": 4,
+    "precheck_s": 4,
+    "restore_s": 6,
+}
 ADAPTIVE = "application/vnd.microsoft.card.adaptive"
 
 MEGAN = User("Megan Bowen", "00000000-0000-0000-0000-0000000000021", id="user-id-1")
@@ -54,6 +64,17 @@ FOREIGN_TENANT = "99999999-0000-0000-0000-000000000009"
 # The audit chain's HMAC key in tests (MCMS_AUDIT_KEY); verify(dir, [AUDIT_KEY_BYTES]).
 AUDIT_KEY = "test-audit-key-0123456789abcdef0123456789"
 AUDIT_KEY_BYTES = AUDIT_KEY.encode()
+
+
+def paths_under(root: Path) -> dict[str, str]:
+    """The config's [paths], every file of the bot under `root`."""
+    return {
+        "database": str(root / "var" / "mcms-bot.db"),
+        "audit_dir": str(root / "logs" / "deploy" / "notifications"),
+        "app_logs_dir": str(root / "logs" / "app"),
+        "smoke_logs_dir": str(root / "artifacts" / "offline" / "logs"),
+        "timeline_dir": str(root / "docs" / "logs"),
+    }
 
 
 ConfigEdit = Callable[[dict[str, Any]], None]
@@ -75,25 +96,19 @@ def lab_config(lab: Lab, tmp_path: Path, edit: ConfigEdit | None = None) -> Conf
     raw: dict[str, Any] = tomllib.loads(DEMO_CONFIG.read_text(encoding="utf-8"))
     for name, env in raw["environments"].items():
         host = lab.host_for(name)
-        base = lab.http_base(host)
         env["package_store"] = str(lab.packages_dir)
         for h in env["hosts"]:
             h["name"] = host
             h["winrm_url"] = lab.winrm_url(host)
         # Short deadlines keep failure tests fast; the lab answers in milliseconds.
-        env["timeouts"] = {"stop_s": 3, "start_s": 3, "deploy_s": 10, "smoke_s": 4, "precheck_s": 4}
+        env["timeouts"] = dict(FAST_TIMEOUTS)
+        env["disk_margin_mb"] = 1
         for check in env["smoke"]:
             path = check["url"].split("/", 3)[3]
-            check["url"] = f"{base}/{path}"
+            check["url"] = f"{lab.check_base(host, check['name'])}/{path}"
     point_pairs_at_lab(raw, lab)
     point_dr_at_lab(raw, lab)
-    raw["paths"] = {
-        "database": str(tmp_path / "var" / "mcms-bot.db"),
-        "audit_dir": str(tmp_path / "logs" / "deploy" / "notifications"),
-        "app_logs_dir": str(tmp_path / "logs" / "app"),
-        "smoke_logs_dir": str(tmp_path / "artifacts" / "offline" / "logs"),
-        "timeline_dir": str(tmp_path / "docs" / "logs"),
-    }
+    raw["paths"] = paths_under(tmp_path)
     # Production's two-person rule, as in docs/config.example.toml.
     raw["environments"]["InternalProd"]["approval"]["self_approval"] = False
     raw["people"].append(
@@ -141,6 +156,7 @@ class Chat:
         user: User = ALEX,
         tenant: str = TENANT,
         conversation_type: str = "personal",
+        conversation_id: str | None = None,
     ) -> ConnectorCall:
         """Send one message; returns the bot's reply (exactly one is expected)."""
         activity = make_message(
@@ -149,6 +165,7 @@ class Chat:
             tenant=tenant,
             conversation_type=conversation_type,  # type: ignore[arg-type]
             service_url=self.connector.url,
+            conversation_id=conversation_id,
         )
         response = await self.client.post("/api/messages", json=activity)
         self.http_statuses.append(response.status)
@@ -256,6 +273,47 @@ class Chat:
         ]
 
 
+@asynccontextmanager
+async def open_chat(
+    lab: Lab,
+    connector: FakeConnector,
+    config: Config,
+    policy: RetryPolicy | None = None,
+    prepare: Callable[[Runtime], Awaitable[Runtime]] | None = None,
+) -> AsyncIterator[Chat]:
+    """The bot on `config` (files where its paths say), talking to `lab` and `connector`.
+
+    `prepare` may swap adapters for test twins before the app is built (fault injection).
+    """
+    clock = ShiftableClock()
+    runtime = await open_runtime(config, clock=clock)
+    if prepare is not None:
+        runtime = await prepare(runtime)
+    # Fast pacing keeps the suite quick; tests/teams/test_outbound.py proves the real pacing.
+    policy = policy or RetryPolicy(min_interval_s=0.02, backoff_base_s=0.05, retry_after_cap_s=2)
+    app = build_app(runtime, sweep_s=0.2, outbound_policy=policy)
+    client = TestClient(TestServer(app, host="127.0.0.1"))
+    await client.start_server()
+    try:
+        yield Chat(client, connector, runtime, lab, config, clock)
+    finally:
+        await client.close()
+        await runtime.close()
+
+
+@pytest.fixture
+def lab_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lab's WinRM credentials and the audit key in the environment, and no Teams app id
+    (local mode)."""
+    from lab.demo import DEMO_PASSWORD, DEMO_USERNAME
+
+    monkeypatch.setenv("MCMS_LAB_WINRM_USER", DEMO_USERNAME)
+    monkeypatch.setenv("MCMS_LAB_WINRM_PASSWORD", DEMO_PASSWORD)
+    monkeypatch.setenv("MCMS_AUDIT_KEY", AUDIT_KEY)
+    for name in ("MCMS_BOT_APP_ID", "MCMS_BOT_APP_PASSWORD", "MCMS_BOT_APP_TENANT_ID"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def config_edit() -> ConfigEdit | None:
     """Override in a test module to change the `chat` fixture's config (raw TOML data)."""
@@ -267,17 +325,10 @@ async def chat(
     lab: Lab,
     fake_connector: FakeConnector,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    lab_credentials: None,
     config_edit: ConfigEdit | None,
     request: pytest.FixtureRequest,
 ) -> AsyncIterator[Chat]:
-    from lab.demo import DEMO_PASSWORD, DEMO_USERNAME
-
-    monkeypatch.setenv("MCMS_LAB_WINRM_USER", DEMO_USERNAME)
-    monkeypatch.setenv("MCMS_LAB_WINRM_PASSWORD", DEMO_PASSWORD)
-    monkeypatch.setenv("MCMS_AUDIT_KEY", AUDIT_KEY)
-    for name in ("MCMS_BOT_APP_ID", "MCMS_BOT_APP_PASSWORD", "MCMS_BOT_APP_TENANT_ID"):
-        monkeypatch.delenv(name, raising=False)
     setup: ChatSetup = getattr(request, "param", None) or ChatSetup()
 
     def edits(raw: dict[str, Any]) -> None:
@@ -285,21 +336,14 @@ async def chat(
             if edit is not None:
                 edit(raw)
 
+    async def prepare(runtime: Runtime) -> Runtime:
+        if setup.groups is not None:
+            runtime.services = dataclasses.replace(runtime.services, groups=setup.groups)
+        return runtime
+
     config = lab_config(lab, tmp_path, edits)
-    clock = ShiftableClock()
-    runtime = await open_runtime(config, clock=clock)
-    if setup.groups is not None:
-        runtime.services = dataclasses.replace(runtime.services, groups=setup.groups)
-    # Fast pacing keeps the suite quick; tests/teams/test_outbound.py proves the real pacing.
-    policy = RetryPolicy(min_interval_s=0.02, backoff_base_s=0.05, retry_after_cap_s=2)
-    app = build_app(runtime, sweep_s=0.2, outbound_policy=policy)
-    client = TestClient(TestServer(app, host="127.0.0.1"))
-    await client.start_server()
-    try:
-        yield Chat(client, fake_connector, runtime, lab, config, clock)
-    finally:
-        await client.close()
-        await runtime.close()
+    async with open_chat(lab, fake_connector, config, prepare=prepare) as opened:
+        yield opened
 
 
 def card_texts(card: dict[str, Any]) -> list[str]:

@@ -2,11 +2,12 @@
 
 The bot's replies, edits and proactive posts land here and are recorded in arrival order,
 so tests assert on the wire (method, path, JSON body) instead of mocking botbuilder.
-`fail_next()` makes the next N activity calls answer 429 (with Retry-After) or 5xx, which
-is how the outbound retry logic is proven. Every Adaptive Card the bot sends is checked
-against the Adaptive Card 1.5 schema (tests/card_schema.py) once the test is over (not
-while the bot waits for an answer); the fixture fails the test that made the bot send an
-invalid one.
+`fail_next()` makes the next N activity calls answer 429 (with Retry-After) or 5xx, and
+`fail_for()` makes every activity call fail for a while (Teams throttling or down for 30 s),
+which is how the outbound retry logic is proven. Every Adaptive Card the bot sends is
+checked against the Adaptive Card 1.5 schema (tests/card_schema.py) once the test is over
+(not while the bot waits for an answer); the fixture fails the test that made the bot send
+an invalid one.
 
 Use: `pytest_plugins = ["tests.fake_connector"]` in a test module, then take the
 `fake_connector` fixture and point activities' serviceUrl at `fake_connector.url`.
@@ -70,6 +71,8 @@ class FakeConnector:
     # (path, card) of every Adaptive Card sent, for `invalid_cards()`.
     sent_cards: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     _faults: list[_Fault] = field(default_factory=list)
+    _outage: tuple[float, tuple[int, ...], str | None] | None = None  # until, statuses, Retry-After
+    _outage_calls: int = 0
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _changed: asyncio.Condition | None = None
     _runner: web.AppRunner | None = None
@@ -101,6 +104,21 @@ class FakeConnector:
         """Answer the next `count` activity calls with `status` (429 + Retry-After, 5xx...)."""
         header = None if retry_after is None else f"{retry_after:g}"
         self._faults.append(_Fault(count, status, header))
+
+    def fail_for(
+        self,
+        seconds: float,
+        statuses: tuple[int, ...] = (429, 503),
+        retry_after: float | None = None,
+    ) -> None:
+        """Answer every activity call with `statuses` in turn for the next `seconds`."""
+        until = asyncio.get_running_loop().time() + seconds
+        header = None if retry_after is None else f"{retry_after:g}"
+        self._outage = (until, statuses, header)
+
+    @property
+    def in_outage(self) -> bool:
+        return self._outage is not None and asyncio.get_running_loop().time() < self._outage[0]
 
     async def wait_for_calls(self, count: int, timeout: float = 5.0) -> list[ConnectorCall]:
         """Wait until at least `count` calls were recorded (for work done after a turn)."""
@@ -137,6 +155,10 @@ class FakeConnector:
             await self._runner.cleanup()
 
     def _next_fault(self) -> _Fault | None:
+        if self.in_outage and self._outage is not None:
+            _, statuses, header = self._outage
+            self._outage_calls += 1
+            return _Fault(1, statuses[self._outage_calls % len(statuses)], header)
         while self._faults and self._faults[0].remaining <= 0:
             self._faults.pop(0)
         if not self._faults:

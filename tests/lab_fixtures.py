@@ -40,7 +40,10 @@ def write_lab_config(lab: Lab, directory: Path, *, port: int, extra: str = "") -
     }
     for spec in demo_hosts(fixed_ports=True):
         replacements[f"http://127.0.0.1:{spec.winrm_port}/wsman"] = lab.winrm_url(spec.name)
-        replacements[f"http://127.0.0.1:{spec.http_port}/"] = lab.http_base(spec.name) + "/"
+        for site in spec.sites:
+            replacements[f"http://127.0.0.1:{site.http_port}/"] = (
+                lab.http_base(spec.name, site.name) + "/"
+            )
     for router in demo_routers(fixed_ports=True):
         replacements[f"http://127.0.0.1:{router.winrm_port}/wsman"] = lab.winrm_url(router.name)
         replacements[f'"http://127.0.0.1:{router.public_port}"'] = (

@@ -112,6 +112,7 @@ def make_invoke(
     user: User = ALEX,
     tenant: str = TENANT,
     service_url: str | None = None,
+    conversation_id: str | None = None,
 ) -> dict[str, Any]:
     """The `adaptiveCard/action` invoke of a click on a card posted as `reply_to_id`."""
     activity = load_fixture("personal-invoke-adaptiveCard-action")
@@ -121,7 +122,11 @@ def make_invoke(
     if trigger is not None:
         activity["value"]["trigger"] = trigger
     return _personalize(
-        activity, user=user, tenant=tenant, service_url=service_url, conversation_id=None
+        activity,
+        user=user,
+        tenant=tenant,
+        service_url=service_url,
+        conversation_id=conversation_id,
     )
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from adapters.store.rows import (
     ConversationRef,
     Deployment,
+    HostSwitch,
     InterruptedRun,
     LockResult,
     Request,
@@ -29,6 +30,7 @@ __all__ = [
     "AlertCard",
     "ConversationRef",
     "Deployment",
+    "HostSwitch",
     "InterruptedRun",
     "LockResult",
     "Request",

@@ -6,11 +6,12 @@ bookkeeping updates around them — card ids, a run's end, cancel requests, the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
-from adapters.store.rows import Request, Run, from_row, to_text
+from adapters.store.rows import HostSwitch, Request, Run, from_row, to_text
 from adapters.store.runs import RunStore
-from adapters.store.schema import RUN_STATES
+from adapters.store.schema import RESTORE_OUTCOMES, RUN_STATES
 
 
 class ExecStore(RunStore):
@@ -46,18 +47,69 @@ class ExecStore(RunStore):
         )
 
     async def finish_run(
-        self, run_id: str, state: str, at: datetime, error: str | None = None
+        self,
+        run_id: str,
+        state: str,
+        at: datetime,
+        error: str | None = None,
+        *,
+        restore: str | None = None,
+        restore_note: str | None = None,
     ) -> bool:
-        """End a running run; False if it was not running (it ended already)."""
+        """End a running run (with what it left behind); False if it ended already."""
         if state not in RUN_STATES or state == "running":
             raise ValueError(f"a run cannot finish as {state!r}")
+        if restore is not None and restore not in RESTORE_OUTCOMES:
+            raise ValueError(f"unknown restore outcome {restore!r}")
         return (
             await self._write(
-                "UPDATE runs SET state = ?, finished_at = ?, error = ?"
-                " WHERE id = ? AND state = 'running'",
-                (state, to_text(at), error, run_id),
+                "UPDATE runs SET state = ?, finished_at = ?, error = ?, restore = ?,"
+                " restore_note = ? WHERE id = ? AND state = 'running'",
+                (state, to_text(at), error, restore, restore_note, run_id),
             )
             == 1
+        )
+
+    async def set_pre_state(self, run_id: str, pre_state_json: str) -> None:
+        """Keep each host's pre-run state (read by the preflight) with the run."""
+        await self._write(
+            "UPDATE runs SET pre_state_json = ? WHERE id = ?", (pre_state_json, run_id)
+        )
+
+    async def record_switches(self, switches: Sequence[HostSwitch]) -> None:
+        """Append to the per-host history of what a run switched (or switched back)."""
+        if not switches:
+            return
+        async with self._tx() as conn:
+            await conn.executemany(
+                "INSERT INTO host_switches (run_id, environment, host, kind, component, before,"
+                " after, reason, switched_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (s.run_id, s.environment, s.host, s.kind, s.component, s.before, s.after,
+                     s.reason, to_text(s.switched_at))
+                    for s in switches
+                ],
+            )  # fmt: skip
+
+    async def host_switches(
+        self, environment: str, host: str | None = None, limit: int = 50
+    ) -> list[HostSwitch]:
+        """The per-host history of switches, newest first."""
+        where, params = "environment = ?", [environment]
+        if host is not None:
+            where, params = where + " AND host = ?", [*params, host]
+        rows = await self._rows(
+            f"SELECT * FROM host_switches WHERE {where} ORDER BY id DESC LIMIT ?",  # noqa: S608
+            (*params, limit),
+        )
+        return [from_row(HostSwitch, r) for r in rows]
+
+    async def forget_deployment(self, environment: str, run_id: str) -> int:
+        """Take back what a run wrote to the history (its target, never marked stable) once
+        its restore put the previous release back: the history calls current what runs."""
+        return await self._write(
+            "DELETE FROM deployments WHERE environment = ? AND run_id = ? AND stable = 0",
+            (environment, run_id),
         )
 
     async def request_cancel(self, run_id: str, by: str, at: datetime) -> bool:

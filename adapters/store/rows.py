@@ -134,6 +134,9 @@ class Run:
     cancel_requested_at: datetime | None = None
     finished_at: datetime | None = None
     error: str | None = None
+    restore: str | None = None  # schema.RESTORE_OUTCOMES; None while running and on success
+    restore_note: str | None = None
+    pre_state_json: str | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,22 @@ class InterruptedRun:
     last_completed_step: str | None
     conversation_id: str | None
     progress_activity_id: str | None
+    pre_state_json: str | None = None
+
+
+@dataclass(frozen=True)
+class HostSwitch:
+    """One component's path changed on one host by a run: its switch, or its restore."""
+
+    run_id: str
+    environment: str
+    host: str
+    kind: str  # site | service
+    component: str
+    before: str
+    after: str
+    reason: str  # switch | restore
+    switched_at: datetime
 
 
 Row = TypeVar("Row", bound="DataclassInstance")

@@ -229,6 +229,7 @@ class RunStore(StoreBase):
                 last_completed_step=r["last_completed_step"],
                 conversation_id=r["conversation_id"],
                 progress_activity_id=r["progress_activity_id"],
+                pre_state_json=r["pre_state_json"],
             )
             for r in rows
         ]

@@ -29,6 +29,13 @@ REQUEST_STATES = (
     "void",
 )
 RUN_STATES = ("running", "succeeded", "failed", "cancelled", "interrupted")
+# What a run that did not succeed left behind (NULL while running, and for a success):
+# unchanged — it failed before changing anything; restored — put back and verified;
+# restore-failed — the restore did not get every host back (an alert says what is where);
+# not-restored — on_failure = "stop" left the hosts as they were; kept — it failed only
+# after the change was verified (a record could not be written), so the change stays.
+RESTORE_OUTCOMES = ("unchanged", "restored", "restore-failed", "not-restored", "kept")
+ALERT_KINDS = ("smoke", "run")
 STEP_STATES = ("pending", "running", "passed", "failed", "skipped", "cancelled", "interrupted")
 
 
@@ -181,10 +188,38 @@ _V2 = (
     )""",
 )
 
+# Issue 9: a run restores what it changed; per-host history of switches; run alerts.
+_V3 = (
+    f"ALTER TABLE runs ADD COLUMN restore TEXT {_one_of('restore', RESTORE_OUTCOMES)}",
+    "ALTER TABLE runs ADD COLUMN restore_note TEXT",
+    # Each host's state read by the preflight, before the first change (JSON).
+    "ALTER TABLE runs ADD COLUMN pre_state_json TEXT",
+    """CREATE TABLE host_switches (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL,
+        environment TEXT NOT NULL,
+        host TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('site', 'service')),
+        component TEXT NOT NULL,
+        before TEXT NOT NULL,
+        after TEXT NOT NULL,
+        reason TEXT NOT NULL CHECK (reason IN ('switch', 'restore')),
+        switched_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX host_switches_by_host ON host_switches (environment, host, id)",
+    f"ALTER TABLE alerts ADD COLUMN kind TEXT NOT NULL DEFAULT 'smoke' "
+    f"{_one_of('kind', ALERT_KINDS)}",
+    "ALTER TABLE alerts ADD COLUMN run_id TEXT",
+    # One open smoke incident per environment as before; a failed run is its own alert.
+    "DROP INDEX alerts_one_open",
+    "CREATE UNIQUE INDEX alerts_one_open ON alerts (environment)"
+    " WHERE state = 'open' AND kind = 'smoke'",
+)
+
 # The approval policy (issue 10): N distinct approvers, each approval a row (the primary key
 # makes a second click of the same approver a no-op); the request keeps the count it needs,
 # whether a break-glass approval decided it, and the approvers' names for its card.
-_V3 = (
+_V4 = (
     "ALTER TABLE requests ADD COLUMN required_approvals INTEGER NOT NULL DEFAULT 1",
     "ALTER TABLE requests ADD COLUMN break_glass INTEGER NOT NULL DEFAULT 0"
     " CHECK (break_glass IN (0, 1))",
@@ -201,8 +236,9 @@ _V3 = (
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "requests, runs, steps, deployments, conversations, watcher, locks, smoke", _V1),
     Migration(2, "since when each blue/green pair's live slot is live", _V2),
+    Migration(3, "run restore outcome and pre-run state, per-host switch history, run alerts", _V3),
     Migration(
-        3, "approvals: one row per approver; required count and break-glass per request", _V3
+        4, "approvals: one row per approver; required count and break-glass per request", _V4
     ),
 )
 

@@ -79,10 +79,48 @@ class WatchStore(StoreBase):
         return True
 
     async def open_alert_for(self, environment: str) -> Alert | None:
+        """The environment's open smoke incident (the watcher's), if any."""
         row = await self._row(
-            "SELECT * FROM alerts WHERE environment = ? AND state = 'open'", (environment,)
+            "SELECT * FROM alerts WHERE environment = ? AND state = 'open' AND kind = 'smoke'",
+            (environment,),
         )
         return None if row is None else alert_from_row(row)
+
+    async def open_run_alert(
+        self,
+        alert_id: str,
+        environment: str,
+        run_id: str,
+        opened_at: datetime,
+        detail: dict[str, Any],
+    ) -> None:
+        """Record the alert of a run that ended badly (one per run, beside any smoke one)."""
+        body = {**detail, "failing_since": to_text(opened_at), "checks": [], "cards": []}
+        await self._write(
+            "INSERT INTO alerts (id, environment, state, opened_at, detail_json, kind, run_id)"
+            " VALUES (?, ?, 'open', ?, ?, 'run', ?)",
+            (alert_id, environment, to_text(opened_at), json.dumps(body), run_id),
+        )
+
+    async def open_run_alerts(self, environment: str) -> list[Alert]:
+        rows = await self._rows(
+            "SELECT * FROM alerts WHERE environment = ? AND state = 'open' AND kind = 'run'"
+            " ORDER BY opened_at",
+            (environment,),
+        )
+        return [alert_from_row(r) for r in rows]
+
+    async def alerts_to_forward(self) -> list[Alert]:
+        """Open alerts OpsGenie has not taken yet (a restart resumes their creates)."""
+        rows = await self._rows(
+            "SELECT * FROM alerts WHERE state = 'open' AND (opsgenie_state IS NULL"
+            " OR opsgenie_state IN ('pending', 'created-failed'))"
+        )
+        return [alert_from_row(r) for r in rows]
+
+    async def set_alert_paused(self, alert_id: str, run_id: str | None) -> None:
+        """Remember which run pauses the watcher on this alert's environment (None: none)."""
+        await self._update_detail(alert_id, {"paused_by": run_id})
 
     async def get_alert(self, alert_id: str) -> Alert | None:
         row = await self._row("SELECT * FROM alerts WHERE id = ?", (alert_id,))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -54,6 +54,11 @@ class Alert:
     opsgenie_alias: str | None = None
     opsgenie_state: str | None = None
     rollback_request_id: str | None = None
+    kind: str = "smoke"  # smoke: the watcher's incident; run: a run that ended badly
+    run_id: str | None = None
+    # A run alert: its priority and what it says (message, hosts' state, restore outcome).
+    detail: dict[str, Any] = field(default_factory=dict)
+    paused_by: str | None = None  # the run holding the environment while the watch is paused
 
 
 def alert_from_row(row: sqlite3.Row) -> Alert:
@@ -84,4 +89,8 @@ def alert_from_row(row: sqlite3.Row) -> Alert:
         opsgenie_alias=row["opsgenie_alias"],
         opsgenie_state=row["opsgenie_state"],
         rollback_request_id=detail.get("rollback_request_id"),
+        kind=row["kind"],
+        run_id=row["run_id"],
+        detail={k: v for k, v in detail.items() if k not in ("cards", "checks", "failing_since")},
+        paused_by=detail.get("paused_by"),
     )

@@ -1,27 +1,42 @@
 """IIS and Windows-service operations on one host, on top of any `RemoteShell`.
 
 Each operation is one remote script run (act, wait, verify, print one JSON line — one round
-trip, docs/windows-hosts.md); this module turns the printed JSON into typed results and fails
-loudly when the state reached is not the one asked for. It knows nothing of pywinrm: the
-executor passes a WinRMShell, tests may pass the lab or an in-memory twin.
+trip, docs/windows-hosts.md); this module turns the printed JSON into typed results
+(adapters/winrm/hoststate.py) and fails loudly when the state reached is not the one asked
+for. It knows nothing of pywinrm: the executor passes a WinRMShell, tests may pass the lab
+or an in-memory twin.
 
-The deploy step of a rollback is two more scripts of the same shape: `deploy_release`
-makes `<releases_root>\\<version>` a whole release folder (verifying the package's SHA-256
-on the host, or keeping a folder whose marker proves it whole) and prunes old ones;
-`switch_site` points the site's physicalPath at it and reads it back.
+`preflight` is read-only: it checks what a run needs before anything stops and returns the
+host's state, which the run keeps to restore. `deploy_release` makes
+`<releases_root>\\<version>` a whole release folder (verifying the package's SHA-256 on the
+host, or keeping a folder whose marker proves it whole) and prunes old ones;
+`switch_release` points every site's physicalPath and every service's ImagePath at new
+binaries and reads each back — a restore uses it too, with the paths the host had before.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from adapters.errors import BadReply, StateNotReached
+from adapters.winrm.hoststate import (
+    ControlResult,
+    DeployResult,
+    HostState,
+    PoolState,
+    Preflight,
+    ServiceState,
+    SiteState,
+    Switched,
+    same_path,
+    version_key,
+)
 from adapters.winrm.scripts import (
     OP_DEPLOY,
     OP_ECHO,
     OP_POOL,
+    OP_PREFLIGHT,
     OP_READ_STATE,
     OP_SERVICE,
     OP_SITE,
@@ -46,55 +61,6 @@ class RemoteShell(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class HostState:
-    """What IIS and the SCM report on one host; states are IIS/SCM words or "Missing"."""
-
-    host: str
-    site_state: str
-    pool_state: str
-    service_state: str
-    physical_path: str | None
-    releases: tuple[str, ...]  # release folders kept under releases_root, oldest first
-
-    @property
-    def current_release(self) -> str | None:
-        """The release folder the site points at, if it is one of the kept releases."""
-        if not self.physical_path:
-            return None
-        leaf = self.physical_path.rstrip("\\").rsplit("\\", 1)[-1]
-        return leaf if leaf in self.releases else None
-
-    @property
-    def serving(self) -> bool:
-        return self.site_state == "Started" and self.pool_state == "Started"
-
-
-@dataclass(frozen=True)
-class DeployResult:
-    """A whole release folder for `version` on one host, and what pruning removed.
-
-    `copied` is False when a kept folder was used as it is (its marker holds the package's
-    digest); `sha256_verified` is True only when the package was hashed on the host in this
-    call. Folders that could not be pruned are listed in `prune_errors`: housekeeping, so
-    they never fail the deploy.
-    """
-
-    host: str
-    version: str
-    release_path: str
-    copied: bool
-    sha256_verified: bool
-    removed: tuple[str, ...]  # pruned release folders, oldest first
-    prune_errors: tuple[str, ...] = ()
-
-
-def version_key(version: str) -> tuple[tuple[int, ...], int, str]:
-    """Sort key: numeric parts, then a pre-release (1.4.0-rc1) before its release (1.4.0)."""
-    numbers, _, suffix = version.partition("-")
-    return tuple(int(n) for n in numbers.split(".")), 0 if suffix else 1, suffix
-
-
 class HostOps:
     """The operations the playbook needs on one host; every call has its own deadline."""
 
@@ -114,31 +80,112 @@ class HostOps:
         return self._field(reply, OP_ECHO, "text")
 
     async def read_state(
-        self, site: str, app_pool: str, service: str, releases_root: str, *, timeout_s: float
+        self,
+        sites: Sequence[str],
+        pools: Sequence[str],
+        services: Sequence[str],
+        releases_root: str,
+        *,
+        timeout_s: float,
     ) -> HostState:
+        """Every named component's state and path, and the kept releases (read-only)."""
         params: dict[str, JsonValue] = {
-            "Site": site,
-            "AppPool": app_pool,
-            "Service": service,
+            "Sites": list(sites),
+            "AppPools": list(pools),
+            "Services": list(services),
             "ReleasesRoot": releases_root,
         }
         reply = await self._shell.run(OP_READ_STATE, params, timeout_s=timeout_s)
-        releases = reply.get("releases") or []
-        # PowerShell 5.1 unwraps a one-element array into a scalar on the way to JSON.
-        if isinstance(releases, str):
-            releases = [releases]
-        if not isinstance(releases, list) or not all(isinstance(r, str) for r in releases):
-            raise self._bad(OP_READ_STATE, "releases")
+        return self._state(reply, OP_READ_STATE, sites, pools, services)
+
+    async def preflight(
+        self,
+        sites: Sequence[str],
+        pools: Sequence[str],
+        services: Sequence[str],
+        releases_root: str,
+        *,
+        version: str,
+        sha256: str,
+        package_dir: str,
+        required_bytes: int,
+        timeout_s: float,
+    ) -> Preflight:
+        """Read-only: what would stop a run on this host (none = go), and the host's state."""
+        params: dict[str, JsonValue] = {
+            "Sites": list(sites),
+            "AppPools": list(pools),
+            "Services": list(services),
+            "ReleasesRoot": releases_root,
+            "Version": version,
+            "Sha256": sha256.lower(),
+            "PackageDir": package_dir,
+            "RequiredBytes": required_bytes,
+        }
+        reply = await self._shell.run(OP_PREFLIGHT, params, timeout_s=timeout_s)
+        free = reply.get("free_bytes")
+        if free is not None and (isinstance(free, bool) or not isinstance(free, int)):
+            raise self._bad(OP_PREFLIGHT, "free_bytes")
+        return Preflight(
+            state=self._state(reply, OP_PREFLIGHT, sites, pools, services),
+            problems=self._strings(reply, OP_PREFLIGHT, "problems"),
+            release_whole=self._flag(reply, OP_PREFLIGHT, "release_whole"),
+            package_verified=self._flag(reply, OP_PREFLIGHT, "package_verified"),
+            free_bytes=free,
+        )
+
+    def _state(
+        self,
+        reply: Mapping[str, Any],
+        op: str,
+        sites: Sequence[str],
+        pools: Sequence[str],
+        services: Sequence[str],
+    ) -> HostState:
+        releases = self._strings(reply, op, "releases")
         kept = sorted((r for r in releases if VERSION_PATTERN.fullmatch(r)), key=version_key)
-        path = reply.get("physical_path")
+        site_rows = self._rows(reply, op, "sites", sites)
+        pool_rows = self._rows(reply, op, "pools", pools)
+        service_rows = self._rows(reply, op, "services", services)
         return HostState(
             host=self.host,
-            site_state=self._field(reply, OP_READ_STATE, "site_state"),
-            pool_state=self._field(reply, OP_READ_STATE, "pool_state"),
-            service_state=self._field(reply, OP_READ_STATE, "service_state"),
-            physical_path=path if isinstance(path, str) and path else None,
+            sites=tuple(
+                SiteState(r["name"], self._text(r, op, "state"), self._path(r, "physical_path"))
+                for r in site_rows
+            ),
+            pools=tuple(PoolState(r["name"], self._text(r, op, "state")) for r in pool_rows),
+            services=tuple(
+                ServiceState(r["name"], self._text(r, op, "state"), self._path(r, "image_path"))
+                for r in service_rows
+            ),
             releases=tuple(kept),
         )
+
+    def _rows(
+        self, reply: Mapping[str, Any], op: str, key: str, names: Sequence[str]
+    ) -> list[Mapping[str, Any]]:
+        """The per-component objects, one per name asked for, in the order asked."""
+        value = reply.get(key)
+        # PowerShell 5.1 turns an empty array into null and unwraps a one-element one.
+        rows = [] if value is None else [value] if isinstance(value, dict) else value
+        if not isinstance(rows, list) or not all(
+            isinstance(r, dict) and isinstance(r.get("name"), str) for r in rows
+        ):
+            raise self._bad(op, key)
+        if [r["name"].casefold() for r in rows] != [n.casefold() for n in names]:
+            raise self._bad(op, key)
+        return rows
+
+    def _text(self, row: Mapping[str, Any], op: str, key: str) -> str:
+        value = row.get(key)
+        if not isinstance(value, str):
+            raise self._bad(op, key)
+        return value
+
+    @staticmethod
+    def _path(row: Mapping[str, Any], key: str) -> str | None:
+        value = row.get(key)
+        return value if isinstance(value, str) and value else None
 
     async def deploy_release(
         self,
@@ -185,61 +232,82 @@ class HostOps:
             prune_errors=self._strings(reply, OP_DEPLOY, "prune_errors"),
         )
 
-    async def switch_site(
-        self, site: str, releases_root: str, version: str, *, timeout_s: float
-    ) -> str:
-        """Point `site` at `<releases_root>\\<version>`; returns the physicalPath read back.
+    async def switch_release(
+        self,
+        site_paths: Sequence[tuple[str, str]],
+        service_images: Sequence[tuple[str, str]],
+        *,
+        releases_root: str | None,
+        timeout_s: float,
+    ) -> tuple[Switched, ...]:
+        """Point each site (name, folder) and service (name, ImagePath) at new binaries.
 
-        Refused (RemoteScriptFailed, nothing changed) when that folder does not exist; a
-        config write still locked after the script's retries fails the same way.
+        With `releases_root`, every path must lie inside it (a switch to a release); without
+        it, the paths are what the host had before (a restore). Each is read back; a folder
+        or executable that does not exist is refused before anything is written.
         """
         wait_s = max(1, int(timeout_s * _WAIT_SHARE))
         params: dict[str, JsonValue] = {
-            "Site": site,
-            "ReleasesRoot": releases_root,
-            "Version": version,
+            "SiteNames": [n for n, _ in site_paths],
+            "SitePaths": [p for _, p in site_paths],
+            "ServiceNames": [n for n, _ in service_images],
+            "ServiceImagePaths": [p for _, p in service_images],
+            "ReleasesRoot": releases_root or "",
             "TimeoutSec": wait_s,
         }
         reply = await self._shell.run(OP_SWITCH, params, timeout_s=timeout_s)
-        path = self._field(reply, OP_SWITCH, "physical_path")
-        # The script already compared it; this catches a script and bot out of step.
-        if _leaf(path).casefold() != version.casefold():
-            raise self._bad(OP_SWITCH, "physical_path")
-        return path
+        done: list[Switched] = []
+        for kind, key, field, wanted in (
+            ("site", "sites", "physical_path", site_paths),
+            ("service", "services", "image_path", service_images),
+        ):
+            rows = self._rows(reply, OP_SWITCH, key, [n for n, _ in wanted])
+            for row, (name, path) in zip(rows, wanted, strict=True):
+                after = self._text(row, OP_SWITCH, field)
+                # The script compared it already; this catches a script and bot out of step.
+                if not same_path(after, path):
+                    raise self._bad(OP_SWITCH, field)
+                before = self._text(row, OP_SWITCH, "before")
+                done.append(Switched(kind, name, before, after, not same_path(before, after)))
+        return tuple(done)
 
-    async def start_site(self, name: str, *, timeout_s: float) -> str:
-        return await self._control(OP_SITE, "Site", name, "Start", "Started", timeout_s)
+    async def start_site(self, name: str, *, timeout_s: float) -> ControlResult:
+        return await self._control(OP_SITE, "Site", name, "Start", timeout_s)
 
-    async def stop_site(self, name: str, *, timeout_s: float) -> str:
-        return await self._control(OP_SITE, "Site", name, "Stop", "Stopped", timeout_s)
+    async def stop_site(self, name: str, *, timeout_s: float) -> ControlResult:
+        return await self._control(OP_SITE, "Site", name, "Stop", timeout_s)
 
-    async def start_pool(self, name: str, *, timeout_s: float) -> str:
-        return await self._control(OP_POOL, "AppPool", name, "Start", "Started", timeout_s)
+    async def start_pool(self, name: str, *, timeout_s: float) -> ControlResult:
+        return await self._control(OP_POOL, "AppPool", name, "Start", timeout_s)
 
-    async def stop_pool(self, name: str, *, timeout_s: float) -> str:
-        return await self._control(OP_POOL, "AppPool", name, "Stop", "Stopped", timeout_s)
+    async def stop_pool(self, name: str, *, timeout_s: float) -> ControlResult:
+        return await self._control(OP_POOL, "AppPool", name, "Stop", timeout_s)
 
-    async def recycle_pool(self, name: str, *, timeout_s: float) -> str:
-        return await self._control(OP_POOL, "AppPool", name, "Recycle", "Started", timeout_s)
+    async def recycle_pool(self, name: str, *, timeout_s: float) -> ControlResult:
+        """Recycle a started pool; a stopped one stays stopped ("was already stopped")."""
+        return await self._control(OP_POOL, "AppPool", name, "Recycle", timeout_s)
 
-    async def start_service(self, name: str, *, timeout_s: float) -> str:
-        return await self._control(OP_SERVICE, "Service", name, "Start", "Running", timeout_s)
+    async def start_service(self, name: str, *, timeout_s: float) -> ControlResult:
+        return await self._control(OP_SERVICE, "Service", name, "Start", timeout_s)
 
-    async def stop_service(self, name: str, *, timeout_s: float) -> str:
-        return await self._control(OP_SERVICE, "Service", name, "Stop", "Stopped", timeout_s)
+    async def stop_service(self, name: str, *, timeout_s: float) -> ControlResult:
+        return await self._control(OP_SERVICE, "Service", name, "Stop", timeout_s)
 
     async def _control(
-        self, op: str, key: str, name: str, action: str, wanted: str, timeout_s: float
-    ) -> str:
-        """Run one act-wait-verify script; return the final state or raise StateNotReached."""
+        self, op: str, key: str, name: str, action: str, timeout_s: float
+    ) -> ControlResult:
+        """Run one act-wait-verify script; the state reached, or StateNotReached."""
         wait_s = max(1, int(timeout_s * _WAIT_SHARE))
         params: dict[str, JsonValue] = {key: name, "Action": action, "TimeoutSec": wait_s}
         reply = await self._shell.run(op, params, timeout_s=timeout_s)
         state = self._field(reply, op, "state")
+        before = self._field(reply, op, "before")
+        wanted = _wanted(op, action, before)
         if state != wanted:
             target = _TARGETS[op].format(name=name)
             raise StateNotReached(host=self.host, op=op, target=target, wanted=wanted, actual=state)
-        return state
+        changed = reply.get("changed")
+        return ControlResult(self.host, name, action, before, state, changed is True)
 
     def _field(self, reply: Mapping[str, Any], op: str, key: str) -> str:
         value = reply.get(key)
@@ -269,6 +337,16 @@ class HostOps:
         )
 
 
+def _wanted(op: str, action: str, before: str) -> str:
+    """The state an action must reach; recycling a stopped pool leaves it stopped."""
+    up = "Running" if op == OP_SERVICE else "Started"
+    if action == "Stop":
+        return "Stopped"
+    if action == "Recycle" and before not in ("Started", "Starting"):
+        return "Stopped"
+    return up
+
+
 _TARGETS: Final = {
     OP_SITE: "IIS site {name!r}",
     OP_POOL: "application pool {name!r}",
@@ -280,4 +358,13 @@ def _leaf(path: str) -> str:
     return path.rstrip("\\").rsplit("\\", 1)[-1]
 
 
-__all__ = ["DeployResult", "HostOps", "HostState", "RemoteShell", "version_key"]
+__all__ = [
+    "ControlResult",
+    "DeployResult",
+    "HostOps",
+    "HostState",
+    "Preflight",
+    "RemoteShell",
+    "Switched",
+    "version_key",
+]

@@ -21,7 +21,7 @@ import contextlib
 import html
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Final, TypeAlias
@@ -47,15 +47,23 @@ SHA256_PATTERN: Final = re.compile(r"^[0-9a-fA-F]{64}$")
 ADDRESS_PATTERN: Final = re.compile(
     r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9][A-Za-z0-9-]{0,62})*$"
 )
+# A folder a site is pointed at: a drive path, or one starting with an environment variable
+# as IIS writes its defaults (%SystemDrive%\inetpub\wwwroot); restores write back what was.
+SITE_PATH_PATTERN: Final = re.compile(r"^(?:[A-Za-z]:|%[A-Za-z_]{1,32}%)\\[A-Za-z0-9 ._()\\-]*$")
+# A service's ImagePath is registry data, never run by PowerShell: any printable ASCII.
+IMAGE_PATH_PATTERN: Final = re.compile(r"^[ -~]{1,1024}$")
 _MAX_LIST: Final = 50
+_MAX_BYTES: Final = 2**53 - 1
 _PARAM_NAME: Final = re.compile(r"^[A-Z][A-Za-z0-9]{0,39}$")
 _ACTION: Final = re.compile(r"^[A-Z][A-Za-z]{0,19}$")
 
 # Parameter keys are classified by suffix so a new script gets the right check by naming
 # its parameters well (Site, AppPool, Service, FarmName, Version, ProtectVersions, Sha256,
-# ReleasesRoot, PackageDir, TimeoutSec, KeepCount, ServerAddress). Other keys (echo's Text)
-# are free text.
+# ReleasesRoot, PackageDir, TimeoutSec, KeepCount, ServerAddress, RequiredBytes; lists:
+# Sites, AppPools, Services, SiteNames, SitePaths, ServiceImagePaths). Other keys (echo's
+# Text) are free text.
 _NAME_SUFFIXES: Final = ("site", "pool", "service", "name", "farm")
+_NAMES_SUFFIXES: Final = ("sites", "pools", "services", "names")
 
 OP_ECHO: Final = "echo"
 OP_READ_STATE: Final = "read-state"
@@ -63,7 +71,8 @@ OP_SITE: Final = "site-control"
 OP_POOL: Final = "pool-control"
 OP_SERVICE: Final = "service-control"
 OP_DEPLOY: Final = "deploy-release"
-OP_SWITCH: Final = "switch-site"
+OP_SWITCH: Final = "switch-release"
+OP_PREFLIGHT: Final = "preflight"
 OP_ARR_READ: Final = "arr-read-farm"
 OP_ARR_SET: Final = "arr-set-server"
 OP_ARR_WAIT_DRAIN: Final = "arr-wait-drain"
@@ -121,7 +130,20 @@ SCRIPTS: Final[Mapping[str, ScriptSpec]] = {
     spec.op: spec
     for spec in (
         _load(OP_ECHO, ("Text",)),
-        _load(OP_READ_STATE, ("Site", "AppPool", "Service", "ReleasesRoot")),
+        _load(OP_READ_STATE, ("Sites", "AppPools", "Services", "ReleasesRoot")),
+        _load(
+            OP_PREFLIGHT,
+            (
+                "Sites",
+                "AppPools",
+                "Services",
+                "ReleasesRoot",
+                "Version",
+                "Sha256",
+                "PackageDir",
+                "RequiredBytes",
+            ),
+        ),
         _load(OP_SITE, ("Site", "Action", "TimeoutSec")),
         _load(OP_POOL, ("AppPool", "Action", "TimeoutSec")),
         _load(OP_SERVICE, ("Service", "Action", "TimeoutSec")),
@@ -136,7 +158,17 @@ SCRIPTS: Final[Mapping[str, ScriptSpec]] = {
                 "ProtectVersions",
             ),
         ),
-        _load(OP_SWITCH, ("Site", "ReleasesRoot", "Version", "TimeoutSec")),
+        _load(
+            OP_SWITCH,
+            (
+                "SiteNames",
+                "SitePaths",
+                "ServiceNames",
+                "ServiceImagePaths",
+                "ReleasesRoot",
+                "TimeoutSec",
+            ),
+        ),
         _load(OP_ARR_READ, ("FarmName",)),
         _load(OP_ARR_SET, ("FarmName", "ServerAddress", "Action", "TimeoutSec")),
         _load(OP_ARR_WAIT_DRAIN, ("FarmName", "ServerAddress", "TimeoutSec")),
@@ -188,7 +220,19 @@ def _check_param(host: str, spec: ScriptSpec, key: str, value: JsonValue) -> Non
     if not _PARAM_NAME.fullmatch(key) or key not in spec.params:
         raise _refuse(host, spec.op, repr(key), "is not declared by the script")
     lowered = key.lower()
-    if lowered.endswith(_NAME_SUFFIXES):
+    if lowered.endswith(_NAMES_SUFFIXES):
+        if not _list_of(value, lambda v: v.isascii() and NAME_PATTERN.fullmatch(v) is not None):
+            raise _refuse(host, spec.op, key, f"= {value!r} is not a list of safe names")
+    elif lowered.endswith("imagepaths"):
+        if not _list_of(value, lambda v: IMAGE_PATH_PATTERN.fullmatch(v) is not None):
+            raise _refuse(host, spec.op, key, f"= {value!r} is not a list of printable paths")
+    elif lowered.endswith("paths"):
+        if not _list_of(value, lambda v: SITE_PATH_PATTERN.fullmatch(v) is not None and _no_up(v)):
+            raise _refuse(host, spec.op, key, f"= {value!r} is not a list of absolute paths")
+    elif lowered.endswith("bytes"):
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_BYTES:
+            raise _refuse(host, spec.op, key, f"= {value!r} is not a byte count")
+    elif lowered.endswith(_NAME_SUFFIXES):
         if not (isinstance(value, str) and value.isascii() and NAME_PATTERN.fullmatch(value)):
             raise _refuse(
                 host,
@@ -216,6 +260,9 @@ def _check_param(host: str, spec: ScriptSpec, key: str, value: JsonValue) -> Non
         if not (isinstance(value, str) and SHA256_PATTERN.fullmatch(value)):
             raise _refuse(host, spec.op, key, f"= {value!r} is not a hex SHA-256 digest")
     elif lowered.endswith(("root", "path")):
+        # An empty root means "none" where the script declares it optional (switch-release).
+        if value == "" and spec.op == OP_SWITCH:
+            return
         if not (isinstance(value, str) and WINDOWS_PATH_PATTERN.fullmatch(value) and _no_up(value)):
             raise _refuse(host, spec.op, key, f"= {value!r} is not an absolute ASCII path")
     elif lowered.endswith("dir"):
@@ -231,6 +278,14 @@ def _check_param(host: str, spec: ScriptSpec, key: str, value: JsonValue) -> Non
             raise _refuse(host, spec.op, key, f"= {value!r} is not a whole number in 1..100")
     elif lowered == "action" and not (isinstance(value, str) and _ACTION.fullmatch(value)):
         raise _refuse(host, spec.op, key, f"= {value!r} is not an action word")
+
+
+def _list_of(value: JsonValue, ok: Callable[[str], bool]) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) <= _MAX_LIST
+        and all(isinstance(v, str) and ok(v) for v in value)
+    )
 
 
 def _no_up(path: str) -> bool:

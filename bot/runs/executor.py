@@ -4,10 +4,16 @@ submit() returns at once: the card click that approved the request is answered b
 host is touched. A run re-plans first — if the plan differs from the approved one (new
 package, other hosts, another current version) the approval is void and nothing runs.
 Then: create the run (UNIQUE per request: a replayed approval cannot start a second one),
-take the environment lock, run the steps with their deadlines, stop at the first failure
-(or at a step boundary after `cancel`), release the lock, post the summary.
+take the environment lock, run the steps (bot/runs/runner.py: Preflight first, then the
+playbook; on failure or cancel the restore), and end it.
 
-A process that dies mid-run leaves the run `running`; bot/recovery.py marks it
+No run is ever left `running` by this process: whatever breaks — a step, the store, the
+audit, the chat, a bug — the run ends failed, in this order: the restore (runner), the
+store, the card, the audit (`Failed` with the error class and a correlation id), the
+timeline and the alert, then the lock is released. Each of those is tried on its own, so
+one that fails does not keep the next from happening. Chat is only ever queued.
+
+A process that dies mid-run leaves the run `running`; bot/runs/recovery.py marks it
 `interrupted` at the next start and releases its lock.
 """
 
@@ -17,25 +23,27 @@ import asyncio
 import logging
 import secrets
 import sqlite3
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
+from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
-from adapters.errors import RemoteError
 from adapters.store.rows import Request, Run
 from bot.logs import bind_log_fields
-from bot.ports import Reporter
+from bot.ports import Reporter, RunAlarm, RunFailure
 from bot.runs.record import RunRecord
-from bot.runs.steps import STEPS, StepContext, StepError, deadline_for
+from bot.runs.runner import Outcome, Runner
 from commands.cards.approval import render_approval_card
 from commands.cards.run import RunView, render_run_card, summary_text
 from commands.change import Refusal, make_plan
-from commands.config import Environment
 from commands.context import Services
-from commands.hosts import HostLine, read_hosts
 from commands.plan import Plan
 
 log = logging.getLogger(__name__)
+
+# The lock must come free even if the store hiccups at the end of a run.
+_RELEASE_ATTEMPTS = 5
+_RELEASE_PAUSE_S = 0.5
 
 
 def new_run_id() -> str:
@@ -43,9 +51,12 @@ def new_run_id() -> str:
 
 
 class Executor:
-    def __init__(self, services: Services, reporter: Reporter) -> None:
+    def __init__(
+        self, services: Services, reporter: Reporter, alarm: RunAlarm | None = None
+    ) -> None:
         self._services = services
         self._reporter = reporter
+        self._alarm = alarm
         self._tasks: set[asyncio.Task[None]] = set()
         self._accepting = True
 
@@ -82,16 +93,18 @@ class Executor:
         except asyncio.CancelledError:
             raise
         except Exception:
-            # A bug: the run is failed by _run's own handler when it got that far; here we
-            # only make sure it is in the log with the request id.
+            # Before the run existed (re-planning, voiding): nothing ran. A run, once
+            # created, is always ended by _run itself.
             log.exception("executor failed")
 
-    # --- the run ---------------------------------------------------------------------------
+    # --- before the run --------------------------------------------------------------------
 
     async def _replan(self, request: Request, approved: Plan) -> Plan | str:
         """The plan built again now, or why it cannot be (both void the approval)."""
         requested = approved.target_version if approved.source == "requested" else None
-        fresh = await make_plan(self._services, approved.kind, request.environment, requested)
+        fresh = await make_plan(
+            self._services, approved.kind, request.environment, requested, approved.excluded
+        )
         if isinstance(fresh, Refusal):
             return fresh.message.replace(" Nothing was requested.", "")
         return fresh
@@ -134,7 +147,16 @@ class Executor:
     async def _run(self, request: Request) -> None:
         services = self._services
         approved = Plan.from_json(request.plan_json)
-        fresh = await self._replan(request, approved)
+        try:
+            fresh = await self._replan(request, approved)
+        except Exception as exc:
+            # Nothing has run yet: an approval that cannot be re-checked must not run.
+            ref = secrets.token_hex(4)
+            log.exception("re-planning %s failed [ref %s]", request.id, ref)
+            fresh = (
+                f"the plan could not be checked again (internal error {type(exc).__name__}, "
+                f"reference {ref})"
+            )
         if isinstance(fresh, str):
             await self._void(request, fresh)
             return
@@ -142,7 +164,7 @@ class Executor:
             changes = [
                 f"{k}: {approved.binding()[k]} → {v}"
                 for k, v in fresh.binding().items()
-                if approved.binding()[k] != v and k != "steps"
+                if approved.binding()[k] != v and k not in ("steps", "restore_steps")
             ]
             await self._void(request, "; ".join(changes) or "steps differ")
             return
@@ -179,143 +201,175 @@ class Executor:
             await self._update_approval_card(request.id)
             return
         try:
-            await services.store.transition_request(request.id, ["approved"], "running")
-            await self._steps(request, approved, run_id, now)
+            await self._locked(request, approved, run_id, now)
         finally:
-            await services.store.release_lock(request.environment, run_id)
+            await self._release(request.environment, run_id)
 
-    async def _steps(self, request: Request, plan: Plan, run_id: str, started: Any) -> None:
+    # --- the run ---------------------------------------------------------------------------
+
+    async def _locked(self, request: Request, plan: Plan, run_id: str, started: datetime) -> None:
+        """Everything that happens while the run holds the lock; never leaves it running."""
         services = self._services
         env = services.config.environments[request.environment]
         conversation = request.conversation_id or ""
         tz = services.config.tz
         approver = request.decided_by_name or "?"
-        view = RunView.start(run_id, request.id, plan, request.requester_name, approver, started)
-        await services.audit.append(
-            "Started", environment=plan.environment, request_id=request.id, run_id=run_id,
-            actor={"name": approver, "aad_object_id": request.decided_by_id}, status="running",
-            detail={"plan_hash": plan.hash, "to": plan.target_version},
-        )  # fmt: skip
-        await self._update_approval_card(request.id)
-        progress_id = await self._reporter.post(
-            conversation, f"{run_id} started", render_run_card(view, tz)
+        view = replace(
+            RunView.start(run_id, request.id, plan, request.requester_name, approver, started),
+            watch_paused=env.watch.enabled,
         )
-        if progress_id:
-            await services.store.set_progress_activity(run_id, progress_id)
+        progress: list[str | None] = [None]
 
         async def show(current: RunView, final: bool) -> None:
-            if progress_id:
+            if progress[0] is not None:
                 await self._reporter.update(
-                    conversation, progress_id, f"{run_id}: {current.state}",
+                    conversation, progress[0], f"{run_id}: {current.state}",
                     render_run_card(current, tz), final=final,
                 )  # fmt: skip
 
-        async def notify(text: str) -> None:
-            await self._reporter.post(conversation, text, None)
-
         record = RunRecord(services, view, request.id, show)
-        outcome: tuple[str, str | None, str | None] = (
-            "succeeded",
-            None,
-            None,
-        )  # state, event, note
-        for index, step in enumerate(plan.steps):
-            current = await services.store.get_run(run_id)
-            if current is not None and current.cancel_requested_by:
-                why = (
-                    f"Cancelled by {current.cancel_requested_by} before step "
-                    f"'{step.title}'. Hosts are as the last passed step left them."
-                )
-                outcome = ("cancelled", "Cancelled", why)
-                break
-            await record.step(index, "running")
-            begun = time.monotonic()
-            ctx = StepContext(
-                services,
-                plan,
-                env,
-                run_id,
-                request.id,
-                request.requester_name,
-                approver,
-                begun + deadline_for(step.key, env),
-            )
-            detail, error = await self._attempt(STEPS[step.key], ctx, notify, step.key)
-            ms = int((time.monotonic() - begun) * 1000)
-            if error is None:
-                await record.step(index, "passed", duration_ms=ms, detail=detail)
-                continue
-            await record.step(index, "failed", duration_ms=ms, error=error)
-            outcome = ("failed", "Failed", f"Failed at step {index + 1} '{step.title}': {error}")
-            break
-        state, event, note = outcome
-        log.info("run %s", state, extra={"note": note} if note else None)
-        hosts_after = await self._host_states(env) if state != "succeeded" else ()
-        final = record.close(state, note, hosts_after)
-        await self._finish(request, run_id, final, state, event, note)
-        await record.show_final()
-        await notify(summary_text(final))
-
-    async def _attempt(
-        self,
-        step: Callable[..., Awaitable[str]],
-        ctx: StepContext,
-        notify: Callable[[str], Awaitable[None]],
-        key: str,
-    ) -> tuple[str, str | None]:
-        """Run one step under its deadline: (detail, None) or ("", the reason in words)."""
+        runner = Runner(services, self._reporter, request, plan, env, run_id, record, conversation)
         try:
-            async with asyncio.timeout(max(0.1, ctx.deadline - time.monotonic())):
-                return await step(ctx, notify), None
-        except TimeoutError:
-            return "", (
-                f"did not finish within its deadline "
-                f"({deadline_for(key, ctx.env):.0f} s); the host may still be working "
-                "on it"
-            )
-        except (StepError, RemoteError) as exc:
-            return "", str(exc)
-        except Exception:
-            ref = secrets.token_hex(4)
-            log.exception("step %s failed unexpectedly", key, extra={"ref": ref})
-            return "", f"internal error (reference {ref}, details in logs/app)"
-
-    async def _host_states(self, env: Environment) -> tuple[str, ...]:
-        def say(line: HostLine) -> str:
-            s = line.state
-            if s is None:
-                return f"{line.host}: unreadable ({line.error})"
-            return (
-                f"{line.host}: site {s.site_state}, pool {s.pool_state}, Worker "
-                f"{s.service_state}, path {s.physical_path}"
-            )
-
-        return tuple(say(line) for line in await read_hosts(self._services, env))
-
-    async def _finish(
-        self,
-        request: Request,
-        run_id: str,
-        view: RunView,
-        state: str,
-        event: str | None,
-        note: str | None,
-    ) -> None:
-        services = self._services
-        await services.store.finish_run(run_id, state, services.now(), note)
-        await services.store.transition_request(request.id, ["running"], state)
-        if event:
+            await services.store.transition_request(request.id, ["approved"], "running")
             await services.audit.append(
-                event,
+                "Started", environment=plan.environment, request_id=request.id, run_id=run_id,
+                actor={"name": approver, "aad_object_id": request.decided_by_id},
+                status="running", detail={"plan_hash": plan.hash, "to": plan.target_version},
+            )  # fmt: skip
+            await self._tell(self._update_approval_card(request.id))
+            progress[0] = await self._queue_progress(conversation, run_id, record)
+            outcome = await runner.run()
+        except Exception as exc:
+            outcome = await runner.unexpected(exc)
+        await self._conclude(request, runner, outcome)
+
+    async def _queue_progress(
+        self, conversation: str, run_id: str, record: RunRecord
+    ) -> str | None:
+        """Queue the progress card; its Teams id is stored when Teams has it (restarts edit it)."""
+        if not conversation:
+            return None
+
+        async def remember(activity_id: str) -> None:
+            await self._services.store.set_progress_activity(run_id, activity_id)
+
+        try:
+            return await self._reporter.post(
+                conversation,
+                f"{run_id} started",
+                render_run_card(record.view, self._services.config.tz),
+                on_sent=remember,
+            )
+        except Exception:
+            log.exception("could not queue the progress card")
+            return None
+
+    async def _conclude(self, request: Request, runner: Runner, outcome: Outcome) -> None:
+        """The end, each part on its own: store, card, audit, timeline, alert."""
+        services, run_id = self._services, runner.run_id
+        log.info("run %s", outcome.state, extra={"note": outcome.note} if outcome.note else None)
+        final = runner.record.close(outcome.state, outcome.note, outcome.hosts, outcome.restore)
+
+        async def store() -> None:
+            await services.store.finish_run(
+                run_id,
+                outcome.state,
+                services.now(),
+                outcome.note,
+                restore=outcome.restore,
+                restore_note="; ".join(outcome.hosts) or None,
+            )
+            await services.store.transition_request(request.id, ["running"], outcome.state)
+
+        async def card() -> None:
+            await runner.record.show(final=True)
+            await self._update_approval_card(request.id)
+            await runner.notify(summary_text(final))
+
+        async def audit() -> None:
+            if outcome.event is None:
+                return
+            detail: dict[str, Any] = {
+                "note": outcome.note or "",
+                "restore": outcome.restore,
+                "hosts_after": list(outcome.hosts),
+            }
+            if outcome.error_class:
+                detail |= {
+                    "error_class": outcome.error_class,
+                    "correlation_id": outcome.correlation_id,
+                }
+            await services.audit.append(
+                outcome.event,
                 environment=request.environment,
                 request_id=request.id,
                 run_id=run_id,
-                status=state,
-                duration_ms=int((view.duration_s or 0) * 1000),
-                detail={"note": note or "", "hosts_after": list(view.hosts_after)},
+                status=outcome.state,
+                duration_ms=int((final.duration_s or 0) * 1000),
+                detail=detail,
             )
+
+        async def timeline() -> None:
+            left = f"; {outcome.restore}" if outcome.restore else ""
             await services.timeline.append(
-                f"{request.command} {request.environment} → {request.version} {state} "
-                f"({run_id}): {note}"
+                f"{request.command} {request.environment} → {request.version} {outcome.state} "
+                f"({run_id}){': ' + outcome.note if outcome.note else ''}{left}"
             )
-        await self._update_approval_card(request.id)
+
+        async def alarm() -> None:
+            if self._alarm is None:
+                return
+            if outcome.state == "succeeded":
+                await self._alarm.run_succeeded(request.environment, run_id)
+                return
+            failure = run_failure(request, runner, outcome)
+            if failure is not None:
+                await self._alarm.run_failed(failure)
+
+        for name, part in (
+            ("store", store), ("card", card), ("audit", audit), ("timeline", timeline),
+            ("alert", alarm),
+        ):  # fmt: skip
+            await self._tell(part(), what=f"{name} of the end of {run_id}")
+
+    async def _tell(self, work: Awaitable[None], what: str = "an approval card edit") -> None:
+        try:
+            await work
+        except Exception:
+            log.exception("could not write the %s", what)
+
+    async def _release(self, environment: str, run_id: str) -> None:
+        for attempt in range(1, _RELEASE_ATTEMPTS + 1):
+            try:
+                await self._services.store.release_lock(environment, run_id)
+                return
+            except Exception:
+                log.exception(
+                    "could not release the %s lock of %s (try %d)", environment, run_id, attempt
+                )
+                await asyncio.sleep(_RELEASE_PAUSE_S * attempt)
+        log.critical(
+            "the %s lock of %s is still held; the next start of the bot frees it",
+            environment,
+            run_id,
+        )
+
+
+def run_failure(request: Request, runner: Runner, outcome: Outcome) -> RunFailure | None:
+    """The alert a run that did not succeed raises, or None (a cancel that put it all back)."""
+    restore = outcome.restore or "unchanged"
+    left_changed = restore in ("restore-failed", "not-restored")
+    if outcome.state == "cancelled" and not left_changed:
+        return None
+    return RunFailure(
+        environment=request.environment,
+        run_id=runner.run_id,
+        request_id=request.id,
+        kind=request.command,
+        target_version=runner.plan.target_version,
+        state=outcome.state,
+        note=outcome.note or "",
+        outcome=restore,
+        hosts=outcome.hosts,
+        priority="P1" if left_changed else "P2",
+    )

@@ -1,20 +1,27 @@
 """What happens at start: recovering from a process that died.
 
 Before the executor takes work: every run left `running` by a dead process is marked
-`interrupted`, its lock released, its card and conversation told (with the last completed
-step); an approval that never became a run is marked `interrupted` too.
+`interrupted`, its lock released, its card and conversation told — with the last completed
+step and each host's state read fresh over WinRM (and, when the preflight had read it,
+what each host was before the run, so the operator sees what a manual restore means); an
+approval that never became a run is marked `interrupted` too. A dead process restores
+nothing by itself: the hosts may be mid-change, and only a person should decide.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 
 from adapters.store.rows import InterruptedRun, Request
+from adapters.winrm.hoststate import HostState
 from bot.ports import Reporter
 from commands.cards.run import RunView, render_run_card
 from commands.context import Services
+from commands.hosts import read_hosts
 from commands.plan import Plan
+from commands.restore import host_words
 
 log = logging.getLogger(__name__)
 
@@ -41,16 +48,62 @@ def _note(run: InterruptedRun) -> str:
     return (
         f"Interrupted by a bot restart during step '{run.current_step or 'starting'}' "
         f"(last completed: {run.last_completed_step or 'none'}). The {run.environment} lock "
-        f"is released. Check `status {run.environment}` before retrying: hosts are as that "
-        "step left them."
+        "is released. Nothing was restored automatically: check the hosts below (read just "
+        f"now) and `status {run.environment}` before retrying."
     )
+
+
+async def hosts_now(services: Services, run: InterruptedRun, plan: Plan) -> tuple[str, ...]:
+    """Each host of the run in words, read fresh, compared with its pre-run state."""
+    env = services.config.environments.get(run.environment)
+    if env is None:
+        return ()
+    before: dict[str, HostState] = {}
+    if run.pre_state_json:
+        try:
+            before = {h: HostState.from_json(s) for h, s in json.loads(run.pre_state_json).items()}
+        except (ValueError, KeyError, TypeError):
+            log.warning("unreadable pre-run state of %s", run.run_id)
+    changed = changed_anything(plan, run.current_step)
+    return tuple(
+        host_words(
+            env,
+            plan,
+            line.host,
+            line.state,
+            before.get(line.host),
+            changed=changed,
+            error=line.error,
+        )
+        for line in await read_hosts(services, env, plan.hosts)
+    )
+
+
+def changed_anything(plan: Plan, current_step: str | None) -> bool:
+    """Whether a run stopped at `current_step` may have changed a host (a step that changes
+    hosts had started by then)."""
+    keys = [s.key for s in plan.steps]
+    if current_step not in keys:
+        return True  # a restore step, or unknown: assume the worst
+    return any(s.changes_hosts for s in plan.steps[: keys.index(current_step) + 1])
 
 
 async def _tell_interrupted(services: Services, reporter: Reporter, run: InterruptedRun) -> None:
     request = await services.store.get_request(run.request_id)
-    if request is None or not run.conversation_id:
+    if request is None:
         return
     plan = Plan.from_json(request.plan_json)
+    hosts = await hosts_now(services, run, plan)
+    await services.audit.append(
+        "HostsAfterInterrupt",
+        environment=run.environment,
+        request_id=run.request_id,
+        run_id=run.run_id,
+        status="interrupted",
+        detail={"hosts": list(hosts)},
+    )
+    if not run.conversation_id:
+        return
     stored = await services.store.get_run(run.run_id)
     view = RunView.start(
         run.run_id,
@@ -60,10 +113,13 @@ async def _tell_interrupted(services: Services, reporter: Reporter, run: Interru
         request.decided_by_name or "?",
         stored.started_at if stored else services.now(),
     )
-    for index, state, duration_ms, error in await services.store.list_steps(run.run_id):
+    recorded = await services.store.list_steps(run.run_id)
+    if any(index >= len(view.steps) for index, *_ in recorded):
+        view = view.with_restore()
+    for index, state, duration_ms, error in recorded:
         if index < len(view.steps):
             view = view.with_step(index, state=state, duration_ms=duration_ms, error=error)
-    view = view.finish("interrupted", services.now(), _note(run))
+    view = view.finish("interrupted", services.now(), _note(run), hosts)
     if run.progress_activity_id:
         card = render_run_card(view, services.config.tz)
         await reporter.update(
@@ -75,7 +131,8 @@ async def _tell_interrupted(services: Services, reporter: Reporter, run: Interru
         )
     await reporter.post(
         run.conversation_id,
-        f"⚠️ {run.run_id} ({plan.kind} {run.environment} → {plan.target_version}): {_note(run)}",
+        f"⚠️ {run.run_id} ({plan.kind} {run.environment} → {plan.target_version}): {_note(run)} "
+        f"Hosts now: {' | '.join(hosts) or 'not read'}",
         None,
     )
 
@@ -120,8 +177,6 @@ async def recover(services: Services) -> Recovered:
                 environment=request.environment,
                 request_id=request.id,
                 status="interrupted",
-                detail={
-                    "note": "approved, but the bot restarted before the run began; nothing ran"
-                },
+                detail={"note": "approved, but the bot restarted before it began; nothing ran"},
             )
     return Recovered(interrupted, never_ran)

@@ -1,29 +1,44 @@
-"""What each plan step does (playbook §6), one small function per step key.
+"""What each forward plan step does (playbook §6), one small function per step action.
 
 A step returns a short detail for the card and the audit, or raises `StepError` (an
-expected failure, said in words) / a RemoteError (host trouble, already in words). The
-executor gives each step its deadline; a step acting on several hosts shares it.
+expected failure, said in words, naming every host) / a RemoteError. Steps that act on
+hosts act on all of them at once, each host with the step's whole deadline (farm.py).
+The preflight keeps each host's state in `RunMemory.before`: what a restore puts back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from adapters.smoke import NO_ANSWER
-from commands.config import Environment
+from adapters.smoke import NO_ANSWER, CheckResult
+from adapters.store.rows import HostSwitch
+from adapters.winrm.hoststate import ControlResult, HostState, Preflight, Switched, release_of
+from bot.runs.farm import HostResult, StepError, on_hosts, verdict
+from commands.config import Environment, Host
 from commands.context import Services
 from commands.plan import END_EVENT, START_EVENT, Plan
 from commands.smoke import run_smoke
 
 # How often the post-deploy smoke is retried while the app warms up.
 SMOKE_RETRY_S = 2.0
+MB = 2**20
+
+Notify = Callable[[str], Awaitable[None]]
 
 
-class StepError(Exception):
-    """A step could not do its job; the message says what happened and what to check."""
+@dataclass
+class RunMemory:
+    """What the run learns as it goes, for the restore and the final card."""
+
+    before: dict[str, HostState] = field(default_factory=dict)  # host → pre-run state
+    touched: bool = False  # a step that changes hosts has started
+    verified: bool = False  # the target's smoke passed: the change is done
+    precheck_passed: bool | None = None
+    after: dict[str, HostState] = field(default_factory=dict)  # read by the restore's verify
 
 
 @dataclass(frozen=True)
@@ -35,25 +50,74 @@ class StepContext:
     request_id: str
     requested_by: str
     approved_by: str
-    deadline: float  # time.monotonic() value
+    deadline_s: float  # each host's, for this step
+    memory: RunMemory
+    notify: Notify
 
-    def remaining(self) -> float:
-        return max(0.5, self.deadline - time.monotonic())
+    @property
+    def hosts(self) -> tuple[Host, ...]:
+        """The configured hosts this plan runs on (excluded ones are left alone)."""
+        return tuple(h for h in self.env.hosts if h.name in self.plan.hosts)
 
 
-Notify = Callable[[str], Awaitable[None]]
-Step = Callable[[StepContext, Notify], Awaitable[str]]
+Step = Callable[[StepContext, str], Awaitable[str]]
 
 
-async def precheck(ctx: StepContext, notify: Notify) -> str:
+async def preflight(ctx: StepContext, target: str) -> str:
+    plan, env = ctx.plan, ctx.env
+    required = plan.expanded_bytes + env.disk_margin_mb * MB
+
+    async def check(host: Host) -> Preflight:
+        return await ctx.services.hosts(host).preflight(
+            [s.name for s in plan.sites],
+            list(plan.pools),
+            [s.name for s in plan.services],
+            plan.releases_root,
+            version=plan.target_version,
+            sha256=plan.sha256,
+            package_dir=env.host_package_dir,
+            required_bytes=required,
+            timeout_s=ctx.deadline_s,
+        )
+
+    results = await on_hosts(ctx.hosts, ctx.deadline_s, check)
+    problems = [
+        f"{r.host}: {r.error}" if r.value is None else f"{r.host}: {'; '.join(r.value.problems)}"
+        for r in results
+        if r.value is None or r.value.problems
+    ]
+    if problems:
+        ready = [r.host for r in results if r.value is not None and not r.value.problems]
+        tail = f" (ready: {', '.join(ready)})" if ready else ""
+        raise StepError(
+            "Preflight found problems; nothing was stopped or changed. "
+            + " | ".join(problems)
+            + tail
+        )
+    found = {r.host: r.value for r in results if r.value is not None}
+    ctx.memory.before = {host: p.state for host, p in found.items()}
+    pre_state = {host: state.to_json() for host, state in ctx.memory.before.items()}
+    await ctx.services.store.set_pre_state(ctx.run_id, json.dumps(pre_state))
+
+    def words(p: Preflight) -> str:
+        if p.release_whole:
+            return f"ready (release {plan.target_version} kept whole)"
+        free = f"{p.free_bytes // MB} MB free" if p.free_bytes is not None else "free disk ?"
+        return f"ready (package verified, {free}, {required // MB} MB needed)"
+
+    return verdict(results, words)
+
+
+async def precheck(ctx: StepContext, target: str) -> str:
     results, _ = await run_smoke(ctx.services, ctx.plan.environment)
     passed = sum(r.passed for r in results)
+    ctx.memory.precheck_passed = passed == len(results)
     if all(r.status == NO_ANSWER for r in results):
         return "no check answered: the service is fully stopped (informational)"
     return f"{passed}/{len(results)} checks pass before the change (informational)"
 
 
-async def _notify(ctx: StepContext, notify: Notify, event: str) -> str:
+async def _notify(ctx: StepContext, event: str) -> str:
     plan = ctx.plan
     await ctx.services.audit.append(
         event,
@@ -67,66 +131,51 @@ async def _notify(ctx: StepContext, notify: Notify, event: str) -> str:
             "to": plan.target_version,
             "sha256": plan.sha256,
             "hosts": list(plan.hosts),
+            "excluded": [e.host for e in plan.excluded],
         },
     )
-    text = (
+    # Queued, never awaited: chat trouble must not fail or delay the run (the audit above
+    # is the record).
+    await ctx.notify(
         f"**{event}** — {plan.environment}: {plan.current_version or '?'} → "
         f"{plan.target_version} ({ctx.run_id})"
     )
-    await notify(text)
-    return f"{event} sent"
+    return f"{event} recorded; message queued"
 
 
-async def notify_start(ctx: StepContext, notify: Notify) -> str:
-    return await _notify(ctx, notify, START_EVENT[ctx.plan.kind])
+async def notify_start(ctx: StepContext, target: str) -> str:
+    return await _notify(ctx, START_EVENT[ctx.plan.kind])
 
 
-async def notify_end(ctx: StepContext, notify: Notify) -> str:
-    return await _notify(ctx, notify, END_EVENT)
+async def notify_end(ctx: StepContext, target: str) -> str:
+    return await _notify(ctx, END_EVENT)
 
 
-def _control(method: str, what: str, name_of: Callable[[Plan], str]) -> Step:
-    """A step that calls one HostOps control (act, wait, verify) on every host in turn.
+def _control(method: str, what: str) -> Step:
+    """A step that calls one HostOps control (act, wait, verify) on every host at once."""
 
-    `method` is a HostOps method name (start_site, stop_pool, ...); each host gets what is
-    left of the step's deadline, so several hosts share it.
-    """
-
-    async def step(ctx: StepContext, notify: Notify) -> str:
-        name = name_of(ctx.plan)
-        done = []
-        for host in ctx.env.hosts:
+    async def step(ctx: StepContext, target: str) -> str:
+        async def act(host: Host) -> ControlResult:
             control = getattr(ctx.services.hosts(host), method)
-            state = await control(name, timeout_s=ctx.remaining())
-            done.append(f"{host.name}: {state}")
-        return f"{what} {name} — " + ", ".join(done)
+            result: ControlResult = await control(target, timeout_s=ctx.deadline_s)
+            return result
+
+        results = await on_hosts(ctx.hosts, ctx.deadline_s, act)
+        return f"{what} {target} — " + verdict(results, lambda r: r.words)
 
     return step
 
 
-def _site(plan: Plan) -> str:
-    return plan.site
-
-
-def _pool(plan: Plan) -> str:
-    return plan.app_pool
-
-
-def _worker(plan: Plan) -> str:
-    return plan.service
-
-
-async def stop_pool(ctx: StepContext, notify: Notify) -> str:
-    # Playbook §6 step 2 says "recycle"; some hosts are configured for a full stop instead.
-    method = "recycle_pool" if ctx.plan.pool_action == "recycle" else "stop_pool"
-    return await _control(method, "app pool", _pool)(ctx, notify)
-
-
-async def deploy_package(ctx: StepContext, notify: Notify) -> str:
+async def deploy_package(ctx: StepContext, target: str) -> str:
     plan, env = ctx.plan, ctx.env
-    protect = tuple(v for v in (plan.current_version, plan.target_version) if v)
-    done = []
-    for host in env.hosts:
+    # Never prune what any component ran before the run: a restore needs it.
+    used = {plan.current_version, plan.target_version}
+    for state in ctx.memory.before.values():
+        used |= {release_of(s.physical_path, plan.releases_root) for s in state.sites}
+        used |= {release_of(s.image_path, plan.releases_root) for s in state.services}
+    protect = tuple(sorted(v for v in used if v))
+
+    async def act(host: Host) -> str:
         result = await ctx.services.hosts(host).deploy_release(
             plan.target_version,
             plan.sha256,
@@ -134,22 +183,31 @@ async def deploy_package(ctx: StepContext, notify: Notify) -> str:
             plan.releases_root,
             keep=env.keep_releases,
             protect=protect,
-            timeout_s=ctx.remaining(),
+            timeout_s=ctx.deadline_s,
         )
-        how = "expanded (SHA-256 verified on the host)" if result.copied else "kept folder reused"
-        done.append(f"{host.name}: {how}")
-    return "; ".join(done)
+        return "expanded (SHA-256 verified on the host)" if result.copied else "kept folder reused"
+
+    return verdict(await on_hosts(ctx.hosts, ctx.deadline_s, act), str)
 
 
-async def switch_site(ctx: StepContext, notify: Notify) -> str:
+async def switch(ctx: StepContext, target: str) -> str:
     plan = ctx.plan
-    done = []
-    for host in ctx.env.hosts:
-        path = await ctx.services.hosts(host).switch_site(
-            plan.site, plan.releases_root, plan.target_version, timeout_s=ctx.remaining()
+    sites = [(s.name, plan.site_path(s, plan.target_version)) for s in plan.sites]
+    images = [
+        (s.name, image)
+        for s in plan.services
+        if (image := plan.image_path(s, plan.target_version)) is not None
+    ]
+
+    async def act(host: Host) -> tuple[Switched, ...]:
+        return await ctx.services.hosts(host).switch_release(
+            sites, images, releases_root=plan.releases_root, timeout_s=ctx.deadline_s
         )
-        done.append(f"{host.name}: {path}")
-    # The site points at the target now: that is what the history calls current.
+
+    results = await on_hosts(ctx.hosts, ctx.deadline_s, act)
+    await record_switches(ctx, results_by_host(results), "switch")
+    detail = verdict(results, lambda done: f"{sum(s.changed for s in done)} switched, read back")
+    # Every component points at the target now: that is what the history calls current.
     await ctx.services.store.record_deployment(
         plan.environment,
         plan.target_version,
@@ -158,28 +216,67 @@ async def switch_site(ctx: StepContext, notify: Notify) -> str:
         stable=False,
         run_id=ctx.run_id,
     )
-    return "physicalPath → " + ", ".join(done)
+    return f"→ {plan.target_path}: {detail}"
 
 
-async def smoke(ctx: StepContext, notify: Notify) -> str:
+def results_by_host(
+    results: list[HostResult[tuple[Switched, ...]]],
+) -> dict[str, tuple[Switched, ...]]:
+    return {r.host: r.value for r in results if r.value is not None}
+
+
+async def record_switches(
+    ctx: StepContext, switched: dict[str, tuple[Switched, ...]], reason: str
+) -> None:
+    """The per-host history: what each component of each host pointed at, and now does."""
+    now = ctx.services.now()
+    await ctx.services.store.record_switches(
+        [
+            HostSwitch(
+                ctx.run_id, ctx.plan.environment, host, s.kind, s.name, s.before, s.after,
+                reason, now,
+            )
+            for host, done in switched.items()
+            for s in done
+            if s.changed
+        ]
+    )  # fmt: skip
+
+
+async def smoke_until_passing(
+    ctx: StepContext, *, once: bool = False
+) -> tuple[list[CheckResult], int]:
+    """The environment's smoke, again every SMOKE_RETRY_S while the app warms up, until every
+    check passes or the step's deadline comes (or once): the last results, the attempts."""
+    deadline = time.monotonic() + ctx.deadline_s
     attempts = 0
     while True:
         attempts += 1
         results, _ = await run_smoke(ctx.services, ctx.plan.environment)
-        if all(r.passed for r in results):
-            await ctx.services.store.mark_stable(ctx.plan.environment, ctx.plan.target_version)
-            return f"{len(results)}/{len(results)} checks pass (attempt {attempts})"
-        if time.monotonic() + SMOKE_RETRY_S >= ctx.deadline:
-            failing = ", ".join(f"{r.name}={r.status}" for r in results if not r.passed)
-            raise StepError(
-                f"smoke still failing at its deadline after {attempts} attempts ({failing}); "
-                f"the new version runs but does not answer as expected — check the app log "
-                f"on the host, then `smoke {ctx.plan.environment}` or roll back"
-            )
+        if once or all(r.passed for r in results):
+            return results, attempts
+        if time.monotonic() + SMOKE_RETRY_S >= deadline:
+            return results, attempts
         await asyncio.sleep(SMOKE_RETRY_S)
 
 
-async def timeline(ctx: StepContext, notify: Notify) -> str:
+def failing_words(results: list[CheckResult]) -> str:
+    return ", ".join(f"{r.name}={r.status}" for r in results if not r.passed)
+
+
+async def smoke(ctx: StepContext, target: str) -> str:
+    results, attempts = await smoke_until_passing(ctx)
+    if not all(r.passed for r in results):
+        raise StepError(
+            f"smoke still failing at its deadline after {attempts} attempts "
+            f"({failing_words(results)}); the new version runs but does not answer as expected"
+        )
+    await ctx.services.store.mark_stable(ctx.plan.environment, ctx.plan.target_version)
+    ctx.memory.verified = True
+    return f"{len(results)}/{len(results)} checks pass (attempt {attempts})"
+
+
+async def timeline(ctx: StepContext, target: str) -> str:
     plan = ctx.plan
     path = await ctx.services.timeline.append(
         f"{plan.kind} {plan.environment} {plan.current_version or '?'} → {plan.target_version} "
@@ -190,33 +287,47 @@ async def timeline(ctx: StepContext, notify: Notify) -> str:
 
 
 STEPS: dict[str, Step] = {
+    "preflight": preflight,
     "precheck": precheck,
     "notify_start": notify_start,
-    "stop_site": _control("stop_site", "site", _site),
-    "stop_pool": stop_pool,
-    "stop_worker": _control("stop_service", "Worker", _worker),
+    "stop_site": _control("stop_site", "site"),
+    "stop_pool": _control("stop_pool", "app pool"),
+    "recycle_pool": _control("recycle_pool", "app pool"),
+    "stop_service": _control("stop_service", "service"),
     "deploy_package": deploy_package,
-    "switch_site": switch_site,
-    "start_pool": _control("start_pool", "app pool", _pool),
-    "start_site": _control("start_site", "site", _site),
-    "start_worker": _control("start_service", "Worker", _worker),
+    "switch": switch,
+    "start_pool": _control("start_pool", "app pool"),
+    "start_site": _control("start_site", "site"),
+    "start_service": _control("start_service", "service"),
     "smoke": smoke,
     "notify_end": notify_end,
     "timeline": timeline,
 }
 
 
-def deadline_for(key: str, env: Environment) -> float:
-    t = env.timeouts
-    return {
-        "precheck": t.precheck_s,
-        "stop_site": t.stop_s,
-        "stop_pool": t.stop_s,
-        "stop_worker": t.stop_s,
-        "deploy_package": t.deploy_s,
-        "switch_site": t.stop_s,
-        "start_pool": t.start_s,
-        "start_site": t.start_s,
-        "start_worker": t.start_s,
-        "smoke": t.smoke_s,
-    }.get(key, 30.0)
+# Which timeout each step gets (each host its own); the records have a fixed bound.
+DEADLINES: dict[str, str] = {
+    "preflight": "preflight_s",
+    "precheck": "precheck_s",
+    "stop_site": "stop_s",
+    "stop_pool": "stop_s",
+    "recycle_pool": "stop_s",
+    "stop_service": "stop_s",
+    "deploy_package": "deploy_s",
+    "switch": "stop_s",
+    "start_pool": "start_s",
+    "start_site": "start_s",
+    "start_service": "start_s",
+    "smoke": "smoke_s",
+    "restore_switch": "restore_s",
+    "restore_states": "restore_s",
+    "restore_verify": "restore_s",
+    "restore_smoke": "restore_s",
+}
+RECORD_S = 30.0  # notify and timeline: the audit and a file, no host
+
+
+def deadline_for(action: str, env: Environment) -> float:
+    """Each host's deadline for one step (seconds)."""
+    field = DEADLINES.get(action)
+    return RECORD_S if field is None else float(getattr(env.timeouts, field))

@@ -10,6 +10,7 @@ environment's alert conversations in bot/server.py).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,6 +22,8 @@ from commands.cards.alert import ALERT_VERBS
 from commands.cards.approval import render_approval_card
 from commands.context import Services
 from commands.types import Actor
+
+log = logging.getLogger(__name__)
 
 DECISION_VERBS = VERBS
 Announce = Callable[[Request], Awaitable[None]]
@@ -117,5 +120,10 @@ class CardActions:
         card: dict[str, Any],
         text: str,
     ) -> None:
-        if conversation_id and activity_id:
+        if not (conversation_id and activity_id):
+            return
+        try:
             await self._reporter.update(conversation_id, activity_id, text, card, final=True)
+        except Exception:
+            # The decision is taken and recorded; chat trouble must not keep it from running.
+            log.exception("could not queue the decided card %s", activity_id)

@@ -7,7 +7,11 @@ retries nothing, so all proactive traffic goes through here:
   at a time, in arrival order, and starts at most one attempt per `min_interval_s`
   (1 s by default keeps a long run under 60/30 s too);
 - posts are never dropped: retried through 429s and transient errors until
-  `deadline_s` after their first attempt; `post()` returns the new activity's id;
+  `deadline_s` after their first attempt; `post()` waits for the new activity's id,
+  `enqueue_post()` returns at once with a message key (the id follows to `on_sent`);
+- an edit may name a message by that key before Teams has it: it queues behind the post
+  and goes to the id the post got; a final edit of a post that was never delivered is
+  posted as a new message instead, so a final state is never lost;
 - edits of one message are coalesced: newer content merges into the pending (or in-flight)
   edit of that message, so the newest card wins and stale states are never sent; a
   non-final edit gives up after `edit_attempts` failures (the next edit repairs the card),
@@ -22,10 +26,11 @@ Lanes are independent: one throttled conversation does not hold up another.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import random
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -35,6 +40,12 @@ from bot.teams.proactive import ChatSender, OutboundError, Permanent, Throttled,
 log = logging.getLogger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
+OnSent = Callable[[str], Awaitable[None]]
+
+# Message keys handed out by enqueue_post and still resolvable by a later edit; a run edits
+# its progress card for minutes, far fewer than this many posts later.
+KEYS_KEPT = 10_000
+_KEY_PREFIX = "queued:"
 
 
 class QueueClosed(RuntimeError):
@@ -89,6 +100,7 @@ class _Post:
     text: str
     card: dict[str, Any] | None
     result: asyncio.Future[str]
+    on_sent: OnSent | None = None
 
 
 @dataclass
@@ -140,6 +152,9 @@ class OutboundQueue:
         self._clock, self._sleep, self._rnd = clock, sleep, rnd
         self._lanes: dict[str, _Lane] = {}
         self._closed = False
+        self._keys: OrderedDict[str, asyncio.Future[str]] = OrderedDict()
+        self._counter = itertools.count(1)
+        self._callbacks: set[asyncio.Task[None]] = set()
 
     async def post(self, ref_json: str, text: str, card: dict[str, Any] | None = None) -> str:
         """Post a new message once it is its turn; its activity id.
@@ -147,12 +162,32 @@ class OutboundQueue:
         Raises the OutboundError that ended it (Permanent, or the last one at the deadline)
         or QueueClosed. Cancelling the caller does not withdraw the post.
         """
+        key = self.enqueue_post(ref_json, text, card)
+        return await asyncio.shield(self._keys[key])
+
+    def enqueue_post(
+        self,
+        ref_json: str,
+        text: str,
+        card: dict[str, Any] | None = None,
+        *,
+        on_sent: OnSent | None = None,
+    ) -> str:
+        """Queue a new message and return at once: a key `update` accepts for it.
+
+        `on_sent(activity_id)` runs (in the background) once Teams has the message.
+        Raises QueueClosed when the queue is closed.
+        """
         result: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         result.add_done_callback(_ignore_unretrieved)
         lane = self._lane(ref_json)
-        lane.jobs.append(_Post(ref_json, text, card, result))
+        key = f"{_KEY_PREFIX}{next(self._counter)}"
+        self._keys[key] = result
+        while len(self._keys) > KEYS_KEPT:
+            self._keys.popitem(last=False)
+        lane.jobs.append(_Post(ref_json, text, card, result, on_sent))
         self._wake(lane)
-        return await asyncio.shield(result)
+        return key
 
     def update(
         self,
@@ -163,7 +198,8 @@ class OutboundQueue:
         *,
         final: bool = False,
     ) -> None:
-        """Queue an edit of message `activity_id`; it replaces an older undelivered non-final one.
+        """Queue an edit of message `activity_id` (a Teams id, or a key from enqueue_post);
+        it replaces an older undelivered non-final one.
 
         Returns at once; `flush()` waits for delivery, `on_failure` hears of a failure.
         """
@@ -263,9 +299,43 @@ class OutboundQueue:
             self.stats.sent_total += 1
             if not post.result.done():
                 post.result.set_result(activity_id)
+            if post.on_sent is not None:
+                self._background(post.on_sent(activity_id), lane)
             return
 
+    def _background(self, work: Awaitable[None], lane: _Lane) -> None:
+        async def guarded() -> None:
+            try:
+                await work
+            except Exception:
+                log.exception("on_sent callback failed [conversation %s]", lane.conversation_id)
+
+        task = asyncio.create_task(guarded())
+        self._callbacks.add(task)
+        task.add_done_callback(self._callbacks.discard)
+
+    def _target(self, edit: _Edit) -> str | None:
+        """The Teams id an edit goes to; None when its message was never delivered."""
+        posted = self._keys.get(edit.activity_id)
+        if posted is None:
+            return None if edit.activity_id.startswith(_KEY_PREFIX) else edit.activity_id
+        # Its post was earlier in this lane, so it has finished by now.
+        if not posted.done() or posted.cancelled() or posted.exception() is not None:
+            return None
+        return posted.result()
+
     async def _send_edit(self, lane: _Lane, edit: _Edit) -> None:
+        target = self._target(edit)
+        if target is None:
+            # The message never reached Teams: a final state goes out as a new message.
+            if edit.final:
+                result: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+                result.add_done_callback(_ignore_unretrieved)
+                self._finish_edit(lane, edit, 1, failed=False)
+                await self._send_post(lane, _Post(edit.ref_json, edit.text, edit.card, result))
+            else:
+                self._finish_edit(lane, edit, 0, failed=True)
+            return
         failures, sent, give_up_at = 0, 0, None
         while True:
             await self._slot(lane)
@@ -273,7 +343,7 @@ class OutboundQueue:
                 give_up_at = self._clock() + self.policy.deadline_s
             version = edit.version
             try:
-                await self._sender.update(edit.ref_json, edit.activity_id, edit.text, edit.card)
+                await self._sender.update(edit.ref_json, target, edit.text, edit.card)
             except OutboundError as error:
                 failures += 1
                 # Read `final` now: a final state may have merged in during the backoff.

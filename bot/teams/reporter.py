@@ -1,8 +1,10 @@
-"""The executor's Reporter over the outbound queue: conversation id → stored reference.
+"""The runs' Reporter over the outbound queue: conversation id → stored reference → queue.
 
 Proactive messages need the conversation reference Teams gave when the conversation last
-spoke to the bot (stored by the Teams edge). A conversation with no stored reference, or a
-message that cannot be delivered, is logged — a run never fails because chat is down.
+spoke to the bot (stored by the Teams edge). Every call only queues: a post returns its
+queue key at once and edits of it queue behind it. A conversation with no stored
+reference, or a message that cannot be delivered, is logged — a run never fails, nor
+waits, because chat is down.
 """
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from bot.ports import OnSent
 from bot.teams.outbound_queue import OutboundQueue, QueueClosed
-from bot.teams.proactive import OutboundError
 from commands.context import Services
 
 log = logging.getLogger(__name__)
@@ -30,26 +32,35 @@ class QueueReporter:
         return stored.ref_json
 
     async def post(
-        self, conversation_id: str, text: str, card: dict[str, Any] | None
+        self,
+        conversation_id: str,
+        text: str,
+        card: dict[str, Any] | None,
+        *,
+        on_sent: OnSent | None = None,
     ) -> str | None:
         ref = await self._ref(conversation_id)
         if ref is None:
             return None
         try:
-            return await self._queue.post(ref, text, card)
-        except (OutboundError, QueueClosed) as exc:
+            return self._queue.enqueue_post(ref, text, card, on_sent=on_sent)
+        except QueueClosed as exc:
             log.error("could not post to %s: %s", conversation_id, exc)
             return None
 
     async def update(
         self,
         conversation_id: str,
-        activity_id: str,
+        message: str,
         text: str,
         card: dict[str, Any],
         *,
         final: bool = False,
     ) -> None:
         ref = await self._ref(conversation_id)
-        if ref is not None:
-            self._queue.update(ref, activity_id, text, card, final=final)
+        if ref is None:
+            return
+        try:
+            self._queue.update(ref, message, text, card, final=final)
+        except QueueClosed as exc:
+            log.error("could not edit %s in %s: %s", message, conversation_id, exc)

@@ -112,11 +112,9 @@ class AlertActions:
             if isinstance(request_id, str):
                 await self._services.store.set_request_origin(request_id, f"alert:{alert.id}")
                 await self._services.store.set_alert_rollback(alert.id, request_id)
-            activity_id = await self._reporter.post(
-                invocation.conversation_id, reply.text, reply.card
+            await self._reporter.post(
+                invocation.conversation_id, reply.text, reply.card, on_sent=reply.on_sent
             )
-            if activity_id and reply.on_sent is not None:
-                await reply.on_sent(activity_id)
             fresh = await self._services.store.get_alert(alert.id)
             if fresh is not None and fresh.state == "open":
                 await self._alerter.refresh_cards(fresh, final=False)

@@ -50,7 +50,7 @@ class Alerter:
         reporter: QueueReporter,
         forwarder: Forwarder | None = None,
     ) -> None:
-        self._services = services
+        self.services = self._services = services
         self._queue = queue
         self._reporter = reporter
         self._forwarder = forwarder or Forwarder(services)
@@ -203,6 +203,21 @@ class Alerter:
     async def _where_posted(self, alert: Alert) -> list[str]:
         posted = list(dict.fromkeys(c.conversation_id for c in alert.cards))
         return posted or await self.conversations(alert.environment)
+
+    async def mark_paused(self, alert: Alert, run_id: str | None) -> None:
+        """Say on the alert's cards that the watch is paused by a run (or no longer is)."""
+        await self._services.store.set_alert_paused(alert.id, run_id)
+        fresh = await self._services.store.get_alert(alert.id)
+        if fresh is not None:
+            await self.refresh_cards(fresh, final=False)
+
+    def forward(self, event: str, alert: Alert) -> None:
+        """Send `event` of `alert` to OpsGenie and the webhook, in the background."""
+        self._forwarder.forward(event, alert)
+
+    async def resume(self) -> None:
+        """At start: OpsGenie creates a stopped bot had not got accepted are sent again."""
+        await self._forwarder.resume()
 
     def spawn(self, work: Coroutine[Any, Any, Any], name: str) -> None:
         """Run `work` in the background; `close()` waits for it (briefly) at shutdown."""

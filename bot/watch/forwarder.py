@@ -4,7 +4,11 @@ Each delivery is its own task, started after the Teams posts are queued, so a sl
 failing or hanging target never delays Teams. Outcomes are values (adapters.alert_sinks):
 each is logged when it fails and audited either way (`AlertForwarded`, with attempts,
 HTTP status and reason); OpsGenie's state is kept on the alert (created, closed, *-failed).
-At shutdown deliveries still retrying get a short grace, then are cancelled.
+A create OpsGenie did not take for a reason that may pass (no answer, 429, 5xx) is sent
+again, `resend_s` later and then doubling, until it is accepted or the alert resolves; the
+audit says which (`delivered` after N rounds, or `abandoned`). A refusal (a wrong key) is
+not resent. At shutdown deliveries get a short grace, then are cancelled; a create still
+waiting for its next round is sent again at the next start (`resume`).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import logging
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from adapters.alert_sinks import AlertNotice, AlertSink, SinkPolicy
+from adapters.alert_sinks import AlertNotice, AlertSink, Delivery, SinkPolicy
 from adapters.opsgenie import OpsGenieSink
 from adapters.store.watch_rows import Alert
 from adapters.webhook import WebhookSink
@@ -23,6 +27,8 @@ from commands.config import Config, secret
 from commands.context import Services
 
 log = logging.getLogger(__name__)
+
+RESEND_CAP_S = 900.0
 
 
 def alias_of(alert: Alert) -> str:
@@ -61,36 +67,94 @@ class Forwarder:
         self._services = services
         self._sinks = sinks or (lambda env: sinks_for(services.config, env))
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._closing = asyncio.Event()
 
     def spawn(self, work: Coroutine[Any, Any, Any], name: str) -> None:
         task = asyncio.create_task(work, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def forward(self, event: str, alert: Alert) -> None:
-        """Deliver `event` ("raised" | "resolved") to every target, each in its own task."""
+    def forward(self, event: str, alert: Alert, only: str | None = None) -> None:
+        """Deliver `event` ("raised" | "resolved") to every target (or the one named
+        `only`), each in its own task."""
         for sink in self._sinks(alert.environment):
-            self.spawn(self._forward_one(sink, event, alert), f"{sink.name}:{event}:{alert.id}")
+            if only is None or sink.name == only:
+                name = f"{sink.name}:{event}:{alert.id}"
+                self.spawn(self._forward_one(sink, event, alert), name)
+
+    async def resume(self) -> None:
+        """At start: send again the OpsGenie creates a stopped bot had not got accepted."""
+        for alert in await self._services.store.alerts_to_forward():
+            self.forward("raised", alert, only="opsgenie")
 
     async def _forward_one(self, sink: AlertSink, event: str, alert: Alert) -> None:
         services = self._services
-        bad = "; ".join(check_line(c) for c in failing(alert.checks)) or "smoke failing"
-        notice = AlertNotice(
-            environment=alert.environment,
-            alias=alias_of(alert),
-            message=(
-                f"MCMS {alert.environment}: smoke failing ({bad})"
-                if event == "raised"
-                else f"MCMS {alert.environment}: recovered, smoke passes again"
-            ),
-            description=f"Alert {alert.id} raised by mcms-bot at {alert.opened_at.isoformat()}",
-            details={c["name"]: check_line(c) for c in alert.checks},
-        )
+        notice = notice_of(alert, event)
+        rounds = 0
+        while True:
+            rounds += 1
+            try:
+                delivery = await (
+                    sink.raised(notice) if event == "raised" else sink.resolved(notice)
+                )
+            except Exception:
+                log.exception("%s %s of alert %s failed unexpectedly", sink.name, event, alert.id)
+                return
+            resend = event == "raised" and delivery.worth_resending
+            # Audited: the first round, and the round that ends it (accepted or refused).
+            if rounds == 1 or delivery.ok or not resend:
+                await self._settle(sink, event, alert, notice, delivery, rounds, resend)
+            if delivery.ok or not resend:
+                return
+            if not await self._rest(sink, rounds):
+                return  # shutting down: `resume` sends it again at the next start
+            fresh = await services.store.get_alert(alert.id)
+            if fresh is None or fresh.state != "open":
+                await self._abandon(sink, alert, notice, rounds)
+                return
+
+    async def _rest(self, sink: AlertSink, rounds: int) -> bool:
+        """Wait before the next round; False when the bot is shutting down."""
+        og = self._services.config.alerts.opsgenie
+        first = og.resend_s if og is not None and sink.name == "opsgenie" else 60.0
+        delay = min(RESEND_CAP_S, first * 2 ** (rounds - 1))
         try:
-            delivery = await (sink.raised(notice) if event == "raised" else sink.resolved(notice))
-        except Exception:
-            log.exception("%s %s of alert %s failed unexpectedly", sink.name, event, alert.id)
-            return
+            await asyncio.wait_for(self._closing.wait(), delay)
+        except TimeoutError:
+            return True
+        return False
+
+    async def _abandon(
+        self, sink: AlertSink, alert: Alert, notice: AlertNotice, rounds: int
+    ) -> None:
+        services = self._services
+        if sink.name == "opsgenie":
+            await services.store.set_alert_opsgenie(alert.id, notice.alias, "created-abandoned")
+        await services.audit.append(
+            "AlertForwarded",
+            environment=alert.environment,
+            status="abandoned",
+            detail={
+                "sink": sink.name,
+                "event": "raised",
+                "alert_id": alert.id,
+                "alias": notice.alias,
+                "rounds": rounds,
+                "reason": f"the alert resolved before {sink.name} accepted it; not sent again",
+            },
+        )
+
+    async def _settle(
+        self,
+        sink: AlertSink,
+        event: str,
+        alert: Alert,
+        notice: AlertNotice,
+        delivery: Delivery,
+        rounds: int,
+        resend: bool,
+    ) -> None:
+        services = self._services
         outcome = "delivered" if delivery.ok else "failed"
         if sink.name == "opsgenie":
             state = {"raised": "created", "resolved": "closed"}[event]
@@ -106,25 +170,59 @@ class Forwarder:
                 alert.environment,
                 delivery.reason,
             )
+        detail: dict[str, Any] = {
+            "sink": sink.name,
+            "event": event,
+            "alert_id": alert.id,
+            "alias": notice.alias,
+            "attempts": delivery.attempts,
+            "http_status": delivery.status,
+            "reason": delivery.reason,
+            "rounds": rounds,
+        }
+        if resend and not delivery.ok:
+            detail["next"] = "sent again until it is accepted or the alert resolves"
         await services.audit.append(
-            "AlertForwarded",
-            environment=alert.environment,
-            status=outcome,
-            detail={
-                "sink": sink.name,
-                "event": event,
-                "alert_id": alert.id,
-                "alias": notice.alias,
-                "attempts": delivery.attempts,
-                "http_status": delivery.status,
-                "reason": delivery.reason,
-            },
+            "AlertForwarded", environment=alert.environment, status=outcome, detail=detail
         )
 
     async def close(self, grace_s: float = 5.0) -> None:
-        """Give outside deliveries `grace_s` to finish, then cancel them (not resent later)."""
+        """Give outside deliveries `grace_s` to finish, then cancel them (creates still
+        to be resent are sent again at the next start)."""
+        self._closing.set()
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=grace_s)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def notice_of(alert: Alert, event: str) -> AlertNotice:
+    """What every sink gets about an alert event; a run alert carries its own priority."""
+    if alert.kind == "run":
+        d = alert.detail
+        what = f"{d.get('kind', 'run')} {alert.run_id} to {d.get('to')}"
+        return AlertNotice(
+            environment=alert.environment,
+            alias=alias_of(alert),
+            message=(
+                f"MCMS {alert.environment}: {what} {d.get('state')}, {d.get('outcome')}"
+                if event == "raised"
+                else f"MCMS {alert.environment}: a later run succeeded after {alert.run_id}"
+            ),
+            description=f"{d.get('note', '')}\nHosts now:\n" + "\n".join(d.get("hosts", [])),
+            details={"run": str(alert.run_id), "outcome": str(d.get("outcome"))},
+            priority=str(d.get("priority")) if d.get("priority") else None,
+        )
+    bad = "; ".join(check_line(c) for c in failing(alert.checks)) or "smoke failing"
+    return AlertNotice(
+        environment=alert.environment,
+        alias=alias_of(alert),
+        message=(
+            f"MCMS {alert.environment}: smoke failing ({bad})"
+            if event == "raised"
+            else f"MCMS {alert.environment}: recovered, smoke passes again"
+        ),
+        description=f"Alert {alert.id} raised by mcms-bot at {alert.opened_at.isoformat()}",
+        details={c["name"]: check_line(c) for c in alert.checks},
+    )

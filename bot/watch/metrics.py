@@ -157,7 +157,7 @@ class Metrics:
         )
         self.app_pool = Enum(
             "mcms_app_pool_state", "IIS app pool state as the watcher last read it",
-            ["environment", "host"], states=POOL_STATES, registry=r,
+            ["environment", "host", "pool"], states=POOL_STATES, registry=r,
         )  # fmt: skip
         self.queue_depth = Gauge(
             "mcms_worker_queue_depth", "Worker queue depth", ["environment"], registry=r
@@ -181,8 +181,9 @@ class Metrics:
         self.consecutive.labels(environment).set(failures)
         self.alert_open.labels(environment).set(int(alert_open))
 
-    def set_pool(self, environment: str, host: str, state: str) -> None:
-        self.app_pool.labels(environment, host).state(state if state in POOL_STATES else "Unknown")
+    def set_pool(self, environment: str, host: str, pool: str, state: str) -> None:
+        known = state if state in POOL_STATES else "Unknown"
+        self.app_pool.labels(environment, host, pool).state(known)
 
     def set_queue_depth(self, environment: str, depth: float) -> None:
         self.queue_depth.labels(environment).set(depth)

@@ -4,10 +4,13 @@ One task per watched environment runs `run_once` every `watch.interval_s` (start
 a run that takes longer delays the next, so runs never overlap — a lock also keeps a
 manual `run_once` from overlapping a scheduled one). The first run comes one interval after
 start: a restart is not an incident. Each run: probe + store + smoke log (commands.smoke),
-the pure decision (commands.watch_logic), then the Alerter carries it out. The streak and
-the open alert live in the store, so a restart continues the incident instead of raising
-it again. A second, slower task per environment reads the app pools over WinRM for
-/metrics (WinRM starts a PowerShell process on the host; HTTP checks are cheap).
+the pure decision (commands.watch_logic), then the Alerter carries it out. While a run
+holds the environment's lock the watcher keeps measuring but raises, reminds and resolves
+nothing (an open alert's card says "watch paused: run RUN-ID in progress"); the streak
+starts again when the run ends. The streak and the open alert live in the store, so a
+restart continues the incident instead of raising it again. A second, slower task per
+environment reads the app pools over WinRM for /metrics (WinRM starts a PowerShell process
+on the host; HTTP checks are cheap).
 """
 
 from __future__ import annotations
@@ -122,7 +125,11 @@ class Watcher:
         passed = all(r.passed for r in results)
         previous = await services.store.get_watch_state(environment)
         alert = await services.store.open_alert_for(environment)
-        decision = decide(previous, passed, at, alert, watch)
+        lock = await services.store.lock_holder(environment)
+        paused = lock.holder_run_id if lock is not None else None
+        if alert is not None and alert.paused_by != paused:
+            await self._alerter.mark_paused(alert, paused)
+        decision = decide(previous, passed, at, alert, watch, paused)
         await services.store.save_watch_state(decision.state)
         action = decision.action
         alert_open = alert is not None
@@ -171,11 +178,13 @@ class Watcher:
         for line in await read_hosts(self._services, env):
             if line.state is None:
                 log.warning(
-                    "app pool of %s (%s) unreadable: %s", line.host, environment, line.error
+                    "app pools of %s (%s) unreadable: %s", line.host, environment, line.error
                 )
-                self._metrics.set_pool(environment, line.host, "Unreachable")
+                for pool in env.components.pools:
+                    self._metrics.set_pool(environment, line.host, pool, "Unreachable")
             else:
-                self._metrics.set_pool(environment, line.host, line.state.pool_state)
+                for found in line.state.pools:
+                    self._metrics.set_pool(environment, line.host, found.name, found.state)
 
     async def wait_for(
         self, done: Callable[[list[WatchRun]], bool], timeout_s: float

@@ -65,6 +65,8 @@ def _table(checks: Sequence[Mapping[str, Any]]) -> cards.Element:
 
 
 def render_alert_card(alert: Alert, tz: ZoneInfo, now: datetime) -> cards.Card:
+    if alert.kind == "run":
+        return render_run_alert_card(alert, tz)
     bad = failing(alert.checks)
     names = ", ".join(str(c.get("name")) for c in bad) or "smoke"
     resolved = alert.state == "resolved"
@@ -103,6 +105,8 @@ def render_alert_card(alert: Alert, tz: ZoneInfo, now: datetime) -> cards.Card:
         )
     if alert.rollback_request_id:
         pairs.append(("Rollback", f"requested ({alert.rollback_request_id}): see its card"))
+    if alert.paused_by and not resolved:
+        pairs.append(("Watch", f"watch paused: run {alert.paused_by} in progress"))
     body: list[cards.Element] = [title, cards.facts(pairs)]
     if alert.checks:
         body += [cards.text("**Last failing run**"), _table(alert.checks)]
@@ -123,8 +127,41 @@ def render_alert_card(alert: Alert, tz: ZoneInfo, now: datetime) -> cards.Card:
     return cards.card(body, actions)
 
 
+def render_run_alert_card(alert: Alert, tz: ZoneInfo) -> cards.Card:
+    """A run that ended badly: which, what it left on each host, and how urgent (P1/P2)."""
+    d = alert.detail
+    what = f"{str(d.get('kind', 'run')).capitalize()} of {alert.environment} to {d.get('to')}"
+    if alert.state == "resolved":
+        title = cards.title(f"✅ {what} ({alert.run_id}): resolved — a later run succeeded", "Good")
+    elif d.get("priority") == "P1":
+        title = cards.title(
+            f"🔴 {what} {d.get('state')} ({alert.run_id}) — hosts NOT back as before", "Attention"
+        )
+    else:
+        title = cards.title(
+            f"⚠️ {what} {d.get('state')} ({alert.run_id}) — {d.get('outcome')}", "Warning"
+        )
+    pairs = [
+        ("Alert", f"{alert.id} ({d.get('priority')})"),
+        ("Run", f"{alert.run_id} (request {d.get('request_id')})"),
+        ("Raised", show(alert.opened_at, tz)),
+        ("What happened", str(d.get("note", ""))),
+    ]
+    if alert.resolved_at:
+        pairs.append(("Resolved", show(alert.resolved_at, tz)))
+    body: list[cards.Element] = [title, cards.facts(pairs), cards.text("**Hosts now**")]
+    body += [cards.text(str(line), subtle=True) for line in d.get("hosts", [])]
+    return cards.card(body)
+
+
 def alert_text(alert: Alert) -> str:
     """The message summary (notifications, chat list) of the alert card."""
+    if alert.kind == "run":
+        d = alert.detail
+        state = "resolved" if alert.state == "resolved" else f"{d.get('state')}, {d.get('outcome')}"
+        return (
+            f"{d.get('priority')} {alert.environment} run {alert.run_id} {state} (alert {alert.id})"
+        )
     if alert.state == "resolved":
         return f"✅ {alert.environment} recovered (alert {alert.id})"
     bad = failing(alert.checks)

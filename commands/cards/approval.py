@@ -1,10 +1,13 @@
 """The approval card of a rollback/deploy request, in each of its states (pure rendering).
 
-Pending: the plan in full, how many approvals it has of how many it needs, and Approve /
-Reject (Action.Execute, with an Action.Submit fallback for old clients) — plus Break glass
-where the environment allows it. Decided, expired or void: the same plan, no buttons, and a
-banner saying who decided and when (a break-glass approval says so in capitals) — this card
-replaces the original for everyone. Names and reasons people typed are escaped (`plain`).
+Pending: the plan in full — every component it switches, each host and whether it can be
+reached (an excluded host with its reason: the approval includes the exclusion), the steps
+from Preflight on, and what happens if it fails (the restore steps, or "left as it is") —
+how many approvals it has of how many it needs, and Approve / Reject (Action.Execute, with
+an Action.Submit fallback for old clients) — plus Break glass where the environment allows
+it. Decided, expired or void: the same plan, no buttons, and a banner saying who decided and
+when (a break-glass approval says so in capitals) — this card replaces the original for
+everyone. Names, reasons and host errors are escaped (`plain`).
 """
 
 from __future__ import annotations
@@ -80,6 +83,39 @@ def _tally(request: Request) -> str:
     return text + " — distinct approvers, not the requester"
 
 
+def components_lines(plan: Plan) -> list[str]:
+    """`site MCMS.Portal (pool MCMS.Portal) → D:\\MCMS\\releases\\1.4.1\\Portal`, one per
+    component: what the run switches."""
+    parts = [
+        f"site {s.name} (pool {s.app_pool}) → {plan.site_path(s, plan.target_version)}"
+        for s in plan.sites
+    ]
+    for svc in plan.services:
+        image = plan.image_path(svc, plan.target_version)
+        parts.append(
+            f"service {svc.name} → {image}"
+            if image
+            else f"service {svc.name} (stopped and started; binaries not switched)"
+        )
+    return parts
+
+
+def failure_words(plan: Plan) -> str:
+    """What a failure or a cancel after a change does, in the plan's own terms."""
+    if not plan.restore_steps:
+        return (
+            'on_failure = "stop": the run stops at the failing step and leaves every host as '
+            "it is, for inspection."
+        )
+    restore = "; ".join(
+        f"R{i}. {s.title.removeprefix('Restore: ')}" for i, s in enumerate(plan.restore_steps, 1)
+    )
+    return (
+        "nothing is stopped when Preflight fails. After a change, a failure or a `cancel` "
+        f"restores the pre-run state read by Preflight: {restore}."
+    )
+
+
 def render_approval_card(
     request: Request,
     plan: Plan,
@@ -91,13 +127,16 @@ def render_approval_card(
     """The card for `request`; `break_glass`: the environment allows it (a third button)."""
     title = "Rollback" if plan.kind == "rollback" else "Deploy"
     current = plan.current_version or "unknown"
+    hosts = [f"{h} ✅ reachable" for h in plan.hosts]
+    hosts += [f"{e.host} ❌ EXCLUDED — {cards.plain(e.reason, 300)}" for e in plan.excluded]
     pairs = [
         ("Request", request.id),
         ("Environment", plan.environment),
         ("Version", f"{current} → {plan.target_version}"),
         ("Chosen from", plan.source),
         ("Package", f"{plan.package} (SHA-256 {plan.sha256[:12]}…)"),
-        ("Hosts", ", ".join(plan.hosts)),
+        ("Components", f"{len(plan.sites)} site(s), {len(plan.services)} service(s): below"),
+        ("Hosts", "; ".join(hosts)),
         (
             "Requested by",
             f"{cards.plain(request.requester_name, 100)} at {show(request.created_at, tz)}",
@@ -111,8 +150,22 @@ def render_approval_card(
     body: list[cards.Element] = [
         cards.title(f"{title} {plan.environment} to {plan.target_version}?"),
         cards.facts(pairs),
+    ]
+    if plan.excluded:
+        body.append(
+            cards.text(
+                f"**Approving runs it without {', '.join(e.host for e in plan.excluded)}**: "
+                "excluded hosts are not touched and keep what they run now.",
+                color="Warning",
+            )
+        )
+    switches = "\n".join(f"- {line}" for line in components_lines(plan))
+    body += [
+        cards.text("**Switches**"),
+        cards.text(switches),
         cards.text("**Plan**"),
         cards.text(steps),
+        cards.text(f"**If it fails** — {failure_words(plan)}"),
     ]
     banner, color = _banner(request, tz)
     actions: list[cards.Element] = []

@@ -18,18 +18,29 @@ Element = dict[str, Any]
 SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
 
 
-# Every ASCII punctuation character markdown (CommonMark, and Teams' subset of it) or an
-# autolinker gives a meaning to; CommonMark lets any ASCII punctuation be escaped.
-_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:/&])")
+# What gives outside text a meaning in Teams' markdown: emphasis, code, links and images
+# ([ ] — a link needs them), raw HTML (< >), entities (&), and a backslash only where it
+# would escape what follows (CommonMark: before ASCII punctuation), so a Windows path like
+# D:\MCMS\releases reads as typed. Dots, dashes and colons inside text stay as they are:
+# escaping them all made versions and paths read "1\.4\.2" in clients that show escapes
+# literally (Teams mobile), for no protection.
+_INLINE = re.compile(r"(\\(?=[!-/:-@\[-`{-~])|[`*_\[\]<>~&])")
+# Only at the start of the text do these make a block: a heading, a quote, a list item.
+_LEADING = re.compile(r"^(\s*)(>|(?:[#+\-]|\d{1,9}[.)])(?=\s|$))")
+# What an autolinker turns into a link without any markdown: a scheme or a www. host.
+_AUTOLINK = re.compile(r"(://|(?i:\bwww)\.)")
 # Newlines make paragraphs, list items and headings in markdown; external text gets none.
 _BREAKS = re.compile(r"[\r\n\u2028\u2029]+")
 
 
 def plain(value: object, limit: int = 1000) -> str:
-    """`value` as literal text for a TextBlock or a fact: markdown escaped, one line, at most
-    `limit` characters (cut before escaping, so an escape is never split)."""
+    """`value` as literal text for a TextBlock or a fact: never a link, an image, emphasis or
+    a block — one line, at most `limit` characters (cut before escaping, so an escape is never
+    split)."""
     text = _BREAKS.sub(" ", str(value))[:limit]
-    return _MARKDOWN.sub(r"\\\1", text)
+    text = _INLINE.sub(r"\\\1", text)
+    text = _AUTOLINK.sub(lambda m: m.group(1).replace("/", "\\/").replace(".", "\\."), text)
+    return _LEADING.sub(lambda m: m.group(1) + m.group(2)[:-1] + "\\" + m.group(2)[-1], text)
 
 
 def card(body: Sequence[Element], actions: Sequence[Element] = ()) -> Card:

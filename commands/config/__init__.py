@@ -21,17 +21,16 @@ from commands.config.base import (
     Role,
     is_loopback_host,
 )
+from commands.config.components import Components, Iis, Service, Site, Worker
 from commands.config.dr import DrRunner, DrTests
 from commands.config.environment import (
     Approval,
     Environment,
     Host,
-    Iis,
     QueueDepthCheck,
     SmokeCheck,
     Timeouts,
     Watch,
-    Worker,
 )
 from commands.config.model import (
     AuditSettings,
@@ -59,6 +58,7 @@ __all__ = [
     "Alerts",
     "Approval",
     "AuditSettings",
+    "Components",
     "Config",
     "ConfigError",
     "DrRunner",
@@ -82,6 +82,8 @@ __all__ = [
     "Retention",
     "Role",
     "Server",
+    "Service",
+    "Site",
     "SmokeCheck",
     "Teams",
     "Timeouts",

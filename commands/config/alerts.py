@@ -26,6 +26,9 @@ class OpsGenie(_Strict):
     timeout_s: float = Field(default=10.0, gt=0, le=120)
     attempts: int = Field(default=4, ge=1, le=10)
     backoff_s: float = Field(default=2.0, gt=0, le=60)
+    # After `attempts` failed, a create is tried again after this long (doubling, at most
+    # 15 min) until OpsGenie accepts it or the alert resolves.
+    resend_s: float = Field(default=60.0, gt=0, le=900)
 
     @field_validator("api_key_env")
     @classmethod

@@ -1,4 +1,4 @@
-"""The config of one environment: hosts, IIS, Worker, releases, smoke, approval, watch."""
+"""The config of one environment: hosts, components, releases, smoke, approval, watch."""
 
 from __future__ import annotations
 
@@ -19,6 +19,14 @@ from commands.config.base import (
     _check_env_var,
     _check_name,
     _Strict,
+)
+from commands.config.components import (
+    Components,
+    Iis,
+    Service,
+    Site,
+    Worker,
+    check_components,
 )
 from commands.config.dr import DrTests
 
@@ -90,27 +98,6 @@ class Host(_Strict):
         return self
 
 
-class Iis(_Strict):
-    site: str
-    app_pool: str
-    # Playbook §6 says "stop the site and recycle the app pool"; some hosts prefer a full stop.
-    pool_action: Literal["recycle", "stop"] = "stop"
-
-    @field_validator("site", "app_pool")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        return _check_name(v, "IIS name")
-
-
-class Worker(_Strict):
-    service: str
-
-    @field_validator("service")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        return _check_name(v, "service name")
-
-
 class Approval(_Strict):
     """Who must agree before a rollback/deploy of this environment runs.
 
@@ -168,13 +155,18 @@ class Watch(_Strict):
 
 
 class Timeouts(_Strict):
-    """Deadlines of the run's steps, in seconds; a step past its deadline fails the run."""
+    """Deadlines of the run's steps, in seconds, each host its own; a step past its deadline
+    fails the run."""
 
+    # Hashes the package on the host when the release folder is not kept: give it time.
+    preflight_s: float = Field(default=120, gt=0, le=1800)
     stop_s: float = Field(default=90, gt=0, le=1800)
     start_s: float = Field(default=120, gt=0, le=1800)
     deploy_s: float = Field(default=600, gt=0, le=3600)
     smoke_s: float = Field(default=180, gt=0, le=3600)
     precheck_s: float = Field(default=30, gt=0, le=600)
+    # Each restore step (switch back, states back, verify, smoke).
+    restore_s: float = Field(default=180, gt=0, le=3600)
 
 
 # What the host scripts accept (adapters/winrm/scripts.py): releases live on a local drive;
@@ -194,8 +186,11 @@ def _check_windows_dir(v: str, *, share_ok: bool) -> str:
 class Environment(_Strict):
     description: str = ""
     hosts: list[Host] = Field(min_length=1)
-    iis: Iis
-    worker: Worker
+    # The release's components; `iis` + `worker` is the older one-site/one-service shape.
+    sites: list[Site] = Field(default_factory=list)
+    services: list[Service] = Field(default_factory=list)
+    iis: Iis | None = None
+    worker: Worker | None = None
     releases_root: str = Field(min_length=3)
     keep_releases: int = Field(default=3, ge=2, le=20)
     # Where the bot verifies packages (MCMS_Setup_VERSION.zip + .sha256)...
@@ -208,6 +203,11 @@ class Environment(_Strict):
     timeouts: Timeouts = Timeouts()
     # The DR test matrix (`check ENVIRONMENT`): DR-SMOKE always, the suites when configured.
     dr: DrTests | None = None
+    # A run that fails or is cancelled after it changed something: "restore" puts every
+    # component back as it was (and verifies it); "stop" leaves the hosts as they are.
+    on_failure: Literal["restore", "stop"] = "restore"
+    # Preflight wants this much free disk on the releases volume beyond the expanded package.
+    disk_margin_mb: int = Field(default=1024, ge=0, le=1024 * 1024)
 
     @field_validator("releases_root")
     @classmethod
@@ -219,8 +219,30 @@ class Environment(_Strict):
     def _package_dir(cls, v: str) -> str:
         return _check_windows_dir(v, share_ok=True)
 
+    @property
+    def components(self) -> Components:
+        """The sites and services a run switches (the older shape turned into one of each)."""
+        if self.iis is not None or self.worker is not None:
+            sites = [] if self.iis is None else [
+                Site(name=self.iis.site, app_pool=self.iis.app_pool,
+                     pool_action=self.iis.pool_action)
+            ]  # fmt: skip
+            services = [] if self.worker is None else [Service(name=self.worker.service)]
+            return Components(tuple(sites), tuple(services))
+        return Components(tuple(self.sites), tuple(self.services))
+
     @model_validator(mode="after")
     def _unique(self) -> Environment:
+        legacy = self.iis is not None or self.worker is not None
+        if legacy and (self.sites or self.services):
+            raise ValueError(
+                "give the components either as iis + worker (one of each) or as sites + "
+                "services, not both"
+            )
+        if legacy and (self.iis is None or self.worker is None):
+            raise ValueError("iis and worker go together (or use sites + services)")
+        parts = self.components
+        check_components(list(parts.sites), list(parts.services))
         for what, names in (
             ("host", [h.name for h in self.hosts]),
             ("smoke check", [c.name for c in self.smoke]),

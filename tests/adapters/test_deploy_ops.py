@@ -1,4 +1,5 @@
-"""The deploy step of a rollback over real WinRM against the lab: expand, keep, prune, switch.
+"""The deploy step of a rollback over real WinRM against the lab: expand, keep, prune, switch
+every component of the release.
 
 Lab host lab-web01 keeps 1.4.0, 1.4.1 and 1.4.2 (current); the package store also holds
 1.3.8 and 1.3.9 (the other hosts' releases), so 1.3.9 is a release this host no longer
@@ -26,6 +27,18 @@ pytest_plugins = ["tests.lab_fixtures"]
 ShellFactory = Callable[..., WinRMShell]  # the lab_shell fixture
 
 ROOT = "D:\\MCMS\\releases"
+PORTAL, API, WORKER = "MCMS.Portal", "MCMS.Api", "MCMS.Worker"
+
+
+async def switch_to(ops: HostOps, version: str, timeout_s: float = 5) -> list[str]:
+    """Point the demo host's two sites and its Worker at `version`; the paths read back."""
+    done = await ops.switch_release(
+        [(PORTAL, f"{ROOT}\\{version}\\Portal"), (API, f"{ROOT}\\{version}\\Api")],
+        [(WORKER, f'"{ROOT}\\{version}\\Worker\\MCMS.Worker.exe" --service')],
+        releases_root=ROOT,
+        timeout_s=timeout_s,
+    )
+    return [s.after for s in done]
 
 
 async def deploy(
@@ -56,14 +69,15 @@ def releases_and_site(lab: Lab, host: str) -> dict[str, Any]:
     return {
         "releases": state["releases"],
         "markers": state["release_markers"],
-        "site": state["sites"]["MCMS"],
+        "sites": state["sites"],
+        "services": state["services"],
     }
 
 
 async def health(lab: Lab, host: str) -> dict[str, Any]:
     async with (
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session,
-        session.get(lab.http_base(host) + "/health") as response,
+        session.get(lab.check_base(host, "health") + "/health") as response,
     ):
         assert response.status == 200
         body: dict[str, Any] = await response.json()
@@ -88,7 +102,7 @@ async def test_deploy_expands_a_release_the_host_no_longer_keeps(
     assert state["release_markers"]["1.3.9"] == lab.package_digests["1.3.9"]
     # Deploying does not switch: the site still serves the current release.
     assert state["current_release"] == "1.4.2"
-    host_view = await lab_ops.read_state("MCMS", "MCMS", "MCMS.Worker", ROOT, timeout_s=5)
+    host_view = await lab_ops.read_state([PORTAL], [PORTAL], [WORKER], ROOT, timeout_s=5)
     assert host_view.releases == ("1.3.9", "1.4.1", "1.4.2")
 
 
@@ -123,7 +137,24 @@ async def test_prune_keeps_the_newest_n_and_never_the_target_or_protected(
 async def test_prune_never_removes_the_folder_the_site_serves_even_unprotected(
     lab: Lab, lab_ops: HostOps, lab_host: str
 ) -> None:
-    await lab_ops.switch_site("MCMS", ROOT, "1.4.0", timeout_s=5)
+    await switch_to(lab_ops, "1.4.0")
+
+    result = await deploy(lab, lab_ops, "1.3.9", keep=1, protect=())
+
+    assert result.removed == ("1.4.1",)
+    assert lab.state(lab_host)["releases"] == ["1.3.9", "1.4.0", "1.4.2"]
+
+
+async def test_prune_never_removes_a_release_a_service_still_runs_from(
+    lab: Lab, lab_ops: HostOps, lab_host: str
+) -> None:
+    """Half switched (the Worker moved to 1.4.0, the sites did not): 1.4.0 stays."""
+    await lab_ops.switch_release(
+        [],
+        [(WORKER, f'"{ROOT}\\1.4.0\\Worker\\MCMS.Worker.exe" --service')],
+        releases_root=ROOT,
+        timeout_s=5,
+    )
 
     result = await deploy(lab, lab_ops, "1.3.9", keep=1, protect=())
 
@@ -210,31 +241,54 @@ async def test_a_hanging_host_fails_at_the_deadline_and_changes_nothing(
     assert releases_and_site(lab, lab_host) == before
 
 
-async def test_switch_site_points_the_site_at_a_kept_release(
+async def test_switch_release_points_every_component_at_a_kept_release(
     lab: Lab, lab_ops: HostOps, lab_host: str
 ) -> None:
-    path = await lab_ops.switch_site("MCMS", ROOT, "1.4.1", timeout_s=5)
+    paths = await switch_to(lab_ops, "1.4.1")
 
-    assert path == f"{ROOT}\\1.4.1"
-    assert lab.state(lab_host)["sites"]["MCMS"]["physical_path"] == path
+    assert paths == [
+        f"{ROOT}\\1.4.1\\Portal",
+        f"{ROOT}\\1.4.1\\Api",
+        f'"{ROOT}\\1.4.1\\Worker\\MCMS.Worker.exe" --service',
+    ]
+    state = lab.state(lab_host)
+    assert state["sites"][PORTAL]["physical_path"] == paths[0]
+    assert state["services"][WORKER]["image_path"] == paths[2]
     assert (await health(lab, lab_host))["version"] == "1.4.1"
-    # Pointing it where it already points is not an error, and changes nothing.
-    assert await lab_ops.switch_site("MCMS", ROOT, "1.4.1", timeout_s=5) == path
+    # Pointing them where they already point is not an error, and changes nothing.
+    done = await lab_ops.switch_release(
+        [(PORTAL, paths[0])], [(WORKER, paths[2])], releases_root=ROOT, timeout_s=5
+    )
+    assert [s.changed for s in done] == [False, False]
 
 
-async def test_switch_site_refuses_a_release_folder_that_does_not_exist(
+async def test_switch_release_refuses_a_release_folder_that_does_not_exist(
     lab: Lab, lab_ops: HostOps, lab_host: str
 ) -> None:
+    before = releases_and_site(lab, lab_host)
     with pytest.raises(RemoteScriptFailed) as caught:
-        await lab_ops.switch_site("MCMS", ROOT, "1.3.9", timeout_s=5)
+        await switch_to(lab_ops, "1.3.9")
 
     message = str(caught.value)
-    assert "release folder 'D:\\MCMS\\releases\\1.3.9' does not exist on lab-web01" in message
-    assert "deploy version 1.3.9 first" in message
+    assert (
+        "folder 'D:\\MCMS\\releases\\1.3.9\\Portal' for site 'MCMS.Portal' does not exist"
+        in message
+    )
+    assert "deploy the release first. Nothing was changed" in message
+    assert releases_and_site(lab, lab_host) == before
+
+
+async def test_switch_release_refuses_a_path_outside_the_releases_root(
+    lab: Lab, lab_ops: HostOps, lab_host: str
+) -> None:
+    with pytest.raises(RemoteScriptFailed, match="not under the releases root"):
+        await lab_ops.switch_release(
+            [(PORTAL, "D:\\Elsewhere\\Portal")], [], releases_root=ROOT, timeout_s=5
+        )
     assert lab.state(lab_host)["current_release"] == "1.4.2"
 
 
-async def test_switch_site_fails_after_retries_while_the_config_stays_locked(
+async def test_switch_release_fails_after_retries_while_the_config_stays_locked(
     lab: Lab, lab_ops: HostOps, lab_host: str
 ) -> None:
     """timeout 1.5 s → the script's TimeoutSec is 1: three attempts, 0.75 s of pauses."""
@@ -242,31 +296,34 @@ async def test_switch_site_fails_after_retries_while_the_config_stays_locked(
     started = time.monotonic()
 
     with pytest.raises(RemoteScriptFailed) as caught:
-        await lab_ops.switch_site("MCMS", ROOT, "1.4.1", timeout_s=1.5)
+        await switch_to(lab_ops, "1.4.1", timeout_s=1.5)
 
     assert 0.7 <= time.monotonic() - started < 1.5
     message = str(caught.value)
-    assert "could not set physicalPath of site 'MCMS' on lab-web01 after 3 attempt(s)" in message
+    assert "could not switch site 'MCMS.Portal' on lab-web01 after 3 attempt(s)" in message
     assert "Cannot write configuration file" in message
-    assert "still points at 'D:\\MCMS\\releases\\1.4.2'" in message
+    assert "nothing else was switched" in message
     assert lab.state(lab_host)["current_release"] == "1.4.2"
 
 
-async def test_rollback_deploy_step_serves_the_target_once_site_and_pool_run(
+async def test_rollback_deploy_step_serves_the_target_once_sites_and_pools_run(
     lab: Lab, lab_ops: HostOps, lab_host: str
 ) -> None:
-    """Playbook §6: stop, deploy the previous release, point the site at it, start."""
-    await lab_ops.stop_site("MCMS", timeout_s=5)
-    await lab_ops.stop_pool("MCMS", timeout_s=5)
+    """Playbook §6: stop, deploy the previous release, point everything at it, start."""
+    for name in (PORTAL, API):
+        await lab_ops.stop_site(name, timeout_s=5)
+        await lab_ops.stop_pool(name, timeout_s=5)
 
     deployed = await deploy(lab, lab_ops, "1.3.9", keep=3, protect=("1.4.2",))
-    path = await lab_ops.switch_site("MCMS", ROOT, "1.3.9", timeout_s=5)
-    await lab_ops.start_pool("MCMS", timeout_s=5)
-    await lab_ops.start_site("MCMS", timeout_s=5)
+    paths = await switch_to(lab_ops, "1.3.9")
+    for name in (PORTAL, API):
+        await lab_ops.start_pool(name, timeout_s=5)
+        await lab_ops.start_site(name, timeout_s=5)
 
-    assert path == deployed.release_path
-    state = await lab_ops.read_state("MCMS", "MCMS", "MCMS.Worker", ROOT, timeout_s=5)
-    assert state.current_release == "1.3.9" and state.serving
+    assert paths[0] == deployed.release_path + "\\Portal"
+    state = lab.state(lab_host)
+    assert {s["release"] for s in state["sites"].values()} == {"1.3.9"}
+    assert state["serving"]
     assert (await health(lab, lab_host))["version"] == "1.3.9"
 
 

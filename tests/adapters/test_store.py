@@ -398,3 +398,80 @@ async def test_concurrent_approvals_over_5_connections_approve_exactly_once(
     assert query(path, "SELECT state, approvers FROM requests") == [
         ("approved", ", ".join(decided_now[0].names))
     ]
+
+
+# --- what issue 9 added: restore outcomes, pre-run state, per-host switches, run alerts ------
+
+
+async def test_a_version_1_database_migrates_and_keeps_its_runs_and_alerts(
+    tmp_path: Path,
+) -> None:
+    """Migration 2 is appended, never edited: a database made by the previous release opens,
+    its rows intact, the new columns empty, one open smoke alert per environment still."""
+    path = tmp_path / "old.db"
+    async with await Store.open(path, migrations=MIGRATIONS[:1], clock=ManualClock(T0)) as old:
+        assert await old.open_alert("A-1", "Lab", T0, T0, [])
+    with closing(sqlite3.connect(path)) as conn, conn:
+        # Rows as the previous release wrote them: only the columns of version 1.
+        conn.execute(
+            "INSERT INTO requests (id, environment, command, plan_json, plan_hash,"
+            " requester_name, state, created_at) VALUES ('q1', 'Lab', 'rollback', '{}',"
+            " 'h', 'Ann', 'failed', '2026-11-26T23:49:00.000000+00:00')"
+        )
+        conn.execute(
+            "INSERT INTO runs (id, request_id, environment, state, started_at)"
+            " VALUES ('run-1', 'q1', 'Lab', 'failed', '2026-11-26T23:50:00.000000+00:00')"
+        )
+    assert query(path, "PRAGMA user_version") == [(1,)]
+
+    async with await Store.open(path, clock=ManualClock(T0)) as store:
+        assert query(path, "PRAGMA user_version") == [(len(MIGRATIONS),)]
+        run = await store.get_run("run-1")
+        assert run is not None and (run.restore, run.pre_state_json) == (None, None)
+        alert = await store.get_alert("A-1")
+        assert alert is not None and (alert.kind, alert.run_id) == ("smoke", None)
+        assert not await store.open_alert("A-2", "Lab", T0, T0, [])
+        # A failed run's alert is its own, beside the open smoke incident.
+        await store.open_run_alert("A-3", "Lab", "run-1", T0, {"priority": "P2"})
+        assert [a.id for a in await store.open_run_alerts("Lab")] == ["A-3"]
+        assert (await store.open_alert_for("Lab")).id == "A-1"  # type: ignore[union-attr]
+
+
+async def test_a_run_ends_with_what_it_left_behind(store: Store) -> None:
+    await store.create_request(pending())
+    await store.create_run(Run("run-1", "q1", "Lab", "running", T0))
+    await store.set_pre_state("run-1", '{"web01": {}}')
+    with pytest.raises(ValueError, match="unknown restore outcome"):
+        await store.finish_run("run-1", "failed", T0, restore="fine")
+    assert await store.finish_run("run-1", "failed", T0, "boom", restore="restored")
+    run = await store.get_run("run-1")
+    assert run is not None and (run.restore, run.pre_state_json) == ("restored", '{"web01": {}}')
+    assert not await store.finish_run("run-1", "succeeded", T0), "a run ends once"
+
+
+async def test_switches_are_kept_per_host_and_a_restored_run_leaves_no_history(
+    store: Store,
+) -> None:
+    from adapters.store.rows import HostSwitch
+
+    await store.record_deployment("Lab", "1.4.2", "a" * 64, T0, stable=True)
+    await store.record_deployment("Lab", "1.4.1", "b" * 64, T0, run_id="run-1")
+    await store.record_switches(
+        [
+            HostSwitch("run-1", "Lab", "web01", "site", "Portal", "D:\\r\\1.4.2", "D:\\r\\1.4.1",
+                       "switch", T0),
+            HostSwitch("run-1", "Lab", "web02", "site", "Portal", "D:\\r\\1.4.2", "D:\\r\\1.4.1",
+                       "switch", T0),
+            HostSwitch("run-1", "Lab", "web01", "site", "Portal", "D:\\r\\1.4.1", "D:\\r\\1.4.2",
+                       "restore", T0),
+        ]
+    )  # fmt: skip
+    web01 = await store.host_switches("Lab", "web01")
+    assert [(s.reason, s.after) for s in web01] == [("restore", "D:\\r\\1.4.2"),
+                                                    ("switch", "D:\\r\\1.4.1")]  # fmt: skip
+    assert web01[0].switched_at == T0
+    assert len(await store.host_switches("Lab")) == 3
+
+    assert await store.forget_deployment("Lab", "run-1") == 1
+    current = await store.current_deployment("Lab")
+    assert current is not None and current.version == "1.4.2"

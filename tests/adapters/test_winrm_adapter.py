@@ -30,11 +30,12 @@ HOSTILE = (
     'it\'s "quoted" $(Stop-Computer) `n ‘single’ “double” \r\nline2\n🙂 ; & | <x/> ${env:PATH} @a'
 )
 READ = {
-    "Site": "MCMS",
-    "AppPool": "MCMS",
-    "Service": "MCMS.Worker",
+    "Sites": ["MCMS.Portal"],
+    "AppPools": ["MCMS.Portal"],
+    "Services": ["MCMS.Worker"],
     "ReleasesRoot": "D:\\MCMS\\releases",
 }
+STOP = {"Site": "MCMS.Portal", "Action": "Stop", "TimeoutSec": 3}
 
 
 async def wait_until(check: object, timeout_s: float = 3.0) -> bool:
@@ -80,33 +81,36 @@ async def test_every_run_closes_its_command_and_shell(
 
 
 @pytest.mark.parametrize(
-    ("key", "value"),
+    ("op", "key", "value"),
     [
-        ("Site", "MCMS; Stop-Computer"),
-        ("Site", "$(Stop-Computer)"),
-        ("Site", "‘MCMS’"),
-        ("Site", "MCMS’"),
-        ("Site", "MCMS`"),
-        ("Site", "MCMS\n"),
-        ("Site", ""),
-        ("Site", " MCMS"),
-        ("Site", "M" * 65),
-        ("Site", "Mcms\u00e9"),
-        ("Site", 42),
-        ("AppPool", "pool'; iisreset"),
-        ("Service", "svc|calc"),
-        ("ReleasesRoot", "D:\\MCMS\\..\\Windows"),
-        ("ReleasesRoot", "\\\\share\\releases"),
-        ("Unknown", "MCMS"),
+        ("site-control", "Site", "MCMS; Stop-Computer"),
+        ("site-control", "Site", "$(Stop-Computer)"),
+        ("site-control", "Site", "‘MCMS’"),
+        ("site-control", "Site", "MCMS’"),
+        ("site-control", "Site", "MCMS`"),
+        ("site-control", "Site", "MCMS\n"),
+        ("site-control", "Site", ""),
+        ("site-control", "Site", " MCMS"),
+        ("site-control", "Site", "M" * 65),
+        ("site-control", "Site", "Mcms\u00e9"),
+        ("site-control", "Site", 42),
+        ("site-control", "Action", "Stop; iisreset"),
+        ("read-state", "AppPools", ["pool'; iisreset"]),
+        ("read-state", "Services", ["svc|calc"]),
+        ("read-state", "Sites", "MCMS"),
+        ("read-state", "Sites", ["MCMS"] * 51),
+        ("read-state", "ReleasesRoot", "D:\\MCMS\\..\\Windows"),
+        ("read-state", "ReleasesRoot", "\\\\share\\releases"),
+        ("read-state", "Unknown", "MCMS"),
     ],
     ids=lambda v: repr(v)[:24],
 )
 async def test_unsafe_names_are_refused_before_any_winrm_request(
-    lab: Lab, lab_host: str, lab_shell: ShellFactory, key: str, value: object
+    lab: Lab, lab_host: str, lab_shell: ShellFactory, op: str, key: str, value: object
 ) -> None:
-    params = {**READ, key: value}
+    params = {**(READ if op == "read-state" else STOP), key: value}
     with pytest.raises(InvalidName) as caught:
-        await lab_shell(lab_host).run("read-state", params, timeout_s=5)  # type: ignore[arg-type]
+        await lab_shell(lab_host).run(op, params, timeout_s=5)  # type: ignore[arg-type]
 
     assert lab_host in str(caught.value)
     assert lab.winrm_requests(lab_host) == 0

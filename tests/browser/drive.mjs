@@ -50,7 +50,7 @@ const browser = await chromium.launch({
 });
 const report = { steps: [], invokes: [], blocked: [] };
 try {
-  // Tall enough that the 13-step progress card fits in the chat pane whole.
+  // Tall enough that the 18-step progress card of the demo fits in the chat pane whole.
   const page = await browser.newPage({ viewport: { width: 1280, height: 1800 } });
   // Tests talk to loopback only: anything else the page asks for is refused here.
   await page.route('**/*', (route) => {

@@ -44,14 +44,18 @@ async def test_help_lists_every_command_with_usage_and_who_may_run_it(chat: Chat
         "status [ENVIRONMENT]",
         "smoke ENVIRONMENT",
         "check ENVIRONMENT [smoke|axe|e2e|zap|all]",
-        "rollback ENVIRONMENT [VERSION]",
-        "deploy ENVIRONMENT VERSION",
+        "rollback ENVIRONMENT [VERSION] [--exclude HOST]",
+        "deploy ENVIRONMENT VERSION [--exclude HOST]",
         "cancel RUN-ID",
         "subscribe ENVIRONMENT",
         "unsubscribe ENVIRONMENT",
     }
     assert by_usage["smoke ENVIRONMENT"][2] == "operators"
-    assert by_usage["rollback ENVIRONMENT [VERSION]"][2] == "operators; an approver approves"
+    rollback = by_usage["rollback ENVIRONMENT [VERSION] [--exclude HOST]"]
+    assert rollback[2] == "operators; an approver approves"
+    assert by_usage["cancel RUN-ID"][2] == (
+        "a run's requester or an approver of its environment; a DR check's operators"
+    )
     assert by_usage["help"][2] == "anyone in an allowed tenant"
     assert reply.path.endswith("/activities/" + reply.body["replyToId"])
     assert chat.winrm_requests() == 0
@@ -89,25 +93,51 @@ async def test_smoke_reports_minus_one_for_a_check_that_is_down(chat: Chat) -> N
 
 async def test_smoke_says_service_fully_stopped_when_nothing_answers(chat: Chat) -> None:
     host = chat.lab.host_for("Lab")
-    stopped = chat.lab.apply(host, "site-control", {"Site": "MCMS", "Action": "Stop"})
-    assert stopped["state"] == "Stopped", stopped
+    for site in ("MCMS.Portal", "MCMS.Api"):
+        stopped = chat.lab.apply(host, "site-control", {"Site": site, "Action": "Stop"})
+        assert stopped["state"] == "Stopped", stopped
     await chat.say("smoke Lab")
     rows = table_rows(chat.cards[-1])[1:]
     assert all(r[1].startswith("-1") for r in rows)
     assert "fully stopped" in card_texts(chat.cards[-1])[0]
 
 
-async def test_status_lab_reads_the_host_over_winrm(chat: Chat) -> None:
+async def test_status_lab_reads_every_component_over_winrm(chat: Chat) -> None:
+    host = chat.lab.host_for("Lab")
     await chat.say("status Lab")
     card = chat.cards[-1]
     facts = card_texts(card)
-    assert "Current version: 1.4.2 (from the site's physicalPath)" in facts
+    assert "Current version: 1.4.2 (from the hosts)" in facts
+    assert "Drift: none: every component on every host runs the same release" in facts
     assert any(f.startswith("Last smoke: never run") for f in facts)
     assert "Run in progress: none" in facts
-    host_row = table_rows(card)[1]
-    assert host_row[:4] == [chat.lab.host_for("Lab"), "Started", "Started", "Running"]
-    assert shown(host_row[4]).endswith("\\1.4.2")
-    assert chat.lab.winrm_requests(chat.lab.host_for("Lab")) > 0
+    assert "Watch: every 60 s" in facts
+    assert table_rows(card)[1:] == [
+        [host, "site MCMS.Portal", "Started, pool Started", "1.4.2"],
+        [host, "site MCMS.Api", "Started, pool Started", "1.4.2"],
+        [host, "service MCMS.Worker", "Running", "1.4.2"],
+    ]
+    assert chat.lab.winrm_requests(host) > 0
+
+
+async def test_status_says_drift_in_words_when_components_disagree(chat: Chat) -> None:
+    """The issue's own example: the Worker still runs the release the sites left."""
+    host = chat.lab.host_for("Lab")
+    root = "D:\\MCMS\\releases"
+    switched = chat.lab.apply(
+        host,
+        "switch-release",
+        {
+            "SiteNames": ["MCMS.Portal", "MCMS.Api"],
+            "SitePaths": [f"{root}\\1.4.1\\Portal", f"{root}\\1.4.1\\Api"],
+        },
+    )
+    assert switched["ok"], switched
+    await chat.say("status Lab")
+    facts = card_texts(chat.cards[-1])
+    drift = f"MCMS.Worker on {host} runs 1.4.2; everything else runs 1.4.1"
+    assert f"Drift: {drift}" in facts and f"**Drift:** {drift}" in facts
+    assert "Current version: 1.4.1, 1.4.2 (from the hosts)" in facts
 
 
 async def test_status_shows_the_last_smoke_and_the_deployment_history(chat: Chat) -> None:
@@ -135,7 +165,7 @@ async def test_status_names_an_unreachable_host_instead_of_failing(chat: Chat) -
     await chat.say("status Lab")
     row = table_rows(chat.cards[-1])[1]
     assert row[1] == "unreachable"
-    assert host in shown(row[4]) and "lab-password" not in shown(row[4])
+    assert host in shown(row[3]) and "lab-password" not in shown(row[3])
 
 
 async def test_channel_mention_is_answered_in_its_thread(chat: Chat) -> None:
@@ -193,7 +223,7 @@ async def test_missing_role_is_refused_naming_the_role(chat: Chat) -> None:
 
 async def test_operator_without_approver_role_may_still_run_status(chat: Chat) -> None:
     await chat.say("status Lab", user=MEGAN)
-    assert table_rows(chat.cards[-1])[1][1] == "Started"
+    assert table_rows(chat.cards[-1])[1][2] == "Started, pool Started"
 
 
 async def test_every_command_and_refusal_is_audited_in_a_valid_chain(chat: Chat) -> None:

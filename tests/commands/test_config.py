@@ -60,10 +60,34 @@ def _broken(tmp_path: Path, old: str, new: str, count: int = 1) -> Path:
             "greater than 0",
         ),
         (
-            'site = "MCMS", app_pool = "MCMS", pool_action',
-            'site = "MC$(x)", app_pool = "MCMS", pool_action',
-            "environments.Lab.iis.site",
+            'name = "MCMS.Api", app_pool = "MCMS.Api"',
+            'name = "MC$(x)", app_pool = "MCMS.Api"',
+            "environments.Lab.sites[1].name",
             "ASCII letters",
+        ),
+        (
+            "executable = 'Worker\\MCMS.Worker.exe'",
+            "executable = '..\\..\\Windows\\notepad.exe'",
+            "environments.Lab.services[0].executable",
+            "inside the release",
+        ),
+        (
+            'folder = "Api"',
+            'folder = "C:\\\\inetpub"',
+            "environments.Lab.sites[1].folder",
+            "inside the release",
+        ),
+        (
+            'arguments = "--service"',
+            'arguments = "--x \\"$(calc)\\""',
+            "environments.Lab.services[0].arguments",
+            "arguments may hold",
+        ),
+        (
+            'name = "MCMS.Api", app_pool = "MCMS.Api", folder = "Api", pool_action = "recycle"',
+            'name = "MCMS.Api", app_pool = "MCMS.Portal", folder = "Api", pool_action = "stop"',
+            "environments.Lab",
+            "shared by sites with different pool_action",
         ),
         (
             'transport = "basic"\nallow_insecure_transport = true',
@@ -81,6 +105,10 @@ def _broken(tmp_path: Path, old: str, new: str, count: int = 1) -> Path:
         "unknown-env-in-role",
         "negative-timeout",
         "hostile-name",
+        "executable-outside-release",
+        "folder-outside-release",
+        "hostile-arguments",
+        "shared-pool-two-actions",
         "insecure-basic",
         "bad-timezone",
         "unknown-key",
@@ -153,3 +181,48 @@ def test_windows_paths_are_checked_as_the_host_scripts_will(
         with pytest.raises(ConfigError) as info:
             load_config(path)
         assert any(p.startswith(f"environments.Lab.{key}:") for p in info.value.problems)
+
+
+def test_the_one_site_one_worker_shape_stays_valid_as_one_component_of_each(
+    tmp_path: Path,
+) -> None:
+    text = DEMO.read_text()
+    start = text.index("sites = [", text.index("[environments.Lab]"))
+    end = text.index("]\n", text.index("services = [", start)) + 2
+    legacy = 'iis = { site = "MCMS", app_pool = "MCMS", pool_action = "recycle" }\n'
+    legacy += 'worker = { service = "MCMS.Worker" }\n'
+    path = tmp_path / "legacy.toml"
+    path.write_text(text[:start] + legacy + text[end:])
+
+    parts = load_config(path).environments["Lab"].components
+    assert [(s.name, s.app_pool, s.folder, s.pool_action) for s in parts.sites] == [
+        ("MCMS", "MCMS", "", "recycle")
+    ]
+    assert [(s.name, s.executable) for s in parts.services] == [("MCMS.Worker", None)]
+
+    both = tmp_path / "both.toml"
+    both.write_text(text[:start] + legacy + text[start:])
+    with pytest.raises(ConfigError) as info:
+        load_config(both)
+    assert any("not both" in p for p in info.value.problems)
+
+
+def test_on_failure_and_start_order_are_per_environment(tmp_path: Path) -> None:
+    path = _broken(
+        tmp_path,
+        "approval = { required = true, self_approval = true, ttl_minutes = 15 }",
+        "approval = { required = true, self_approval = true, ttl_minutes = 15 }\n"
+        'on_failure = "stop"',
+    )
+    env = load_config(path).environments["Lab"]
+    assert env.on_failure == "stop"
+    assert load_config(DEMO).environments["Lab"].on_failure == "restore"
+    bad = _broken(
+        tmp_path,
+        "approval = { required = true, self_approval = true, ttl_minutes = 15 }",
+        "approval = { required = true, self_approval = true, ttl_minutes = 15 }\n"
+        'on_failure = "pray"',
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(bad)
+    assert any(p.startswith("environments.Lab.on_failure:") for p in info.value.problems)

@@ -90,13 +90,24 @@ async def test_rollback_without_a_valid_target_says_what_is_missing(
 
 def test_every_planned_step_has_an_implementation_and_a_deadline() -> None:
     """A plan step without code would fail a real run half-way; catch it here instead."""
-    from bot.runs.steps import STEPS
+    from bot.runs.restore import RESTORE
+    from bot.runs.steps import DEADLINES, STEPS
     from commands.config import load_config
-    from commands.plan import plan_steps
+    from commands.plan import RESTORE_STEPS, components_of, plan_steps
     from tests.conftest import DEMO_CONFIG
 
-    env = load_config(DEMO_CONFIG).environments["Lab"]
-    for kind in ("rollback", "deploy"):
-        keys = [s.key for s in plan_steps(kind, env, "1.4.1", 60)]
-        assert len(keys) == len(set(keys))
-        assert set(keys) == set(STEPS), kind
+    config = load_config(DEMO_CONFIG)
+    actions: set[str] = set()
+    for env in config.environments.values():
+        sites, services = components_of(env)
+        for kind in ("rollback", "deploy"):
+            steps = plan_steps(kind, sites, services, env.releases_root, "1.4.1", 60)
+            keys = [s.key for s in steps]
+            assert len(keys) == len(set(keys))
+            assert steps[0].action == "preflight", "nothing may stop before the preflight"
+            actions |= {s.action for s in steps}
+    assert actions == set(STEPS)
+    assert {s.action for s in RESTORE_STEPS} == set(RESTORE)
+    records = {"notify_start", "notify_end", "timeline"}
+    assert actions - records <= set(DEADLINES) and not records & set(DEADLINES)
+    assert set(RESTORE) <= set(DEADLINES)

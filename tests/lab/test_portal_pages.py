@@ -73,8 +73,8 @@ async def test_a_restarted_site_forgets_its_sessions_as_a_recycled_pool_does(
 ) -> None:
     async with aiohttp.ClientSession() as session:
         token = await sign_in(lab, lab_host, session)
-        lab.apply(lab_host, "site-control", {"Site": "MCMS", "Action": "Stop"})
-        lab.apply(lab_host, "site-control", {"Site": "MCMS", "Action": "Start"})
+        lab.apply(lab_host, "site-control", {"Site": "MCMS.Portal", "Action": "Stop"})
+        lab.apply(lab_host, "site-control", {"Site": "MCMS.Portal", "Action": "Start"})
         status, _, _ = await fetch(
             session,
             "GET",

@@ -8,13 +8,14 @@ the store's runs and the lab's mutating WinRM calls, not from the bot's words.
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from adapters.entra import GraphGroups
-from tests.conftest import ADELE, ALEX, MEGAN, ChatSetup, card_texts
+from tests.conftest import ADELE, ALEX, MEGAN, ChatSetup, card_texts, shown
 from tests.runs.test_rollback_bad_paths import mutations, runs_of
 from tests.runs.test_rollback_flow import audit_events, run_events
 from tests.teams_factory import User, make_invoke
@@ -174,9 +175,9 @@ async def test_concurrent_clicks_of_two_approvers_approve_once_and_run_once(chat
     assert events.count("ApprovalRecorded") == 1
     assert len(await chat.store.approvals_of(request_id)) == 2
     assert await runs_of(chat, request_id) == 1
-    assert mutations(chat).count("switch-site") == 0  # InternalProd's host, not Lab's...
+    assert mutations(chat).count("switch-release") == 0  # InternalProd's host, not Lab's...
     prod = chat.lab.host_for("InternalProd")
-    assert [c.op for c in chat.lab.calls(prod)].count("switch-site") == 1
+    assert [c.op for c in chat.lab.calls(prod)].count("switch-release") == 1
 
 
 def test_a_two_person_rule_that_lets_the_requester_count_is_not_a_valid_config() -> None:
@@ -208,7 +209,7 @@ async def test_required_false_runs_at_once_audited_as_approved_by_policy(chat: C
     [approved] = [e for e in audit_events(chat) if e["event"] == "Approved"]
     assert approved["detail"]["by_policy"] is True
     assert approved["actor"]["name"] == ALEX.name  # who asked is on record
-    assert mutations(chat).count("switch-site") == 1
+    assert mutations(chat).count("switch-release") == 1
 
 
 @pytest.mark.parametrize("chat", [ChatSetup(tweak=lab_without_approval)], indirect=True)
@@ -290,4 +291,7 @@ async def test_a_display_name_cannot_put_a_link_into_the_approval_card(chat: Cha
     await chat.say("rollback Lab", user=evil)
 
     fact = next(t for t in card_texts(chat.cards[-1]) if t.startswith("Requested by"))
-    assert r"\[Approve here\]\(https\:\/\/evil\.example\)" in fact
+    name = fact.removeprefix("Requested by: ").rsplit(" at ", 1)[0]
+    assert shown(name) == evil.name  # shown as typed...
+    # ...but inert: no unescaped bracket (a link needs them), no scheme an autolinker takes.
+    assert not re.search(r"(?<!\\)[\[\]]", name) and "://" not in name

@@ -42,14 +42,15 @@ def _free_port() -> int:
 def write_config(lab: Lab, tmp_path: Path, port: int) -> Path:
     """The demo config as TOML, pointed at this lab, with files under tmp_path."""
     text = DEMO_CONFIG.read_text(encoding="utf-8")
-    for name, (winrm, http) in {
-        "Lab": (15985, 18081),
-        "InternalStage": (15986, 18082),
-        "InternalProd": (15987, 18083),
+    for name, (winrm, portal, api) in {
+        "Lab": (15985, 18081, 18091),
+        "InternalStage": (15986, 18082, 18092),
+        "InternalProd": (15987, 18083, 18093),
     }.items():
         host = lab.host_for(name)
         text = text.replace(f"http://127.0.0.1:{winrm}/wsman", lab.winrm_url(host))
-        text = text.replace(f"http://127.0.0.1:{http}", lab.http_base(host))
+        text = text.replace(f"http://127.0.0.1:{portal}", lab.check_base(host, "health"))
+        text = text.replace(f"http://127.0.0.1:{api}", lab.check_base(host, "swagger"))
     text = text.replace(
         'package_store = "var/lab/packages"', f"package_store = '{lab.packages_dir}'"
     )
@@ -171,8 +172,13 @@ async def test_sigkill_mid_rollback_is_interrupted_told_and_unlocked_after_resta
     )
     assert await bot_process.post(invoke) == 200
     for _ in range(300):
-        row = db_row(db, "SELECT id, current_step FROM runs")
-        if row is not None and row["current_step"] == "stop_worker":
+        row = db_row(db, "SELECT id, current_step, progress_activity_id FROM runs")
+        # Chat is never awaited by a run: wait until Teams has the progress card too.
+        if (
+            row is not None
+            and row["current_step"] == "stop_service:MCMS.Worker"
+            and row["progress_activity_id"]
+        ):
             break
         await asyncio.sleep(0.05)
     else:
@@ -198,8 +204,8 @@ async def test_sigkill_mid_rollback_is_interrupted_told_and_unlocked_after_resta
             break
         await asyncio.sleep(0.05)
     assert told is not None, "the conversation must be told"
-    assert run_id in told.text and "stop_worker" in told.text
-    assert "last completed: stop_pool" in told.text and "lock is released" in told.text
+    assert run_id in told.text and "stop_service:MCMS.Worker" in told.text
+    assert "last completed: recycle_pool:MCMS.Api" in told.text and "lock is released" in told.text
 
     run = db_row(db, "SELECT state FROM runs WHERE id = ?", run_id)
     assert run is not None and run["state"] == "interrupted"
@@ -243,4 +249,4 @@ async def test_a_pending_approval_still_works_after_a_restart(
             break
         await asyncio.sleep(0.05)
     assert row is not None and row["state"] == "succeeded"
-    assert lab.state(lab.host_for("Lab"))["sites"]["MCMS"]["physical_path"].endswith("\\1.4.1")
+    assert lab.state(lab.host_for("Lab"))["sites"]["MCMS.Portal"]["release"] == "1.4.1"

@@ -14,13 +14,19 @@ from typing import TYPE_CHECKING, Any
 
 from adapters.audit import verify
 from tests.conftest import ADELE, AUDIT_KEY_BYTES, MEGAN, card_texts, table_rows
-from tests.runs.test_rollback_flow import audit_events, request_rollback, run_events
+from tests.runs.test_rollback_flow import LAB_STEPS, audit_events, request_rollback, run_events
 from tests.teams_factory import make_invoke
 
 if TYPE_CHECKING:
     from tests.conftest import Chat
 
-MUTATING_OPS = {"site-control", "pool-control", "service-control", "deploy-release", "switch-site"}
+MUTATING_OPS = {
+    "site-control",
+    "pool-control",
+    "service-control",
+    "deploy-release",
+    "switch-release",
+}
 
 
 def mutations(chat: Chat) -> list[str]:
@@ -78,7 +84,7 @@ async def test_fifty_concurrent_approvals_start_exactly_one_run(chat: Chat) -> N
     assert events.count("Approved") == 1 and events.count("Started") == 1
     assert events.count("DecisionIgnored") == 49, "every losing click is audited too"
     assert await runs_of(chat, request_id) == 1
-    assert mutations(chat).count("switch-site") == 1
+    assert mutations(chat).count("switch-release") == 1
 
 
 async def test_a_replayed_invoke_starts_no_second_run(chat: Chat) -> None:
@@ -98,7 +104,7 @@ async def test_a_replayed_invoke_starts_no_second_run(chat: Chat) -> None:
     assert replay["statusCode"] == 200 and not replay["value"].get("actions")
     await asyncio.sleep(0.3)
     assert [e for e, _ in run_events(chat, request_id)].count("Started") == 1
-    assert mutations(chat).count("switch-site") == 1
+    assert mutations(chat).count("switch-release") == 1
 
 
 async def test_tampered_card_data_is_refused_and_audited(chat: Chat) -> None:
@@ -196,7 +202,11 @@ async def test_unknown_or_unhashed_version_is_refused_before_any_request(chat: C
     assert mutations(chat) == []
 
 
-async def test_a_failing_step_fails_the_run_and_the_card_names_it(chat: Chat) -> None:
+async def test_a_step_that_keeps_failing_fails_the_run_and_a_failed_restore_says_where(
+    chat: Chat,
+) -> None:
+    """The Worker will not move at all (stuck for good): the stop fails, the restore puts
+    the sites back, cannot start the Worker, and says exactly that — read from the lab."""
     host = chat.lab.host_for("Lab")
     chat.lab.set_fault(host, "service", "stuck")
     card, request_id = await request_rollback(chat)
@@ -204,38 +214,56 @@ async def test_a_failing_step_fails_the_run_and_the_card_names_it(chat: Chat) ->
     request = await chat.wait_request(request_id, "failed", "succeeded")
     assert request.state == "failed"
     run = await chat.store.run_for_request(request_id)
-    assert run is not None and run.state == "failed"
+    assert run is not None and (run.state, run.restore) == ("failed", "restore-failed")
     progress = chat.puts(run.progress_activity_id or "")[-1].body["attachments"][0]["content"]
     texts = " ".join(card_texts(progress))
     assert "FAILED" in card_texts(progress)[0]
-    assert "Failed at step 5 'Stop Worker service MCMS.Worker'" in texts
-    assert "Hosts left in this state" in texts and "Worker StopPending" in texts
-    states = [row[2] for row in table_rows(progress)[1:]]
-    assert states[:4] == ["✅ passed"] * 4 and states[4] == "❌ failed"
-    assert set(states[5:]) == {"⏭️ skipped"}
-    assert "switch-site" not in mutations(chat)
+    assert "Failed at step 8 'Stop service MCMS.Worker'" in texts
+    assert "RESTORE FAILED" in texts
+    assert (
+        f"{host}: " in texts
+        and "NOT as before the run: service MCMS.Worker is StartPending, was Running" in texts
+    )
+    tables = [r for r in table_rows(progress) if r[0] != "#"]
+    states = [row[2] for row in tables]
+    assert states[:7] == ["✅ passed"] * 7 and states[7] == "❌ failed"
+    assert set(states[8:18]) == {"⏭️ skipped"}
+    assert states[18:] == ["✅ passed", "❌ failed", "❌ failed", "✅ passed"]
+    lab = chat.lab.state(host)
+    assert {s["state"] for s in lab["sites"].values()} == {"Started"}
+    assert lab["services"]["MCMS.Worker"]["state"] == "StartPending"
+    # The release was never switched (the restore's switch-back wrote nothing either).
+    assert {s["release"] for s in lab["sites"].values()} == {"1.4.2"}
+    assert await chat.store.host_switches("Lab") == []
     assert await chat.store.lock_holder("Lab") is None
     events = [e for e, _ in run_events(chat, request_id)]
-    assert "StepFailed" in events and events[-1] == "Failed"
-    assert chat.replies[-1].text.startswith("❌ Rollback of Lab to 1.4.1 failed")
+    assert "StepFailed" in events and events[-2:] == ["Failed", "AlertRaised"]
+    failed = [e for e in audit_events(chat) if e["event"] == "Failed"][-1]
+    assert failed["detail"]["restore"] == "restore-failed"
+    raised = [e for e in audit_events(chat) if e["event"] == "AlertRaised"][-1]
+    assert raised["detail"]["priority"] == "P1" and raised["run_id"] == run.id
+    assert any(
+        c.text.startswith("❌ Rollback of Lab to 1.4.1 failed") and "RESTORE FAILED" in c.text
+        for c in chat.replies
+    )
 
 
 async def test_cancel_stops_at_the_next_step_boundary(chat: Chat) -> None:
     host = chat.lab.host_for("Lab")
-    chat.lab.set_fault(host, "health", "slow", delay_s=1.5)  # keeps the pre-check busy
+    chat.lab.hold(host, "preflight")  # keeps the first step busy until the cancel is in
     card, request_id = await request_rollback(chat)
     await chat.click("approve", card)
-    run = None
-    for _ in range(200):  # until the pre-check is under way
-        run = await chat.store.run_for_request(request_id)
-        if run and run.current_step:
-            break
-        await asyncio.sleep(0.01)
+    await chat.eventually(lambda: bool(chat.lab.held(host)))
+    run = await chat.store.run_for_request(request_id)
     assert run is not None
     reply = await chat.say(f"cancel {run.id}")
-    assert "stops after *precheck* finishes" in reply.text
+    assert "stops after *preflight* finishes" in reply.text
+    assert "puts back whatever it changed" in reply.text
+    chat.lab.release(host)
     request = await chat.wait_request(request_id, "cancelled", "succeeded", "failed")
     assert request.state == "cancelled"
+    finished = await chat.store.get_run(run.id)
+    assert finished is not None and finished.restore == "unchanged"
     assert mutations(chat) == []  # stopped before the first step that touches the host
     assert await chat.store.lock_holder("Lab") is None
     again = await chat.say(f"cancel {run.id}")
@@ -262,7 +290,7 @@ async def test_throttled_connector_still_gets_every_edit_in_order_none_twice(
         for e in edits
     ]
     assert passed_counts == sorted(passed_counts), "edits must arrive in order"
-    assert passed_counts[-1] == 13
+    assert passed_counts[-1] == len(LAB_STEPS)
     bodies = [json.dumps(e.body["attachments"][0]["content"], sort_keys=True) for e in edits]
     assert len(bodies) == len(set(bodies)), "no edit delivered twice"
     posts = [c.text for c in chat.replies]

@@ -35,6 +35,7 @@ from tests.browser_stack import (
     missing_prerequisites,
     start_stack,
 )
+from tests.runs.test_rollback_flow import LAB_STEPS
 
 MISSING = missing_prerequisites()
 REASON = f"browser e2e needs {'; '.join(MISSING)} — {INSTALL_HINT}"
@@ -117,13 +118,14 @@ def test_rollback_approved_in_the_browser_runs_to_success(browser_run: BrowserRu
 
     final = browser_run.lines("05-finished-run")
     assert final[0] == f"{PROGRESS_TITLE} succeeded"
-    assert final.count("✅ passed") == 13 and not any("failed" in line for line in final)
+    assert final.count("✅ passed") == len(LAB_STEPS)
+    assert not any("failed" in line for line in final)
     events = browser_run.events(browser_run.request_id())
     assert events.index("RolledBack") < events.index("Deployed")
     lab = browser_run.stack.lab
     state = lab.state(lab.host_for("Lab"))
-    assert state["sites"]["MCMS"]["physical_path"].endswith("\\1.4.1")
-    assert state["sites"]["MCMS"]["state"] == "Started"
+    assert {(s["release"], s["state"]) for s in state["sites"].values()} == {("1.4.1", "Started")}
+    assert state["services"]["MCMS.Worker"]["release"] == "1.4.1"
 
 
 def test_second_approve_click_changes_nothing(browser_run: BrowserRun) -> None:
@@ -137,9 +139,10 @@ def test_second_approve_click_changes_nothing(browser_run: BrowserRun) -> None:
     # atomic UPDATE silently. Either way: one approval, one run.
     assert events.count("DecisionIgnored") <= 1
     assert events.count("Started") == 1
-    assert events.count("StepStarted") == 13
+    assert events.count("StepStarted") == len(LAB_STEPS)
     lab = browser_run.stack.lab
-    assert lab.state(lab.host_for("Lab"))["app_pools"]["MCMS"]["recycles"] == 1
+    pools = lab.state(lab.host_for("Lab"))["app_pools"]
+    assert {p["recycles"] for p in pools.values()} == {1}
     assert browser_run.steps["05-finished-run"]["counted"] == 1, "one progress card, one run"
 
 

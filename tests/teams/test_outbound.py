@@ -584,3 +584,63 @@ async def test_close_fails_unsent_posts_and_refuses_new_work(scripted: ScriptedS
 def test_a_reference_without_a_conversation_is_refused_at_once(scripted: ScriptedSender) -> None:
     with pytest.raises(ValueError, match=r"conversation\.id"):
         fake_queue(scripted).update("{}", "id-1", "x")
+
+
+# -- posts that return at once (the runs' Reporter) ------------------------------------------
+
+
+async def test_enqueue_post_returns_at_once_and_edits_of_it_wait_behind_it(
+    scripted: ScriptedSender,
+) -> None:
+    """A run queues its progress card and goes on; its edits follow the post, to its id."""
+    scripted.gate = asyncio.Event()
+    queue = fake_queue(scripted)
+    sent_ids: list[str] = []
+
+    async def remember(activity_id: str) -> None:
+        sent_ids.append(activity_id)
+
+    key = queue.enqueue_post(REF, "run started", card(0), on_sent=remember)
+    queue.update(REF, key, "step 1", card(1))
+    queue.update(REF, key, "step 2", card(2), final=True)
+    assert scripted.sent == [] and not key.startswith("id-")  # nothing waited for Teams
+
+    scripted.gate.set()
+    await queue.drain()
+    await asyncio.sleep(0)  # on_sent runs in the background
+
+    assert [(op, text) for _, op, text in scripted.sent] == [
+        ("post", "run started"),
+        ("put id-1", "step 2"),
+    ]
+    assert sent_ids == ["id-1"]
+
+
+async def test_a_final_edit_of_a_post_teams_never_took_is_posted_as_a_new_message(
+    scripted: ScriptedSender, fake_time: FakeTime
+) -> None:
+    scripted.errors = [Permanent(403, "bot not in conversation")]
+    queue = fake_queue(scripted)
+
+    key = queue.enqueue_post(REF, "run started")
+    queue.update(REF, key, "step 1")
+    queue.update(REF, key, "run failed", final=True)
+    await queue.drain()
+
+    assert [(op, text) for _, op, text in scripted.sent] == [("post", "run failed")]
+
+
+async def test_on_sent_failing_costs_nothing_but_a_log_line(
+    scripted: ScriptedSender, caplog: pytest.LogCaptureFixture
+) -> None:
+    queue = fake_queue(scripted)
+
+    async def broken(activity_id: str) -> None:
+        raise RuntimeError("the store is gone")
+
+    queue.enqueue_post(REF, "first", on_sent=broken)
+    second = await queue.post(REF, "second")
+    await asyncio.sleep(0)
+
+    assert second == "id-2"
+    assert "on_sent callback failed" in caplog.text

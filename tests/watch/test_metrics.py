@@ -23,12 +23,14 @@ from bot.watch.metrics import POOL_STATES, SMOKE_BUCKETS_S, STEP_BUCKETS_S
 from bot.watch.metrics_server import make_metrics_app
 from commands.config import Metrics, QueueDepthCheck
 from tests.alert_helpers import fast_watch, lab_runs, watch_config
+from tests.runs.test_rollback_flow import LAB_STEPS
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
     from tests.alert_helpers import AlertBot
-    from tests.conftest import Chat
+    from tests.runs.test_rollback_flow import LAB_STEPS
+from tests.conftest import Chat
 
 pytest_plugins = ["tests.alert_fixtures"]
 
@@ -121,11 +123,11 @@ async def test_metrics_hold_what_the_test_did(alert_bot: AlertBot, worker_status
     total_steps = sum(
         s.value for s in families["mcms_step_duration_seconds"].samples if s.name.endswith("_count")
     )
-    assert total_steps == len(steps) == 13
+    assert total_steps == len(steps) == len(LAB_STEPS)
     bounds = {s.labels["le"] for s in families["mcms_step_duration_seconds"].samples
               if s.name.endswith("_bucket")}  # fmt: skip
     assert bounds == {floatToGoString(b) for b in STEP_BUCKETS_S} | {"+Inf"}
-    smoke_ms = next(ms for i, state, ms, _ in steps if i == 10)
+    smoke_ms = next(ms for i, state, ms, _ in steps if i == LAB_STEPS.index("smoke"))
     assert value(families, "mcms_step_duration_seconds_sum", step="smoke") == pytest.approx(
         (smoke_ms or 0) / 1000
     )
@@ -158,10 +160,11 @@ async def test_metrics_hold_what_the_test_did(alert_bot: AlertBot, worker_status
     assert last.consecutive_failures >= 2
     assert value(families, "mcms_alert_open", environment="Lab") == 1
     host = bot.lab.host_for("Lab")
-    assert value(families, "mcms_app_pool_state", environment="Lab", host=host,
-                 mcms_app_pool_state="Started") == 1  # fmt: skip
-    assert value(families, "mcms_app_pool_state", environment="Lab", host=host,
-                 mcms_app_pool_state="Stopped") == 0  # fmt: skip
+    for pool in ("MCMS.Portal", "MCMS.Api"):
+        assert value(families, "mcms_app_pool_state", environment="Lab", host=host, pool=pool,
+                     mcms_app_pool_state="Started") == 1  # fmt: skip
+        assert value(families, "mcms_app_pool_state", environment="Lab", host=host, pool=pool,
+                     mcms_app_pool_state="Stopped") == 0  # fmt: skip
     assert value(families, "mcms_worker_queue_depth", environment="Lab") == QUEUE_DEPTH
 
     assert value(families, "mcms_outbound_throttled_total") == 1
@@ -250,7 +253,7 @@ def test_app_pool_state_is_a_state_timeline_naming_every_state() -> None:
     shown = {int(code): option["text"] for code, option in mapping["options"].items()}
     assert sorted(shown.values()) == sorted(POOL_STATES)
     for code, state in shown.items():  # the query turns each state into its mapped number
-        assert f"{code} * max by (environment, host) (mcms_app_pool_state{{" in target["expr"]
+        assert f"{code} * max by (environment, host, pool) (mcms_app_pool_state{{" in target["expr"]
         assert f'mcms_app_pool_state="{state}"}})' in target["expr"].split(f"{code} * ", 1)[1]
 
 

@@ -4,7 +4,8 @@
 # Otherwise the package's SHA-256 is verified HERE (the host's copy is what gets expanded),
 # expanded into <Version>.tmp, marked, and renamed: a folder named like a version is always
 # whole. Pruning keeps the newest KeepCount folders, the protected versions and any folder
-# an IIS site points at; a pruned folder is renamed away first, so it vanishes at once.
+# an IIS site or a service's ImagePath points into; a pruned folder is renamed away first,
+# so it vanishes at once.
 param(
     [Parameter(Mandatory = $true)][string]$Version,
     [Parameter(Mandatory = $true)][string]$Sha256,
@@ -85,11 +86,26 @@ if (-not $kept -or (Read-Marker $release) -ne $want) {
     $copied = $true
 }
 
-# Never delete what a site serves from, whatever the caller passed as protected.
+function Get-ReleaseOf([string]$Path) {
+    # The release folder a path lies in: D:\MCMS\releases\1.4.1\Portal -> 1.4.1 ('' if none).
+    $t = [Environment]::ExpandEnvironmentVariables($Path.Trim().Trim('"'))
+    if (-not $t.StartsWith($root + '\', [StringComparison]::OrdinalIgnoreCase)) { return '' }
+    return ($t.Substring($root.Length + 1) -split '\\', 2)[0]
+}
+
+# Never delete what a site serves from or a service runs from, whatever the caller passed.
 $protected = @($Version) + @($ProtectVersions)
 foreach ($s in Get-ChildItem -LiteralPath 'IIS:\Sites') {
-    $served = ([string]$s.physicalPath).TrimEnd('\')
-    if ($served) { $protected += $served.Substring($served.LastIndexOf('\') + 1) }
+    $served = Get-ReleaseOf ([string]$s.physicalPath)
+    if ($served) { $protected += $served }
+}
+foreach ($k in Get-ChildItem -LiteralPath 'HKLM:\SYSTEM\CurrentControlSet\Services' -ErrorAction SilentlyContinue) {
+    $image = [string]$k.GetValue('ImagePath', '', 'DoNotExpandEnvironmentNames')
+    if ($image) {
+        $exe = if ($image.Trim().StartsWith('"')) { $image.Trim().Split('"')[1] } else { ($image.Trim() -split ' ', 2)[0] }
+        $used = Get-ReleaseOf $exe
+        if ($used) { $protected += $used }
+    }
 }
 Get-ChildItem -LiteralPath $root -Directory -Filter '*.del' |
     ForEach-Object { Remove-Item -LiteralPath $_.FullName -Recurse -Force -ErrorAction SilentlyContinue }

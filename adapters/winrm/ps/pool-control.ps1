@@ -1,6 +1,8 @@
 # mcms-op: pool-control
 # Starts, stops or recycles one IIS application pool, then waits until IIS reports the
-# wanted state (Started after Start/Recycle, Stopped after Stop).
+# wanted state (Started after Start/Recycle, Stopped after Stop). Recycling a stopped pool
+# is a success that changes nothing (playbook section 4: a fully stopped service is
+# redeployed): nothing runs to recycle, and starting it here would be a surprise.
 param(
     [Parameter(Mandatory = $true)][string]$AppPool,
     [Parameter(Mandatory = $true)][ValidateSet('Start', 'Stop', 'Recycle')][string]$Action,
@@ -15,12 +17,13 @@ $pending = if ($Action -eq 'Stop') { 'Stopping' } else { 'Starting' }
 $before = [string](Get-WebAppPoolState -Name $AppPool).Value
 $changed = $false
 if ($Action -eq 'Recycle') {
-    # IIS refuses to recycle a stopped pool; say so instead of silently starting it.
-    if ($before -ne 'Started') {
-        throw "cannot recycle application pool '$AppPool': it is $before; start it instead"
+    if ($before -eq 'Started') {
+        Restart-WebAppPool -Name $AppPool
+        $changed = $true
+    } elseif ($before -ne 'Starting') {
+        # Stopped or stopping: wait for Stopped, recycle nothing.
+        $want = 'Stopped'
     }
-    Restart-WebAppPool -Name $AppPool
-    $changed = $true
 } elseif ($before -ne $want -and $before -ne $pending) {
     if ($Action -eq 'Start') { Start-WebAppPool -Name $AppPool } else { Stop-WebAppPool -Name $AppPool }
     $changed = $true
@@ -33,6 +36,6 @@ while ($now -ne $want -and $clock.Elapsed.TotalSeconds -lt $TimeoutSec) {
 }
 $r = [ordered]@{
     ok = $true; op = 'pool-control'; name = $AppPool; action = $Action
-    before = $before; state = $now; changed = $changed; reached = ($now -eq $want)
+    before = $before; state = $now; wanted = $want; changed = $changed; reached = ($now -eq $want)
 }
 [Console]::Out.WriteLine((ConvertTo-Json -InputObject $r -Compress))

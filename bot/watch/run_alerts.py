@@ -1,0 +1,98 @@
+"""Alerts about runs: a run that ends badly is an incident of its own (bot.ports.RunAlarm).
+
+A failed run, or one whose hosts were left changed (the restore failed, or `on_failure =
+"stop"`), raises an alert in the environment's alert conversations and to OpsGenie: P1
+when hosts are left changed and unverified, P2 when they are back as before (restored and
+verified, or never changed). It carries the run id and each host's state. Each failed run
+is its own alert, beside the watcher's smoke incident; a later run of the environment that
+succeeds resolves them. Everything that leaves the bot is queued or runs in the
+background: the executor's end is never held up by Teams or OpsGenie.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from adapters.store.watch_rows import Alert
+from bot.ports import RunFailure
+from bot.watch.alerts import Alerter, new_alert_id
+from commands.cards.alert import alert_text, render_alert_card
+
+log = logging.getLogger(__name__)
+
+
+class RunAlerts:
+    """The RunAlarm the executor is given (bot/server.py wires it)."""
+
+    def __init__(self, alerter: Alerter) -> None:
+        self._alerter = alerter
+
+    async def run_failed(self, failure: RunFailure) -> None:
+        alerter = self._alerter
+        services = alerter.services
+        alert_id, now = new_alert_id(), services.now()
+        detail = {
+            "priority": failure.priority,
+            "kind": failure.kind,
+            "to": failure.target_version,
+            "state": failure.state,
+            "outcome": failure.outcome,
+            "note": failure.note,
+            "hosts": list(failure.hosts),
+            "request_id": failure.request_id,
+        }
+        await services.store.open_run_alert(
+            alert_id, failure.environment, failure.run_id, now, detail
+        )
+        alert = await services.store.get_alert(alert_id)
+        assert alert is not None
+        targets = await alerter.conversations(failure.environment)
+        await services.audit.append(
+            "AlertRaised",
+            environment=failure.environment,
+            run_id=failure.run_id,
+            request_id=failure.request_id,
+            status="open",
+            detail={
+                "alert_id": alert_id,
+                "kind": "run",
+                "priority": failure.priority,
+                "outcome": failure.outcome,
+                "hosts": list(failure.hosts),
+                "conversations": targets,
+            },
+        )
+        await services.timeline.append(
+            f"alert {alert_id} ({failure.priority}) raised: {failure.kind} {failure.environment} "
+            f"{failure.run_id} {failure.state}, {failure.outcome}"
+        )
+        alerter.spawn(self._post(alert, targets), f"run-alert:{alert_id}")
+        alerter.forward("raised", alert)
+
+    async def _post(self, alert: Alert, targets: list[str]) -> None:
+        alerter = self._alerter
+        services = alerter.services
+        card = render_alert_card(alert, services.config.tz, services.now())
+        posts = [(c, await alerter.enqueue(c, alert_text(alert), card)) for c in targets]
+        for conversation_id, task in posts:
+            activity_id = None if task is None else await alerter.delivered(conversation_id, task)
+            if activity_id:
+                await services.store.add_alert_card(alert.id, conversation_id, activity_id)
+
+    async def run_succeeded(self, environment: str, run_id: str) -> None:
+        alerter = self._alerter
+        services = alerter.services
+        for alert in await services.store.open_run_alerts(environment):
+            if not await services.store.resolve_alert(alert.id, services.now()):
+                continue
+            await services.audit.append(
+                "AlertResolved",
+                environment=environment,
+                run_id=run_id,
+                status="resolved",
+                detail={"alert_id": alert.id, "kind": "run", "by_run": run_id},
+            )
+            resolved = await services.store.get_alert(alert.id)
+            if resolved is not None:
+                await alerter.refresh_cards(resolved, final=True)
+                alerter.forward("resolved", resolved)

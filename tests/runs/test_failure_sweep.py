@@ -115,7 +115,10 @@ async def sweep(chat: Chat, lab: Lab, layout: dict[str, list[str]]) -> None:
     problems: list[str] = []
     for env, host, case, card, before in asked:
         request_id = card["actions"][0]["data"]["request_id"]
-        request = await chat.wait_request(request_id, "failed", "succeeded", timeout=60)
+        # wait_request also waits for the whole executor to be idle: all 15 runs, concurrent
+        # on a shared 2-core machine, so the bound is generous (it is a hang guard, not a
+        # speed check).
+        request = await chat.wait_request(request_id, "failed", "succeeded", timeout=240)
         run = await chat.store.run_for_request(request_id)
         assert run is not None
         failed = [

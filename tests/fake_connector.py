@@ -21,7 +21,7 @@ import itertools
 import json
 import ssl
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +70,8 @@ class FakeConnector:
     url: str = ""
     # (path, card) of every Adaptive Card sent, for `invalid_cards()`.
     sent_cards: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    # Called with each call as it is recorded (bench/chat_roundtrip.py times replies so).
+    listeners: list[Callable[[ConnectorCall], None]] = field(default_factory=list)
     _faults: list[_Fault] = field(default_factory=list)
     _outage: tuple[float, tuple[int, ...], str | None] | None = None  # until, statuses, Retry-After
     _outage_calls: int = 0
@@ -178,18 +180,19 @@ class FakeConnector:
                 self.sent_cards.append((request.raw_path, attachment.get("content") or {}))
         assert self._changed is not None
         async with self._changed:
-            self.calls.append(
-                ConnectorCall(
-                    method=request.method,
-                    path=request.raw_path,
-                    conversation_id=request.match_info.get("conversation_id"),
-                    activity_id=request.match_info.get("activity_id"),
-                    body=body,
-                    authorization=request.headers.get("Authorization"),
-                    status=status,
-                    assigned_id=assigned_id,
-                )
+            call = ConnectorCall(
+                method=request.method,
+                path=request.raw_path,
+                conversation_id=request.match_info.get("conversation_id"),
+                activity_id=request.match_info.get("activity_id"),
+                body=body,
+                authorization=request.headers.get("Authorization"),
+                status=status,
+                assigned_id=assigned_id,
             )
+            self.calls.append(call)
+            for listener in self.listeners:
+                listener(call)
             self._changed.notify_all()
 
     async def _activity(self, request: web.Request) -> web.Response:

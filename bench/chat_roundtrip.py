@@ -15,6 +15,7 @@ Prints p50/p99 round trip and messages/s of each, and the ratios against the goa
 this bot's p50 and p99 at most 1.25x the echo bot's, its throughput at least 0.8x.
 
     .venv/bin/python -m bench.chat_roundtrip [--messages 300] [--rounds 3] [--conversations 8]
+        [--profile bot.prof]   # this bot's process under cProfile (then: python -m pstats)
 """
 
 from __future__ import annotations
@@ -252,10 +253,13 @@ async def _measure(lab: Lab, root: Path, args: argparse.Namespace) -> tuple[Figu
         config = write_lab_config(
             lab, bot_dir, port=bot_port, extra='\n[logging]\nlevel = "WARNING"\n'
         )
-        mcms_bot = str(Path(sys.executable).parent / "mcms-bot")
-        bot = await start_bot(
-            [mcms_bot, "run", "--config", str(config)], port=bot_port, cwd=bot_dir, env=env
-        )
+        argv = [str(Path(sys.executable).parent / "mcms-bot"), "run", "--config", str(config)]
+        if args.profile:
+            # cProfile sees the event loop's thread only: time spent on worker threads
+            # (botbuilder's HTTP client, token checks) shows as time waited for them.
+            profiled = [sys.executable, "-m", "cProfile", "-o", args.profile]
+            argv = [*profiled, "-m", "bot.cli", *argv[1:]]
+        bot = await start_bot(argv, port=bot_port, cwd=bot_dir, env=env)
         bots.append(bot)
         sides = {"echo": (echo.url, "hello"), "bot": (bot.url, "help")}
         for tag, (url, text) in sides.items():
@@ -294,11 +298,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--messages", type=int, default=300, help="messages per bot per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--conversations", type=int, default=8, help="chats at once")
+    parser.add_argument("--profile", metavar="FILE", help="cProfile this bot's process into FILE")
     parser.add_argument("--echo-bot", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.echo_bot is not None:
         serve_echo_bot(args.echo_bot)
         return
+    if args.profile:
+        args.profile = str(Path(args.profile).resolve())  # the bot runs in another directory
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         with Lab(

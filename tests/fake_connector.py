@@ -48,6 +48,7 @@ class ConnectorCall:
     authorization: str | None
     status: int  # what the fake answered
     assigned_id: str | None = None  # the id the fake answered with (a new message's id)
+    peer: str | None = None  # the client's address and port: one per connection
 
     @property
     def text(self) -> str:
@@ -189,6 +190,9 @@ class FakeConnector:
                 authorization=request.headers.get("Authorization"),
                 status=status,
                 assigned_id=assigned_id,
+                peer=str(request.transport.get_extra_info("peername"))
+                if request.transport
+                else None,
             )
             self.calls.append(call)
             for listener in self.listeners:

@@ -67,6 +67,13 @@ def make_app(
     app.router.add_post("/api/messages", endpoint.handle)
     app.router.add_get("/healthz", _healthz)
     app.on_startup.append(_announce_mode(teams))
+
+    async def close_connector(app: web.Application) -> None:
+        await endpoint.close()
+
+    # After the other cleanups (on_cleanup runs after cleanup_ctx): the outbound queue's
+    # last messages still go out through this session.
+    app.on_cleanup.append(close_connector)
     return app
 
 

@@ -24,9 +24,16 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from botbuilder.integration.aiohttp import ConfigurationBotFrameworkAuthentication
-from botframework.connector.auth import AppCredentials, ServiceClientCredentialsFactory
+from botframework.connector.auth import (
+    AppCredentials,
+    ClaimsIdentity,
+    ConnectorFactory,
+    ServiceClientCredentialsFactory,
+    UserTokenClient,
+)
 
 from bot.teams.admission import Mode, Refusal, admission_refusal
+from bot.teams.connector import AsyncConnectorFactory, ConnectorPool
 from commands.config import Teams, secret
 
 log = logging.getLogger(__name__)
@@ -168,17 +175,55 @@ class _StaticTokenCredentialsFactory(ServiceClientCredentialsFactory):  # type: 
 Admit = Callable[[Any], "Refusal | None"]
 
 
+class _LazyUserTokenClient(UserTokenClient):  # type: ignore[misc]
+    """botbuilder's user token client, built on first use: CloudAdapter makes one for every
+    turn (~20 ms of msrest set-up on the event loop), and the bot signs no user in."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._client: Any = None
+
+    async def _real(self) -> Any:
+        if self._client is None:
+            self._client = await self._make()
+        return self._client
+
+    async def get_user_token(self, *args: Any, **kwargs: Any) -> Any:
+        return await (await self._real()).get_user_token(*args, **kwargs)
+
+    async def get_sign_in_resource(self, *args: Any, **kwargs: Any) -> Any:
+        return await (await self._real()).get_sign_in_resource(*args, **kwargs)
+
+    async def sign_out_user(self, *args: Any, **kwargs: Any) -> Any:
+        return await (await self._real()).sign_out_user(*args, **kwargs)
+
+    async def get_token_status(self, *args: Any, **kwargs: Any) -> Any:
+        return await (await self._real()).get_token_status(*args, **kwargs)
+
+    async def get_aad_tokens(self, *args: Any, **kwargs: Any) -> Any:
+        return await (await self._real()).get_aad_tokens(*args, **kwargs)
+
+    async def exchange_token(self, *args: Any, **kwargs: Any) -> Any:
+        return await (await self._real()).exchange_token(*args, **kwargs)
+
+
 class StrictBotFrameworkAuthentication(ConfigurationBotFrameworkAuthentication):  # type: ignore[misc]
     """ConfigurationBotFrameworkAuthentication whose inbound failures are all PermissionError,
     and that admits only the activities `admit` lets in (ActivityRefused otherwise).
 
     Only `authenticate_request` is hardened: it is the one POST /api/messages uses (we serve
-    no streaming or skill endpoints).
+    no streaming or skill endpoints). Every connector client it hands CloudAdapter — for a
+    turn's replies and for proactive sends — is ours (bot/teams/connector.py), with the
+    credentials botbuilder chose; `close()` ends its HTTP session.
     """
 
     def __init__(self, settings: Any, *, admit: Admit, credentials_factory: Any = None) -> None:
         super().__init__(settings, credentials_factory=credentials_factory)
         self._admit = admit
+        self.connectors = ConnectorPool()
+
+    async def close(self) -> None:
+        await self.connectors.close()
 
     async def authenticate_request(self, activity: Any, auth_header: str) -> Any:
         result = await self._authenticate(activity, auth_header)
@@ -186,7 +231,16 @@ class StrictBotFrameworkAuthentication(ConfigurationBotFrameworkAuthentication):
         refusal = self._admit(activity)
         if refusal is not None:
             raise ActivityRefused(refusal, activity)
+        result.connector_factory = AsyncConnectorFactory(result.connector_factory, self.connectors)
         return result
+
+    def create_connector_factory(self, claims_identity: ClaimsIdentity) -> ConnectorFactory:
+        inner = super().create_connector_factory(claims_identity)
+        return AsyncConnectorFactory(inner, self.connectors)
+
+    async def create_user_token_client(self, claims_identity: ClaimsIdentity) -> UserTokenClient:
+        inner = super().create_user_token_client
+        return _LazyUserTokenClient(lambda: inner(claims_identity))
 
     async def _authenticate(self, activity: Any, auth_header: str) -> Any:
         # CloudAdapter passes "" for a missing header; the parameterized (override) path

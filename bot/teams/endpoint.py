@@ -127,7 +127,12 @@ class TeamsEndpoint:
         self.mode = mode
         self.adapter = CloudAdapter(auth)
         self.adapter.on_turn_error = _on_turn_error
+        self._auth = auth
         self._on_refused = on_refused
+
+    async def close(self) -> None:
+        """End the connector's HTTP session (nothing can be sent after this)."""
+        await self._auth.close()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if self.mode == "local" and not is_direct_loopback(request):

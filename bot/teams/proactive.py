@@ -24,15 +24,14 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
-from botbuilder.core import BotAdapter, MessageFactory, TurnContext
+from botbuilder.core import MessageFactory, TurnContext
 from botbuilder.integration.aiohttp import CloudAdapter
 from botbuilder.schema import Attachment, ConversationReference
-from msrest.exceptions import ClientRequestError, HttpOperationError
 
 from bot.teams.activities import CARD_CONTENT_TYPE
 from bot.teams.admission import Mode, service_url_problem
@@ -128,30 +127,26 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     return max(0.0, seconds) if seconds == seconds else None  # NaN is unusable
 
 
-def _error_code(exc: HttpOperationError) -> str | None:
-    # The connector's body is {"error": {"code": "ConversationNotFound", "message": ...}};
-    # only a short identifier-like code is kept, never the free-text message.
-    error = getattr(getattr(exc, "error", None), "error", None)
-    code = getattr(error, "code", None)
+def error_code(payload: object) -> str | None:
+    """The connector's error code from its JSON answer, if it is a short identifier.
+
+    The body is {"error": {"code": "ConversationNotFound", "message": ...}}; only the code
+    is kept, never the free-text message.
+    """
+    error = payload.get("error") if isinstance(payload, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
     return code if isinstance(code, str) and _ERROR_CODE.fullmatch(code) else None
 
 
 def translate(exc: BaseException) -> OutboundError:
-    """Our OutboundError for whatever botbuilder, msrest or the network raised."""
+    """Our OutboundError for whatever failed around a send.
+
+    The connector client (bot/teams/connector.py) raises OutboundErrors itself; anything
+    else comes from botbuilder around it.
+    """
     if isinstance(exc, OutboundError):
         return exc
-    response = getattr(exc, "response", None)
-    status = getattr(response, "status_code", None)
-    if isinstance(exc, HttpOperationError) and isinstance(status, int):
-        if status == 429:
-            headers: Mapping[str, str] = getattr(response, "headers", None) or {}
-            return Throttled(parse_retry_after(headers.get("Retry-After")))
-        if status in TRANSIENT_STATUSES:
-            return Transient(status)
-        code = _error_code(exc)
-        detail = f"HTTP {status}" + (f" {code}" if code else "")
-        return Permanent(status, f"Teams refused the message ({detail})")
-    if isinstance(exc, ClientRequestError | ConnectionError | TimeoutError):
+    if isinstance(exc, ConnectionError | TimeoutError):
         return Transient(None, f"cannot reach the connector: {type(exc).__name__}")
     # A bug or a misconfiguration (e.g. botbuilder's "Invalid app_id"): retrying won't fix it.
     return Permanent(None, f"could not send to Teams ({type(exc).__name__})")
@@ -226,13 +221,12 @@ class TeamsSender:
 
         async def callback(turn_context: TurnContext) -> None:
             try:
-                self._own_the_retries(turn_context)
                 results.append(await operation(turn_context))
             except Exception as exc:  # see the module docstring: on_turn_error would apologise
                 errors.append(exc)
 
         try:
-            # A backstop only: the request itself times out (see `_own_the_retries`).
+            # A backstop only: each request times out itself (bot/teams/connector.py).
             await asyncio.wait_for(
                 self._adapter.continue_conversation(reference, callback, self._app_id),
                 self._timeout + 5,
@@ -244,27 +238,3 @@ class TeamsSender:
         if errors:
             raise translate(errors[0]) from errors[0]
         return results[0] if results else None
-
-    def _own_the_retries(self, turn_context: TurnContext) -> None:
-        """Stop the connector client retrying on its own, and bound each request.
-
-        msrest's requests sender configures urllib3 to retry 408/5xx and 429 (sleeping
-        Retry-After, up to 6 h) three times, on a worker thread; under urllib3 2.x that
-        applies to PUT but not POST (msrest sets the 1.x `method_whitelist`, now ignored).
-        A hidden retry of an edit can land after a newer edit and put the stale card back,
-        and it blocks this conversation's queue meanwhile: the OutboundQueue alone decides
-        when to try again. The client is new for every continue_conversation and opens its
-        session lazily, so this applies to this send only.
-        """
-        client = turn_context.turn_state.get(BotAdapter.BOT_CONNECTOR_CLIENT_KEY)
-        config = getattr(client, "config", None)
-        if config is None or not hasattr(config, "retry_policy"):
-            log.warning("connector client not recognised: its own retries stay on")
-            return
-        # Mutated, not replaced: msrest reads attributes (BACKOFF_MAX) a fresh urllib3 2.x
-        # Retry lacks. raise_on_status=False hands back the 429/5xx answer for us to read.
-        config.retry_policy.retries = 0  # total, connect and read
-        policy = config.retry_policy.policy
-        policy.respect_retry_after_header = False
-        policy.raise_on_status = False
-        config.connection.timeout = self._timeout

@@ -12,6 +12,7 @@ import itertools
 import json
 import socket
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -67,9 +68,11 @@ class NoCommands:
 
 
 @pytest.fixture
-def endpoint(monkeypatch: pytest.MonkeyPatch) -> TeamsEndpoint:
+async def endpoint(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[TeamsEndpoint]:
     monkeypatch.delenv(TEAMS.app_id_env, raising=False)  # local mode, as with the Playground
-    return make_app(TEAMS, NoCommands(), mode="local")[TEAMS_KEY]
+    endpoint = make_app(TEAMS, NoCommands(), mode="local")[TEAMS_KEY]
+    yield endpoint
+    await endpoint.close()
 
 
 @pytest.fixture
@@ -217,7 +220,10 @@ async def test_authenticated_mode_sends_with_the_bot_app_id_and_its_token(
     endpoint = make_app(TEAMS, NoCommands(), mode="teams", auth_overrides=overrides)[TEAMS_KEY]
     ref = reference_json(tls_fake_connector.url)
 
-    await TeamsSender(endpoint.adapter, endpoint.app_id, mode="teams").post(ref, "hello", None)
+    try:
+        await TeamsSender(endpoint.adapter, endpoint.app_id, mode="teams").post(ref, "hello", None)
+    finally:
+        await endpoint.close()
 
     assert tls_fake_connector.calls[0].authorization == "Bearer t0k"
 

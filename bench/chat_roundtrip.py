@@ -47,6 +47,7 @@ from tests.teams_factory import make_message
 LATENCY_GOAL = 1.25
 THROUGHPUT_GOAL = 0.8
 WARMUP_MESSAGES = 40
+REPO = Path(__file__).resolve().parents[1]  # for the echo bot's `-m bench.chat_roundtrip`
 REPLY_TIMEOUT_S = 30.0
 
 
@@ -228,7 +229,16 @@ def report(echo: Figures, bot: Figures) -> str:
 # -- the run ---------------------------------------------------------------------------------
 
 
-async def _measure(lab: Lab, root: Path, args: argparse.Namespace) -> tuple[Figures, Figures]:
+async def measure(
+    lab: Lab,
+    root: Path,
+    *,
+    messages: int,
+    rounds: int,
+    conversations: int,
+    profile: str | None = None,
+) -> tuple[Figures, Figures]:
+    """(echo bot, this bot): both started here, warmed up, then measured round after round."""
     connector = FakeConnector()
     await connector.start()
     replies = Replies(connector)
@@ -247,17 +257,17 @@ async def _measure(lab: Lab, root: Path, args: argparse.Namespace) -> tuple[Figu
             [sys.executable, "-m", "bench.chat_roundtrip", "--echo-bot", str(echo_port)],
             port=echo_port,
             cwd=echo_dir,
-            env={**env, "PYTHONPATH": str(Path.cwd())},
+            env={**env, "PYTHONPATH": str(REPO)},
         )
         bots.append(echo)
         config = write_lab_config(
             lab, bot_dir, port=bot_port, extra='\n[logging]\nlevel = "WARNING"\n'
         )
         argv = [str(Path(sys.executable).parent / "mcms-bot"), "run", "--config", str(config)]
-        if args.profile:
+        if profile:
             # cProfile sees the event loop's thread only: time spent on worker threads
             # (botbuilder's HTTP client, token checks) shows as time waited for them.
-            profiled = [sys.executable, "-m", "cProfile", "-o", args.profile]
+            profiled = [sys.executable, "-m", "cProfile", "-o", profile]
             argv = [*profiled, "-m", "bot.cli", *argv[1:]]
         bot = await start_bot(argv, port=bot_port, cwd=bot_dir, env=env)
         bots.append(bot)
@@ -269,24 +279,24 @@ async def _measure(lab: Lab, root: Path, args: argparse.Namespace) -> tuple[Figu
                 replies,
                 text=text,
                 messages=WARMUP_MESSAGES,
-                conversations=args.conversations,
+                conversations=conversations,
                 tag=f"warm-{tag}",
             )
-        rounds: dict[str, list[Round]] = {"echo": [], "bot": []}
-        for n in range(args.rounds):
+        measured: dict[str, list[Round]] = {"echo": [], "bot": []}
+        for n in range(rounds):
             for tag, (url, text) in sides.items():
-                rounds[tag].append(
+                measured[tag].append(
                     await run_round(
                         url,
                         connector,
                         replies,
                         text=text,
-                        messages=args.messages,
-                        conversations=args.conversations,
+                        messages=messages,
+                        conversations=conversations,
                         tag=f"{tag}{n}",
                     )
                 )
-        return figures(rounds["echo"]), figures(rounds["bot"])
+        return figures(measured["echo"]), figures(measured["bot"])
     finally:
         for process in bots:
             process.stop()
@@ -314,7 +324,16 @@ def main(argv: Sequence[str] | None = None) -> None:
             package_versions=DEMO_EXTRA_PACKAGES,
             routers=demo_routers(fixed_ports=False),
         ) as lab:
-            echo, bot = asyncio.run(_measure(lab, root, args))
+            echo, bot = asyncio.run(
+                measure(
+                    lab,
+                    root,
+                    messages=args.messages,
+                    rounds=args.rounds,
+                    conversations=args.conversations,
+                    profile=args.profile,
+                )
+            )
     print(
         f"{args.conversations} conversations at once, {args.messages} messages per bot per "
         f"round, {args.rounds} rounds alternating (echo, bot); {os.cpu_count()} CPUs; "

@@ -169,12 +169,19 @@ class Store(ExecStore, WatchStore, PairStore):
         service_url: str,
         tenant_id: str | None,
     ) -> None:
-        """Insert or refresh the reference (service URLs change; the newest one wins)."""
+        """Insert or refresh the reference (service URLs change; the newest one wins).
+
+        Every message brings its conversation's reference, nearly always the one stored: an
+        unchanged row is left alone (`updated_at` is when it last changed), which spares a
+        synchronous commit per message.
+        """
         await self._write(
             "INSERT INTO conversation_refs VALUES (?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (conversation_id) DO UPDATE SET ref_json = excluded.ref_json,"
             " kind = excluded.kind, service_url = excluded.service_url,"
-            " tenant_id = excluded.tenant_id, updated_at = excluded.updated_at",
+            " tenant_id = excluded.tenant_id, updated_at = excluded.updated_at"
+            " WHERE (ref_json, kind, service_url, tenant_id) IS NOT"
+            " (excluded.ref_json, excluded.kind, excluded.service_url, excluded.tenant_id)",
             (conversation_id, ref_json, kind, service_url, tenant_id, to_text(self._clock())),
         )
 

@@ -228,6 +228,26 @@ async def test_conversation_ref_is_saved_and_refreshed(store: Store) -> None:
     )
 
 
+@pytest.mark.parametrize("tenant", ["tenant-1", None], ids=["tenant", "no-tenant"])
+async def test_an_unchanged_conversation_ref_is_left_alone_a_changed_one_refreshed(
+    tmp_path: Path, tenant: str | None
+) -> None:
+    clock = ManualClock(T0)
+    async with await Store.open(tmp_path / "s.db", clock=clock) as store:
+        conversation = "19:abc@thread.tacv2"
+        await store.save_conversation_ref(conversation, '{"a": 1}', "channel", "https://x/", tenant)
+        clock.advance(timedelta(minutes=5))
+        await store.save_conversation_ref(conversation, '{"a": 1}', "channel", "https://x/", tenant)
+        unchanged = await store.get_conversation_ref(conversation)
+        clock.advance(timedelta(minutes=5))
+        await store.save_conversation_ref(conversation, '{"a": 1}', "channel", "https://y/", tenant)
+        changed = await store.get_conversation_ref(conversation)
+
+    assert unchanged is not None and unchanged.updated_at == T0
+    assert changed is not None and changed.service_url == "https://y/"
+    assert changed.updated_at == T0 + timedelta(minutes=10)
+
+
 # --- requests, runs and restart safety --------------------------------------------------------
 
 

@@ -36,7 +36,7 @@ import aiohttp
 from bench.load import check_loopback
 from bot.demo import DEMO_AUDIT_KEY
 from lab.core import Lab
-from lab.demo import DEMO_EXTRA_PACKAGES, DEMO_PASSWORD, DEMO_USERNAME, demo_hosts, demo_routers
+from lab.demo import DEMO_PASSWORD, DEMO_USERNAME, demo_lab
 from tests.bot_process import BotProcess, free_port, start_bot
 from tests.fake_connector import ConnectorCall, FakeConnector
 from tests.lab_fixtures import write_lab_config
@@ -318,12 +318,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.profile = str(Path(args.profile).resolve())  # the bot runs in another directory
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        with Lab(
-            demo_hosts(fixed_ports=False),
-            root / "lab",
-            package_versions=DEMO_EXTRA_PACKAGES,
-            routers=demo_routers(fixed_ports=False),
-        ) as lab:
+        with demo_lab(root / "lab") as lab:
             echo, bot = asyncio.run(
                 measure(
                     lab,

@@ -40,7 +40,7 @@ from commands.slots import SwitchPlan, plan_switch, view_pair
 from commands.switch import run_switch
 from commands.types import Actor, Invocation
 from lab.core import Lab
-from lab.demo import DEMO_EXTRA_PACKAGES, DEMO_PASSWORD, DEMO_USERNAME, demo_hosts, demo_routers
+from lab.demo import DEMO_PASSWORD, DEMO_USERNAME, demo_lab
 from tests.browser_stack import bot_config
 
 PAIR = "prod"
@@ -208,12 +208,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     os.environ.setdefault("MCMS_AUDIT_KEY", DEMO_AUDIT_KEY)  # the audit chain is keyed
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        with Lab(
-            demo_hosts(fixed_ports=False),
-            root / "lab",
-            package_versions=DEMO_EXTRA_PACKAGES,
-            routers=demo_routers(fixed_ports=False),
-        ) as lab:
+        with demo_lab(root / "lab") as lab:
             results = asyncio.run(measure(lab, root, args.count, args.rate))
     print(
         f"{args.count} GET /health per case at {args.rate:g} req/s to the pair's public URL "

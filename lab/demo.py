@@ -12,8 +12,10 @@ ephemeral ports.
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Final
 
+from lab.core import Lab
 from lab.model import PORTAL_PAGES, LabHostSpec, LabService, LabSite
 from lab.router import LabRouterSpec
 
@@ -86,3 +88,14 @@ def demo_routers(*, fixed_ports: bool = True) -> list[LabRouterSpec]:
     if fixed_ports:
         return [_DEMO_ROUTER]
     return [replace(_DEMO_ROUTER, winrm_port=0, public_port=0)]
+
+
+def demo_lab(root: Path) -> Lab:
+    """The demo topology on ephemeral loopback ports, files under `root` (tests, benches):
+    use it as a context manager (`with demo_lab(root) as lab:`)."""
+    return Lab(
+        demo_hosts(fixed_ports=False),
+        root,
+        package_versions=DEMO_EXTRA_PACKAGES,
+        routers=demo_routers(fixed_ports=False),
+    )

@@ -17,7 +17,7 @@ from adapters.winrm.hostops import HostOps
 from adapters.winrm.transport import WinRMShell
 from bot.demo import DEMO_AUDIT_KEY
 from lab.core import Lab
-from lab.demo import DEMO_EXTRA_PACKAGES, DEMO_PASSWORD, DEMO_USERNAME, demo_hosts, demo_routers
+from lab.demo import DEMO_PASSWORD, DEMO_USERNAME, demo_hosts, demo_lab, demo_routers
 
 ShellFactory = Callable[..., WinRMShell]
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "lab" / "demo-bot.toml"
@@ -70,12 +70,7 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
     """A running lab: hosts lab-web01 (Lab), stage-web01 (InternalStage), prod-web01, and
     the router arr-front01 in front of the pair prod (prod-web01 live, stage-web01 standby)."""
     # As the demo: the store also holds 1.4.3, deployed nowhere yet (a forward deploy).
-    with Lab(
-        demo_hosts(fixed_ports=False),
-        tmp_path / "lab",
-        package_versions=DEMO_EXTRA_PACKAGES,
-        routers=demo_routers(fixed_ports=False),
-    ) as running:
+    with demo_lab(tmp_path / "lab") as running:
         yield running
 
 

@@ -18,6 +18,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from botbuilder.schema import Activity, Attachment
+from botframework.connector.auth._user_token_client_impl import _UserTokenClientImpl
 
 from bot.teams.app import TEAMS_KEY, make_app
 from bot.teams.auth import AuthOverrides, _StaticTokenCredentials
@@ -293,3 +294,24 @@ async def test_a_proxy_from_the_environment_is_used_unless_no_proxy_exempts_the_
     else:
         assert answer is not None and answer.id == "fake-1"
         assert proxied == [] and len(fake_connector.calls) == 1
+
+
+async def test_a_turn_builds_no_user_token_client_the_bot_never_uses(
+    local_endpoint: TeamsEndpoint, fake_connector: FakeConnector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built: list[object] = []
+    original = _UserTokenClientImpl.__init__
+
+    def counted(self: _UserTokenClientImpl, *args: Any, **kwargs: Any) -> None:
+        built.append(self)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(_UserTokenClientImpl, "__init__", counted)
+    app = web.Application()
+    app.router.add_post("/api/messages", local_endpoint.handle)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        message = make_message("hello", service_url=fake_connector.url)
+        assert (await client.post("/api/messages", json=message)).status < 300
+
+    assert [c.text for c in fake_connector.calls] == ["you said hello"]
+    assert built == []  # botbuilder built one (~20 ms of msrest set-up) for every turn

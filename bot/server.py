@@ -19,6 +19,7 @@ from bot.logs import setup_logging
 from bot.preflight import machine_problems
 from bot.runs.executor import Executor
 from bot.runs.expiry import DEFAULT_SWEEP_S, expiry_loop
+from bot.runs.leases import lease_loop
 from bot.runs.policy_runs import PolicyApprovedRuns
 from bot.runs.recovery import recover
 from bot.services import AuditKeyMissing, Runtime, audit_key, open_runtime, redactor_for
@@ -176,8 +177,16 @@ def build_app(
             retention_loop(services, smoke_dir, audit_dir, retention_every_s)
         )
         publisher = asyncio.create_task(daily_heads_loop(heads, services))
+        # Instances sharing a PostgreSQL store keep their leases and take over a dead one's.
+        leases = (
+            asyncio.create_task(lease_loop(services, reporter))
+            if services.store.dialect == "postgresql"
+            else None
+        )
         watcher.start()
         yield
+        if leases is not None:
+            leases.cancel()
         sweeper.cancel()
         teller.cancel()
         resumer.cancel()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -146,8 +147,18 @@ async def open_runtime(
 
     redact = redactor_for(config)
     key = audit_key(config)  # before anything is opened: nothing to close when it is missing
-    store = await Store.open(at(config.paths.database))
-    audit = AuditLog(at(config.paths.audit_dir), config.tz, redact=redact, key=key)
+    settings = config.store
+    store = await Store.open(
+        settings.url or at(config.paths.database),
+        instance=settings.instance_id or socket.gethostname(),
+        lease_s=settings.lease_s,
+    )
+    audit_dir = at(config.paths.audit_dir)
+    if settings.url is not None:
+        # Instances sharing a database keep one chain each (one writer per chain, no lock
+        # across machines): <audit_dir>/<instance id>/; `audit verify` checks them all.
+        audit_dir = audit_dir / store.instance
+    audit = AuditLog(audit_dir, config.tz, redact=redact, key=key)
     # A log this key did not write last (first keyed start, a rotation) says so first.
     await asyncio.to_thread(audit.ensure_keyed)
     timeline = Timeline(at(config.paths.timeline_dir), config.tz)
@@ -169,4 +180,4 @@ async def open_runtime(
         checks=DrChecks(smoke_dir / "dr"),
         groups=group_membership(config),
     )
-    return Runtime(services, store, timeline, smoke_dir, at(config.paths.audit_dir))
+    return Runtime(services, store, timeline, smoke_dir, audit_dir)

@@ -40,6 +40,7 @@ pytest_plugins = [
     "tests.fake_connector",
     "tests.jwt_fixtures",
     "tests.lab_fixtures",
+    "tests.pg_fixtures",
     "tests.tls_fixtures",
 ]
 

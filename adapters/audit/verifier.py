@@ -484,7 +484,22 @@ def main_verify(
                 file=sys.stderr,
             )
             return 2
+    from adapters.audit.instances import format_instances, instance_dirs, verify_instances
+
+    chains = instance_dirs(directory)
+    if chains and against is not None:
+        print(
+            f"{directory} holds one chain per instance ({', '.join(c.name for c in chains)}): "
+            "check published heads against one of them, with --dir "
+            f"{directory}/<instance>",
+            file=sys.stderr,
+        )
+        return 2
     try:
+        if chains:
+            instances = verify_instances(chains, keys)
+            print(format_instances(instances))
+            return 0 if instances.ok else 1
         report = verify(directory, keys, published)
     except OSError as exc:
         where = exc.filename or directory

@@ -80,8 +80,8 @@ class ExecStore(RunStore):
         """Append to the per-host history of what a run switched (or switched back)."""
         if not switches:
             return
-        async with self._tx() as conn:
-            await conn.executemany(
+        async with self._tx() as tx:
+            await tx.executemany(
                 "INSERT INTO host_switches (run_id, environment, host, kind, component, before,"
                 " after, reason, switched_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
@@ -131,11 +131,15 @@ class ExecStore(RunStore):
         )
         return [(r["idx"], r["state"], r["duration_ms"], r["error"]) for r in rows]
 
-    async def approved_without_run(self) -> list[Request]:
-        """Requests approved but never started (the process died in between)."""
+    async def approved_without_run(self, decided_before: datetime | None = None) -> list[Request]:
+        """Requests approved but never started (the process died in between); only those
+        decided before `decided_before` when given (another live instance may be about to
+        start a newer one)."""
         rows = await self._rows(
             "SELECT * FROM requests q WHERE q.state = 'approved'"
             " AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.request_id = q.id)"
+            " AND (CAST(? AS TEXT) IS NULL OR q.decided_at < ?)",
+            (None if decided_before is None else to_text(decided_before),) * 2,
         )
         return [from_row(Request, r) for r in rows]
 

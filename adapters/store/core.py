@@ -1,9 +1,10 @@
-"""The bot's state in SQLite (aiosqlite): history, smoke, conversations — and, through
-RunStore (store_runs.py), locks, approvals, runs and steps.
+"""The bot's state in SQLite (aiosqlite, the default) or PostgreSQL (asyncpg, for two or more
+instances): history, smoke, conversations — and, through RunStore (runs.py), locks,
+approvals, runs and steps.
 
 Invariants: the schema is migrated to the version this code knows before any query, and a
-newer database is refused (store_schema.py); once-only decisions are atomic in SQL
-(store_runs.py); one Store runs one operation at a time (store_db.py).
+newer database is refused (schema.py); once-only decisions are atomic in SQL (runs.py);
+one SQLite Store runs one operation at a time (db.py).
 WAL lets readers (status, metrics) run beside the writer; `synchronous=FULL` makes each
 commit durable — a lost "approved" or "running" after a power cut could run a rollback
 twice or leave a lock held, and at a few writes per minute the extra fsync costs nothing.
@@ -16,11 +17,13 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import aiosqlite
 
 from adapters.clock import Clock, utc_now
 from adapters.store.bookkeeping import ExecStore
+from adapters.store.db import Database, PostgresDatabase, SqliteDatabase
 from adapters.store.pairs import PairStore
 from adapters.store.rows import (
     ConversationRef,
@@ -40,8 +43,73 @@ from adapters.store.schema import (
 from adapters.store.watch import WatchStore
 
 BUSY_TIMEOUT_MS = 5000
+# Connections one PostgreSQL instance keeps: the executor, the watcher and the clicks at once.
+POOL_SIZE = 8
 
 _DEPLOYMENT = "SELECT * FROM deployments WHERE environment = ?"
+
+
+def _postgres_error() -> type[Exception]:
+    """asyncpg's base error, or one nothing raises when asyncpg was never loaded."""
+    import sys
+
+    asyncpg = sys.modules.get("asyncpg")
+    return asyncpg.PostgresError if asyncpg is not None else _NeverRaised
+
+
+class _NeverRaised(Exception):
+    pass
+
+
+def is_postgres_url(where: str) -> bool:
+    return where.startswith(("postgresql://", "postgres://"))
+
+
+def without_password(url: str) -> str:
+    """The URL for messages and logs: its password replaced by ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+async def _open_sqlite(path: Path, migrations: Sequence[Migration]) -> Database:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # isolation_level=None: autocommit; transactions are explicit BEGIN IMMEDIATE.
+    conn = await aiosqlite.connect(path, isolation_level=None)
+    db = SqliteDatabase(conn, str(path))
+    try:
+        conn.row_factory = sqlite3.Row
+        await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        await conn.execute("PRAGMA foreign_keys = ON")
+        await refuse_newer(db, migrations)  # before WAL: leave it untouched
+        await conn.execute("PRAGMA journal_mode = WAL")
+        await conn.execute("PRAGMA synchronous = FULL")
+    except StoreError:
+        await conn.close()
+        raise
+    except sqlite3.DatabaseError as exc:
+        await conn.close()
+        raise StoreError(
+            f"{path} cannot be used as the bot's database ({exc}); "
+            "check paths.database, or move the file away to start fresh"
+        ) from exc
+    return db
+
+
+async def _open_postgres(url: str) -> Database:
+    import asyncpg
+
+    shown = without_password(url)
+    try:
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=POOL_SIZE, timeout=10)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise StoreError(
+            f"cannot reach the bot's PostgreSQL database {shown} ({exc}); check [store] url, "
+            "that the server runs and accepts this user (password: PGPASSWORD or ~/.pgpass)"
+        ) from exc
+    return PostgresDatabase(pool, shown)
 
 
 class Store(ExecStore, WatchStore, PairStore):
@@ -49,30 +117,34 @@ class Store(ExecStore, WatchStore, PairStore):
 
     @classmethod
     async def open(
-        cls, path: Path, *, clock: Clock = utc_now, migrations: Sequence[Migration] = MIGRATIONS
+        cls,
+        where: Path | str,
+        *,
+        clock: Clock = utc_now,
+        migrations: Sequence[Migration] = MIGRATIONS,
+        instance: str = "local",
+        lease_s: float = 15.0,
     ) -> Store:
-        """Open (creating directories and file), set WAL, migrate; StoreError if unusable."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: autocommit; transactions are explicit BEGIN IMMEDIATE.
-        conn = await aiosqlite.connect(path, isolation_level=None)
+        """Open a SQLite file (a Path) or a PostgreSQL database (a `postgresql://` URL),
+        migrate it; StoreError if unusable. `instance` names this process among those
+        sharing the database; `lease_s` is how long its runs, locks and leases stay its own
+        without renewal (`renew_leases`)."""
+        if isinstance(where, str) and is_postgres_url(where):
+            db: Database = await _open_postgres(where)
+        else:
+            db = await _open_sqlite(Path(where), migrations)
         try:
-            conn.row_factory = sqlite3.Row
-            await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            await conn.execute("PRAGMA foreign_keys = ON")
-            await refuse_newer(conn, path, migrations)  # before WAL: leave it untouched
-            await conn.execute("PRAGMA journal_mode = WAL")
-            await conn.execute("PRAGMA synchronous = FULL")
-            await migrate(conn, path, migrations)
-        except StoreError:
-            await conn.close()
-            raise
-        except sqlite3.DatabaseError as exc:
-            await conn.close()
+            await migrate(db, migrations)
+        except (sqlite3.DatabaseError, _postgres_error()) as exc:
+            await db.close()
             raise StoreError(
-                f"{path} cannot be used as the bot's database ({exc}); "
+                f"{where} cannot be used as the bot's database ({exc}); "
                 "check paths.database, or move the file away to start fresh"
             ) from exc
-        return cls(conn, path, clock)
+        except BaseException:
+            await db.close()
+            raise
+        return cls(db, clock, instance=instance, lease_s=lease_s)
 
     # --- smoke -----------------------------------------------------------------------------
 

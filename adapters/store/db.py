@@ -1,25 +1,37 @@
-"""The connection under the Store: one aiosqlite connection, used one operation at a time.
+"""The connection under the Store: one SQL dialect, two databases — SQLite (aiosqlite, one
+connection) and PostgreSQL (asyncpg, a pool) — behind the same four calls.
 
-Invariant: every statement and transaction runs under one asyncio lock, because a single
-connection cannot interleave two transactions (a second BEGIN inside the first fails, and a
-stray statement would commit or roll back with someone else's transaction).
+The queries are written once, in the SQL both understand, with `?` placeholders; the
+PostgreSQL side numbers them (`$1`, `$2`…). Rows read like `sqlite3.Row` on both sides
+(`row["name"]`, `row[0]`).
+
+Invariants: on SQLite every statement and transaction runs under one asyncio lock, because
+a single connection cannot interleave two transactions (a second BEGIN inside the first
+fails, and a stray statement would commit or roll back with someone else's transaction); a
+transaction is BEGIN IMMEDIATE, so it holds the database's write lock from its first read.
+On PostgreSQL each transaction has its own pooled connection; a read that a decision rests
+on takes its row with `FOR UPDATE` (`Tx.for_update`), so READ COMMITTED serialises the
+deciders the way SQLite's write lock does.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+import re
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
-from pathlib import Path
+from functools import lru_cache
 from types import TracebackType
-from typing import Self
-
-import aiosqlite
+from typing import TYPE_CHECKING, Protocol, Self
 
 from adapters.clock import Clock
+from adapters.store.rows import DbRow as Row
 from adapters.store.rows import to_text
+
+if TYPE_CHECKING:
+    import aiosqlite
+    import asyncpg
 
 
 def sql_value(value: object) -> object:
@@ -30,17 +42,200 @@ def sql_value(value: object) -> object:
     return value
 
 
-class StoreBase:
-    """The connection, its lock and the clock; subclasses add the queries."""
+class ConflictError(Exception):
+    """A write broke a uniqueness rule (a second run of a request, a second open alert)."""
 
-    def __init__(self, conn: aiosqlite.Connection, path: Path, clock: Clock) -> None:
+
+class Tx(Protocol):
+    """One transaction: statements run in it commit together or not at all."""
+
+    # " FOR UPDATE" on PostgreSQL, "" on SQLite (whose transaction holds the write lock).
+    for_update: str
+
+    async def execute(self, sql: str, params: Sequence[object] = ()) -> int: ...
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None: ...
+
+    async def fetch(self, sql: str, params: Sequence[object] = ()) -> list[Row]: ...
+
+    async def fetchone(self, sql: str, params: Sequence[object] = ()) -> Row | None: ...
+
+
+class Database(Protocol):
+    """What the Store needs of a database; `dialect` is "sqlite" or "postgresql"."""
+
+    dialect: str
+    # Where it is, for messages: a file path, or the URL without its password.
+    where: str
+
+    async def write(self, sql: str, params: Sequence[object] = ()) -> int: ...
+
+    async def rows(self, sql: str, params: Sequence[object] = ()) -> list[Row]: ...
+
+    def tx(self) -> AbstractAsyncContextManager[Tx]: ...
+
+    async def close(self) -> None: ...
+
+
+# --- SQLite ----------------------------------------------------------------------------------
+
+
+class _SqliteTx:
+    for_update = ""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
-        self.path = path
-        self._clock = clock
+
+    async def execute(self, sql: str, params: Sequence[object] = ()) -> int:
+        import sqlite3
+
+        try:
+            async with self._conn.execute(sql, params) as cursor:
+                return cursor.rowcount
+        except sqlite3.IntegrityError as exc:
+            raise ConflictError(str(exc)) from exc
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        await self._conn.executemany(sql, rows)
+
+    async def fetch(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
+        async with self._conn.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    async def fetchone(self, sql: str, params: Sequence[object] = ()) -> Row | None:
+        rows = await self.fetch(sql, params)
+        return rows[0] if rows else None
+
+
+class SqliteDatabase:
+    """One aiosqlite connection in autocommit mode, one operation at a time."""
+
+    dialect = "sqlite"
+
+    def __init__(self, conn: aiosqlite.Connection, where: str) -> None:
+        self._conn = conn
+        self._one = _SqliteTx(conn)
         self._lock = asyncio.Lock()
+        self.where = where
+
+    async def write(self, sql: str, params: Sequence[object] = ()) -> int:
+        async with self._lock:
+            return await self._one.execute(sql, params)
+
+    async def rows(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
+        async with self._lock:
+            return await self._one.fetch(sql, params)
+
+    @asynccontextmanager
+    async def tx(self) -> AsyncIterator[Tx]:
+        async with self._lock:
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._one
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise
+            await self._conn.execute("COMMIT")
 
     async def close(self) -> None:
         await self._conn.close()
+
+
+# --- PostgreSQL ------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=512)
+def numbered(sql: str) -> str:
+    """`?` placeholders as PostgreSQL's `$1`, `$2`… (none of our literals holds a `?`)."""
+    if "'?" in sql or "?'" in sql:
+        raise ValueError(f"a literal holds '?': {sql}")
+    count = iter(range(1, sql.count("?") + 1))
+    return re.sub(r"\?", lambda _: f"${next(count)}", sql)
+
+
+def _rowcount(status: str) -> int:
+    """The row count of asyncpg's status string ("UPDATE 1", "INSERT 0 1", "DELETE 3")."""
+    last = status.rsplit(" ", 1)[-1]
+    return int(last) if last.isdigit() else 0
+
+
+class _PgTx:
+    for_update = " FOR UPDATE"
+
+    def __init__(
+        self, conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy[asyncpg.Record]
+    ) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, params: Sequence[object] = ()) -> int:
+        import asyncpg
+
+        try:
+            return _rowcount(await self._conn.execute(numbered(sql), *params))
+        except asyncpg.UniqueViolationError as exc:
+            raise ConflictError(str(exc)) from exc
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        await self._conn.executemany(numbered(sql), rows)
+
+    async def fetch(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
+        return list(await self._conn.fetch(numbered(sql), *params))
+
+    async def fetchone(self, sql: str, params: Sequence[object] = ()) -> Row | None:
+        rows = await self.fetch(sql, params)
+        return rows[0] if rows else None
+
+
+class PostgresDatabase:
+    """An asyncpg pool; each call or transaction takes one connection for its length."""
+
+    dialect = "postgresql"
+
+    def __init__(self, pool: asyncpg.Pool, where: str) -> None:
+        self._pool = pool
+        self.where = where
+
+    async def write(self, sql: str, params: Sequence[object] = ()) -> int:
+        async with self._pool.acquire() as conn:
+            return await _PgTx(conn).execute(sql, params)
+
+    async def rows(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
+        async with self._pool.acquire() as conn:
+            return await _PgTx(conn).fetch(sql, params)
+
+    @asynccontextmanager
+    async def tx(self) -> AsyncIterator[Tx]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            yield _PgTx(conn)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+
+# --- the base of the Store -------------------------------------------------------------------
+
+
+class StoreBase:
+    """The database, the clock and this instance's name; subclasses add the queries."""
+
+    def __init__(
+        self, db: Database, clock: Clock, *, instance: str = "local", lease_s: float = 15.0
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self.instance = instance
+        self.lease_s = lease_s
+
+    @property
+    def where(self) -> str:
+        return self._db.where
+
+    @property
+    def dialect(self) -> str:
+        return self._db.dialect
+
+    async def close(self) -> None:
+        await self._db.close()
 
     async def __aenter__(self) -> Self:
         return self
@@ -53,25 +248,15 @@ class StoreBase:
     ) -> None:
         await self.close()
 
-    @asynccontextmanager
-    async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
-        async with self._lock:
-            await self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                await self._conn.execute("ROLLBACK")
-                raise
-            await self._conn.execute("COMMIT")
+    def _tx(self) -> AbstractAsyncContextManager[Tx]:
+        return self._db.tx()
 
     async def _write(self, sql: str, params: Sequence[object] = ()) -> int:
-        async with self._lock, self._conn.execute(sql, params) as cursor:
-            return cursor.rowcount
+        return await self._db.write(sql, params)
 
-    async def _rows(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
-        async with self._lock, self._conn.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+    async def _rows(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
+        return await self._db.rows(sql, params)
 
-    async def _row(self, sql: str, params: Sequence[object] = ()) -> sqlite3.Row | None:
+    async def _row(self, sql: str, params: Sequence[object] = ()) -> Row | None:
         rows = await self._rows(sql, params)
         return rows[0] if rows else None

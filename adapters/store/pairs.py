@@ -39,13 +39,16 @@ class PairStore(StoreBase):
 
     async def observe_live_slot(self, pair: str, slot: str, at: datetime) -> PairLive:
         """The record of `slot` live in `pair`: kept if it says so already, else begun at `at`."""
-        async with self._tx() as conn:
-            async with conn.execute("SELECT * FROM pair_live WHERE pair = ?", (pair,)) as cur:
-                row = await cur.fetchone()
+        async with self._tx() as tx:
+            row = await tx.fetchone(
+                "SELECT * FROM pair_live WHERE pair = ?"  # noqa: S608
+                + tx.for_update,
+                (pair,),
+            )
             if row is not None and row["live_slot"] == slot:
                 source: LiveSource = "switch" if row["source"] == "switch" else "observed"
                 return PairLive(pair, slot, from_text(row["since"]), source)
-            await conn.execute(_UPSERT, (pair, slot, to_text(at), "observed", to_text(at)))
+            await tx.execute(_UPSERT, (pair, slot, to_text(at), "observed", to_text(at)))
         return PairLive(pair, slot, at, "observed")
 
     async def record_switch(self, pair: str, slot: str, at: datetime) -> None:

@@ -7,15 +7,20 @@ goes through a Store method, never through a mutated object.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from adapters.clock import require_aware
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
+
+
+class DbRow(Protocol):
+    """A result row: by column name or position (sqlite3.Row and asyncpg.Record both are)."""
+
+    def __getitem__(self, key: str | int, /) -> Any: ...
 
 
 def to_text(value: datetime) -> str:
@@ -137,6 +142,9 @@ class Run:
     restore: str | None = None  # schema.RESTORE_OUTCOMES; None while running and on success
     restore_note: str | None = None
     pre_state_json: str | None = None
+    # The instance running it, and until when its lease holds (renewed while it runs).
+    owner: str | None = None
+    lease_until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -151,6 +159,7 @@ class InterruptedRun:
     conversation_id: str | None
     progress_activity_id: str | None
     pre_state_json: str | None = None
+    owner: str | None = None  # the instance that ran it (a restart of this one, or a dead one)
 
 
 @dataclass(frozen=True)
@@ -171,12 +180,13 @@ class HostSwitch:
 Row = TypeVar("Row", bound="DataclassInstance")
 
 
-def from_row(cls: type[Row], row: sqlite3.Row) -> Row:
-    """Build a row object from the columns of the same names (`*_at`/`since`: times)."""
+def from_row(cls: type[Row], row: DbRow) -> Row:
+    """Build a row object from the columns of the same names (`*_at`/`*_until`/`since`:
+    times)."""
     values: dict[str, Any] = {}
     for f in fields(cls):
         value = row[f.name]
-        if value is not None and (f.name.endswith("_at") or f.name == "since"):
+        if value is not None and (f.name.endswith(("_at", "_until")) or f.name == "since"):
             value = from_text(value)
         elif f.type in ("bool", "bool | None") and value is not None:
             value = bool(value)

@@ -1,20 +1,26 @@
 """Approval workflow state: environment locks, requests, runs and their steps.
 
-Invariant: each once-only decision is one statement or one IMMEDIATE transaction — taking a
-lock, moving a request out of a state, creating a request's run (UNIQUE request_id) — so it
-holds across connections and processes, not only across the tasks of one Store.
+Invariant: each once-only decision is one statement or one transaction that holds the
+row it decides on (SQLite's IMMEDIATE write lock, PostgreSQL's FOR UPDATE) — taking a
+lock, moving a request out of a state, creating a request's run (UNIQUE request_id),
+taking over a dead instance's run — so it holds across connections, processes and
+instances, not only across the tasks of one Store.
+
+Runs and environment locks belong to the instance that made them (`owner`) until their
+`lease_until`, which that instance renews (`renew_leases`); a run whose lease ran out is
+taken over — marked interrupted, its lock freed — by exactly one instance.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Collection
-from dataclasses import astuple
-from datetime import datetime
+from dataclasses import astuple, replace
+from datetime import datetime, timedelta
 
-from adapters.store.db import StoreBase, sql_value
+from adapters.store.db import ConflictError, StoreBase, sql_value
 from adapters.store.rows import (
     ApprovalTally,
+    DbRow,
     InterruptedRun,
     LockResult,
     Request,
@@ -39,16 +45,14 @@ class RunStore(StoreBase):
 
     async def try_lock(self, environment: str, run_id: str, holder: str) -> LockResult:
         """Take the environment's lock for `run_id`, or report who holds it (never raises)."""
-        async with self._tx() as conn:
-            await conn.execute(
-                "INSERT INTO env_locks (environment, run_id, holder_name, since)"
-                " VALUES (?, ?, ?, ?) ON CONFLICT (environment) DO NOTHING",
-                (environment, run_id, holder, to_text(self._clock())),
-            )
-            async with conn.execute(
-                "SELECT * FROM env_locks WHERE environment = ?", (environment,)
-            ) as cursor:
-                row = await cursor.fetchone()
+        async with self._tx() as tx:
+            await tx.execute(
+                "INSERT INTO env_locks (environment, run_id, holder_name, since, owner,"
+                " lease_until) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (environment) DO NOTHING",
+                (environment, run_id, holder, to_text(self._clock()), self.instance,
+                 self._lease_end()),
+            )  # fmt: skip
+            row = await tx.fetchone("SELECT * FROM env_locks WHERE environment = ?", (environment,))
         assert row is not None
         return _lock_result(row, acquired=row["run_id"] == run_id)
 
@@ -113,35 +117,35 @@ class RunStore(StoreBase):
         `approved` — all in ONE IMMEDIATE transaction, so concurrent clicks of N approvers
         approve it exactly once and the count can never be read half-written."""
         at_text = to_text(at)
-        async with self._tx() as conn:
-            async with conn.execute(
-                "SELECT state, required_approvals FROM requests WHERE id = ?", (request_id,)
-            ) as cursor:
-                row = await cursor.fetchone()
+        async with self._tx() as tx:
+            row = await tx.fetchone(
+                "SELECT state, required_approvals FROM requests WHERE id = ?"  # noqa: S608
+                + tx.for_update,
+                (request_id,),
+            )
             if row is None:
                 raise ValueError(f"no request {request_id}")
             needed = max(required, int(row["required_approvals"]))
             recorded = False
             if row["state"] == "pending":
-                cursor = await conn.execute(
-                    "INSERT INTO approvals (request_id, approver_id, approver_name, at)"
-                    " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    (request_id, approver_id.lower(), approver_name, at_text),
+                recorded = (
+                    await tx.execute(
+                        "INSERT INTO approvals (request_id, approver_id, approver_name, at, seq)"
+                        " VALUES (?, ?, ?, ?, (SELECT COUNT(*) + 1 FROM approvals"
+                        " WHERE request_id = ?)) ON CONFLICT DO NOTHING",
+                        (request_id, approver_id.lower(), approver_name, at_text, request_id),
+                    )
+                    == 1
                 )
-                recorded = cursor.rowcount == 1
-            async with conn.execute(
-                "SELECT approver_name FROM approvals WHERE request_id = ? ORDER BY at, rowid",
-                (request_id,),
-            ) as cursor:
-                names = tuple(r["approver_name"] for r in await cursor.fetchall())
+            names = tuple(r["approver_name"] for r in await tx.fetch(_APPROVALS, (request_id,)))
             state = row["state"]
             if recorded:
                 decided = break_glass_reason is not None or len(names) >= needed
-                await conn.execute(
+                await tx.execute(
                     "UPDATE requests SET approvers = ? WHERE id = ?", (", ".join(names), request_id)
                 )
                 if decided:
-                    await conn.execute(
+                    await tx.execute(
                         "UPDATE requests SET state = 'approved', decided_by_name = ?,"
                         " decided_by_id = ?, decided_at = ?, reason = ?, break_glass = ?"
                         " WHERE id = ? AND state = 'pending'",
@@ -153,16 +157,18 @@ class RunStore(StoreBase):
 
     async def approvals_of(self, request_id: str) -> list[tuple[str, str]]:
         """(approver id, name) of every approval of a request, in order."""
-        rows = await self._rows(
-            "SELECT approver_id, approver_name FROM approvals WHERE request_id = ?"
-            " ORDER BY at, rowid",
-            (request_id,),
-        )
+        rows = await self._rows(_APPROVALS, (request_id,))
         return [(r["approver_id"], r["approver_name"]) for r in rows]
 
-    async def create_run(self, run: Run) -> None:
-        """Insert the run; IntegrityError if its request already has one (one run each)."""
-        await self._insert("runs", run)
+    async def create_run(self, run: Run) -> bool:
+        """Insert the run, owned by this instance under a fresh lease; False if its request
+        already has one (one run each)."""
+        lease_until = self._clock() + timedelta(seconds=self.lease_s)
+        try:
+            await self._insert("runs", replace(run, owner=self.instance, lease_until=lease_until))
+        except ConflictError:
+            return False
+        return True
 
     async def record_step(
         self,
@@ -179,8 +185,8 @@ class RunStore(StoreBase):
         """Insert or update step `idx` of a run; a running step becomes the run's current."""
         if state not in STEP_STATES:
             raise ValueError(f"unknown step state {state!r}")
-        async with self._tx() as conn:
-            await conn.execute(
+        async with self._tx() as tx:
+            await tx.execute(
                 "INSERT INTO steps (run_id, idx, name, state, started_at, finished_at,"
                 " duration_ms, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (run_id, idx) DO UPDATE SET name = excluded.name,"
@@ -192,34 +198,59 @@ class RunStore(StoreBase):
                  duration_ms, error),
             )  # fmt: skip
             if state == "running":
-                await conn.execute("UPDATE runs SET current_step = ? WHERE id = ?", (name, run_id))
+                await tx.execute("UPDATE runs SET current_step = ? WHERE id = ?", (name, run_id))
 
     async def mark_running_runs_interrupted(self) -> list[InterruptedRun]:
-        """At start, before the executor takes work: every `running` run (and its request
-        and running step) becomes `interrupted`, and every environment lock is released —
-        no run of this process can hold one yet."""
+        """At start, before the executor takes work: every `running` run this instance
+        owned (a restart of it), or whose owner's lease ran out, or that has no owner (made
+        before leases), becomes `interrupted` with its request and running step, and its
+        environment lock is released; so does every lock of those kinds. Another live
+        instance's runs and locks are left alone."""
+        return await self._take_over(at_start=True)
+
+    async def take_over_expired_runs(self) -> list[InterruptedRun]:
+        """What `mark_running_runs_interrupted` does, for runs and locks whose owner's lease
+        ran out (an instance died): each taken over by exactly one caller cluster-wide."""
+        return await self._take_over(at_start=False)
+
+    async def _take_over(self, *, at_start: bool) -> list[InterruptedRun]:
         now = to_text(self._clock())
-        async with self._tx() as conn:
-            async with conn.execute(
-                "SELECT r.*, (SELECT name FROM steps s WHERE s.run_id = r.id AND"
+        # At start: whatever this instance left (it is starting, so nothing of it runs), and
+        # what a dead one left; later: only another instance's, whose lease ran out.
+        if at_start:
+            dead = "(lease_until IS NULL OR lease_until < ? OR owner = ?)"
+        else:
+            dead = "(lease_until < ? AND owner <> ?)"
+        params = (now, self.instance)
+        taken: list[DbRow] = []
+        async with self._tx() as tx:
+            for row in await tx.fetch(
+                "SELECT r.*, (SELECT name FROM steps s WHERE s.run_id = r.id AND"  # noqa: S608
                 " s.state = 'passed' ORDER BY s.idx DESC LIMIT 1) AS last_completed_step"
-                " FROM runs r WHERE r.state = 'running' ORDER BY r.started_at"
-            ) as cursor:
-                rows = list(await cursor.fetchall())
-            await conn.execute(
-                "UPDATE steps SET state = 'interrupted', finished_at = ? WHERE state = 'running'"
-                " AND run_id IN (SELECT id FROM runs WHERE state = 'running')",
-                (now,),
-            )
-            await conn.execute(
-                "UPDATE requests SET state = 'interrupted' WHERE state = 'running'"
-                " AND id IN (SELECT request_id FROM runs WHERE state = 'running')"
-            )
-            await conn.execute(
-                "UPDATE runs SET state = 'interrupted', finished_at = ? WHERE state = 'running'",
-                (now,),
-            )
-            await conn.execute("DELETE FROM env_locks")
+                f" FROM runs r WHERE r.state = 'running' AND {dead}"
+                " ORDER BY r.started_at",
+                params,
+            ):
+                # Re-checked in the UPDATE: of two instances taking over at once, the one
+                # that waited for the other's row lock finds it interrupted and skips it.
+                if not await tx.execute(
+                    f"UPDATE runs SET state = 'interrupted', finished_at = ? WHERE id = ?"  # noqa: S608
+                    f" AND state = 'running' AND {dead}",
+                    (now, row["id"], *params),
+                ):
+                    continue
+                taken.append(row)
+                await tx.execute(
+                    "UPDATE steps SET state = 'interrupted', finished_at = ? WHERE run_id = ?"
+                    " AND state = 'running'",
+                    (now, row["id"]),
+                )
+                await tx.execute(
+                    "UPDATE requests SET state = 'interrupted' WHERE id = ? AND state = 'running'",
+                    (row["request_id"],),
+                )
+                await tx.execute("DELETE FROM env_locks WHERE run_id = ?", (row["id"],))
+            await tx.execute(f"DELETE FROM env_locks WHERE {dead}", params)  # noqa: S608
         return [
             InterruptedRun(
                 run_id=r["id"],
@@ -230,20 +261,79 @@ class RunStore(StoreBase):
                 conversation_id=r["conversation_id"],
                 progress_activity_id=r["progress_activity_id"],
                 pre_state_json=r["pre_state_json"],
+                owner=r["owner"],
             )
-            for r in rows
+            for r in taken
         ]
+
+    # --- leases ----------------------------------------------------------------------------
+
+    def _lease_end(self) -> str:
+        return to_text(self._clock() + timedelta(seconds=self.lease_s))
+
+    async def renew_leases(self) -> int:
+        """Extend the lease of everything this instance owns (running runs, environment
+        locks, named leases); how many rows were renewed."""
+        until = self._lease_end()
+        renewed = 0
+        async with self._tx() as tx:
+            for table, where in (
+                ("runs", " AND state = 'running'"), ("env_locks", ""), ("leases", "")
+            ):  # fmt: skip
+                renewed += await tx.execute(
+                    f"UPDATE {table} SET lease_until = ? WHERE owner = ?{where}",  # noqa: S608
+                    (until, self.instance),
+                )
+        return renewed
+
+    async def hold_lease(self, name: str) -> bool:
+        """Take or renew the named lease (e.g. "watch:Lab") for this instance: True while
+        it is ours, False while another instance's lease on it runs."""
+        now = to_text(self._clock())
+        return (
+            await self._write(
+                "INSERT INTO leases (name, owner, since, lease_until) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner,"
+                " lease_until = excluded.lease_until, since = CASE WHEN leases.owner ="
+                " excluded.owner THEN leases.since ELSE excluded.since END"
+                " WHERE leases.owner = excluded.owner OR leases.lease_until < ?",
+                (name, self.instance, now, self._lease_end(), now),
+            )
+            == 1
+        )
+
+    async def release_lease(self, name: str) -> bool:
+        """Give the named lease up (a clean stop), so another instance need not wait."""
+        return (
+            await self._write(
+                "DELETE FROM leases WHERE name = ? AND owner = ?", (name, self.instance)
+            )
+            == 1
+        )
+
+    async def lease_holder(self, name: str) -> tuple[str, datetime] | None:
+        """(instance, until) of the named lease, expired or not; None if nobody took it."""
+        row = await self._row("SELECT owner, lease_until FROM leases WHERE name = ?", (name,))
+        return None if row is None else (row["owner"], from_text(row["lease_until"]))
 
     async def _insert(self, table: str, row: Request | Run) -> None:
         names = column_names(type(row))
         marks = ", ".join(["?"] * len(names))
-        await self._write(
+        await self._db.write(
             f"INSERT INTO {table} ({', '.join(names)}) VALUES ({marks})",  # noqa: S608
             [sql_value(v) for v in astuple(row)],
         )
 
 
-def _lock_result(row: sqlite3.Row, *, acquired: bool) -> LockResult:
+# In order: an approval's place in its request (seq), then its time (rows from before seq
+# had none).
+_APPROVALS = (
+    "SELECT approver_id, approver_name FROM approvals WHERE request_id = ?"
+    " ORDER BY COALESCE(seq, 0), at, approver_id"
+)
+
+
+def _lock_result(row: DbRow, *, acquired: bool) -> LockResult:
     return LockResult(
         acquired=acquired,
         holder_run_id=row["run_id"],

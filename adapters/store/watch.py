@@ -11,11 +11,10 @@ hold the first card, for people reading the database by hand.
 from __future__ import annotations
 
 import json
-import sqlite3
 from datetime import datetime
 from typing import Any
 
-from adapters.store.db import StoreBase
+from adapters.store.db import ConflictError, StoreBase
 from adapters.store.rows import Request, from_row, from_text, to_text
 from adapters.store.watch_rows import Alert, WatchState, alert_from_row
 
@@ -74,7 +73,7 @@ class WatchStore(StoreBase):
                 " VALUES (?, ?, 'open', ?, ?)",
                 (alert_id, environment, to_text(opened_at), json.dumps(detail)),
             )
-        except sqlite3.IntegrityError:
+        except ConflictError:
             return False
         return True
 
@@ -127,11 +126,12 @@ class WatchStore(StoreBase):
         return None if row is None else alert_from_row(row)
 
     async def _update_detail(self, alert_id: str, changes: dict[str, Any]) -> None:
-        async with self._tx() as conn:
-            async with conn.execute(
-                "SELECT detail_json FROM alerts WHERE id = ?", (alert_id,)
-            ) as cursor:
-                row = await cursor.fetchone()
+        async with self._tx() as tx:
+            row = await tx.fetchone(
+                "SELECT detail_json FROM alerts WHERE id = ?"  # noqa: S608
+                + tx.for_update,
+                (alert_id,),
+            )
             if row is None:
                 return
             detail = json.loads(row["detail_json"] or "{}")
@@ -141,7 +141,7 @@ class WatchStore(StoreBase):
             if cards is not None:
                 detail.setdefault("cards", []).append(cards)
                 first = detail["cards"][0]
-            await conn.execute(
+            await tx.execute(
                 "UPDATE alerts SET detail_json = ?,"
                 " conversation_id = COALESCE(conversation_id, ?),"
                 " card_activity_id = COALESCE(card_activity_id, ?) WHERE id = ?",
@@ -259,7 +259,7 @@ class WatchStore(StoreBase):
         rows = await self._rows(
             "SELECT r.environment AS environment, s.name AS name, s.duration_ms AS duration_ms"
             " FROM steps s JOIN runs r ON r.id = s.run_id"
-            " WHERE s.duration_ms IS NOT NULL ORDER BY s.rowid"
+            " WHERE s.duration_ms IS NOT NULL ORDER BY r.started_at, s.run_id, s.idx"
         )
         return [(r["environment"], r["name"], int(r["duration_ms"])) for r in rows]
 

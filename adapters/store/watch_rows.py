@@ -8,12 +8,11 @@ began are kept in the row's `detail_json`.
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from adapters.store.rows import from_text
+from adapters.store.rows import DbRow, from_text
 
 
 @dataclass(frozen=True)
@@ -61,7 +60,7 @@ class Alert:
     paused_by: str | None = None  # the run holding the environment while the watch is paused
 
 
-def alert_from_row(row: sqlite3.Row) -> Alert:
+def alert_from_row(row: DbRow) -> Alert:
     """An Alert from its `alerts` row (cards, checks and failing_since come from detail_json)."""
     detail: dict[str, Any] = json.loads(row["detail_json"] or "{}")
     cards = tuple(

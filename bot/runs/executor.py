@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import sqlite3
 from collections.abc import Awaitable
 from dataclasses import replace
 from datetime import datetime
@@ -32,7 +31,7 @@ from adapters.store.rows import Request, Run
 from bot.logs import bind_log_fields
 from bot.ports import Reporter, RunAlarm, RunFailure
 from bot.runs.record import RunRecord
-from bot.runs.runner import Outcome, Runner
+from bot.runs.runner import Outcome, Runner, RunTakenOver
 from commands.cards.approval import render_approval_card
 from commands.cards.run import RunView, render_run_card, summary_text
 from commands.change import Refusal, make_plan
@@ -171,18 +170,17 @@ class Executor:
 
         run_id, now = new_run_id(), services.now()
         bind_log_fields(run_id=run_id)
-        try:
-            await services.store.create_run(
-                Run(
-                    id=run_id,
-                    request_id=request.id,
-                    environment=request.environment,
-                    state="running",
-                    started_at=now,
-                    conversation_id=request.conversation_id,
-                )
+        created = await services.store.create_run(
+            Run(
+                id=run_id,
+                request_id=request.id,
+                environment=request.environment,
+                state="running",
+                started_at=now,
+                conversation_id=request.conversation_id,
             )
-        except sqlite3.IntegrityError:
+        )
+        if not created:
             log.info("the request already has a run; ignoring a second start")
             return
         lock = await services.store.try_lock(request.environment, run_id, request.requester_name)
@@ -239,6 +237,9 @@ class Executor:
             await self._tell(self._update_approval_card(request.id))
             progress[0] = await self._queue_progress(conversation, run_id, record)
             outcome = await runner.run()
+        except RunTakenOver as lost:
+            log.critical("stopped a run another instance took over: %s", lost)
+            return
         except Exception as exc:
             outcome = await runner.unexpected(exc)
         await self._conclude(request, runner, outcome)

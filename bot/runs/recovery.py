@@ -1,11 +1,14 @@
-"""What happens at start: recovering from a process that died.
+"""Recovering from a process that died: at start, and — with instances sharing a
+PostgreSQL store — whenever another instance's lease runs out.
 
 Before the executor takes work: every run left `running` by a dead process is marked
 `interrupted`, its lock released, its card and conversation told — with the last completed
 step and each host's state read fresh over WinRM (and, when the preflight had read it,
 what each host was before the run, so the operator sees what a manual restore means); an
-approval that never became a run is marked `interrupted` too. A dead process restores
-nothing by itself: the hosts may be mid-change, and only a person should decide.
+approval that never became a run is marked `interrupted` too. While the bot runs, the same
+path settles a run whose instance stopped renewing its lease (`take_over`): exactly one
+surviving instance does it, without waiting for the dead one to come back. Nothing is
+restored automatically: the hosts may be mid-change, and only a person should decide.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 from adapters.store.rows import InterruptedRun, Request
 from adapters.winrm.hoststate import HostState
@@ -26,6 +30,13 @@ from commands.restore import host_words
 log = logging.getLogger(__name__)
 
 
+def _cause(services: Services, run: InterruptedRun) -> str:
+    """What stopped the run: this instance's restart, or another instance's death."""
+    if run.owner is None or run.owner == services.store.instance:
+        return "a bot restart"
+    return f"the loss of bot instance {run.owner} (it stopped renewing its lease)"
+
+
 async def _record_interrupted(services: Services, run: InterruptedRun) -> None:
     request = await services.store.get_request(run.request_id)
     await services.audit.append(
@@ -35,18 +46,23 @@ async def _record_interrupted(services: Services, run: InterruptedRun) -> None:
         run_id=run.run_id,
         step=run.current_step,
         status="interrupted",
-        detail={"last_completed_step": run.last_completed_step or "none"},
+        detail={
+            "last_completed_step": run.last_completed_step or "none",
+            "instance": run.owner or "unknown",
+            "taken_over_by": services.store.instance,
+        },
     )
     if request is not None:
         await services.timeline.append(
-            f"{request.command} {run.environment} → {request.version} interrupted by a "
-            f"restart ({run.run_id}, during {run.current_step or 'start'})"
+            f"{request.command} {run.environment} → {request.version} interrupted by "
+            f"{_cause(services, run)} ({run.run_id}, during {run.current_step or 'start'})"
         )
 
 
-def _note(run: InterruptedRun) -> str:
+def _note(services: Services, run: InterruptedRun) -> str:
     return (
-        f"Interrupted by a bot restart during step '{run.current_step or 'starting'}' "
+        f"Interrupted by {_cause(services, run)} during step "
+        f"'{run.current_step or 'starting'}' "
         f"(last completed: {run.last_completed_step or 'none'}). The {run.environment} lock "
         "is released. Nothing was restored automatically: check the hosts below (read just "
         f"now) and `status {run.environment}` before retrying."
@@ -119,7 +135,7 @@ async def _tell_interrupted(services: Services, reporter: Reporter, run: Interru
     for index, state, duration_ms, error in recorded:
         if index < len(view.steps):
             view = view.with_step(index, state=state, duration_ms=duration_ms, error=error)
-    view = view.finish("interrupted", services.now(), _note(run), hosts)
+    view = view.finish("interrupted", services.now(), _note(services, run), hosts)
     if run.progress_activity_id:
         card = render_run_card(view, services.config.tz)
         await reporter.update(
@@ -131,7 +147,8 @@ async def _tell_interrupted(services: Services, reporter: Reporter, run: Interru
         )
     await reporter.post(
         run.conversation_id,
-        f"⚠️ {run.run_id} ({plan.kind} {run.environment} → {plan.target_version}): {_note(run)} "
+        f"⚠️ {run.run_id} ({plan.kind} {run.environment} → {plan.target_version}): "
+        f"{_note(services, run)} "
         f"Hosts now: {' | '.join(hosts) or 'not read'}",
         None,
     )
@@ -161,13 +178,25 @@ class Recovered:
                 )
 
 
+async def take_over(services: Services) -> Recovered:
+    """Settle the runs of instances whose lease ran out (each by exactly one instance)."""
+    interrupted = await services.store.take_over_expired_runs()
+    for run in interrupted:
+        await _record_interrupted(services, run)
+    return Recovered(interrupted, [])
+
+
 async def recover(services: Services) -> Recovered:
     """Settle what a dead process left behind, before the executor takes any work."""
-    interrupted = await services.store.mark_running_runs_interrupted()
+    store = services.store
+    interrupted = await store.mark_running_runs_interrupted()
     for run in interrupted:
         await _record_interrupted(services, run)
     never_ran = []
-    for request in await services.store.approved_without_run():
+    # Shared with other instances: one of them may be starting an approval right now.
+    shared = store.dialect == "postgresql"
+    settled = services.now() - timedelta(seconds=store.lease_s) if shared else None
+    for request in await store.approved_without_run(settled):
         if await services.store.transition_request(
             request.id, ["approved"], "interrupted", reason="bot restarted before the run began"
         ):

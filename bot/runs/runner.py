@@ -32,6 +32,11 @@ from commands.restore import host_words
 
 log = logging.getLogger(__name__)
 
+
+class RunTakenOver(Exception):
+    """Another instance took this run over (its lease ran out): stop, change nothing."""
+
+
 # Past a step's own (per-host) deadline, how long the runner waits before giving up on it:
 # a host operation gives up on its own at its deadline (plus a quarter second).
 _STEP_GRACE_S = 1.0
@@ -114,6 +119,10 @@ class Runner:
     async def run(self) -> Outcome:
         for index, step in enumerate(self.plan.steps):
             current = await self._services.store.get_run(self.run_id)
+            if current is not None and current.state != "running":
+                # Our lease ran out (this instance stalled or lost the database) and another
+                # instance settled the run: touching a host now would race its report.
+                raise RunTakenOver(f"{self.run_id} is {current.state} in the store")
             if current is not None and current.cancel_requested_by:
                 note = f"Cancelled by {current.cancel_requested_by} before step '{step.title}'."
                 return await self._end("cancelled", "Cancelled", note)

@@ -52,6 +52,11 @@ class WatchRun:
     took_s: float  # probe to last post: what a slow chat or sink would stretch
 
 
+def watch_lease(environment: str) -> str:
+    """The name of the lease that makes one instance the environment's watcher."""
+    return f"watch:{environment}"
+
+
 class Watcher:
     def __init__(
         self,
@@ -87,6 +92,12 @@ class Watcher:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        # A clean stop hands the environments over at once instead of after the lease.
+        for name in self._services.config.environments:
+            try:
+                await self._services.store.release_lease(watch_lease(name))
+            except Exception:
+                log.exception("could not release the watcher lease of %s", name)
 
     async def _smoke_loop(self, environment: str) -> None:
         interval = self._services.config.environments[environment].watch.interval_s
@@ -94,7 +105,12 @@ class Watcher:
         while True:
             started = time.monotonic()
             try:
-                await self.run_once(environment)
+                # One watcher per environment across instances: the lease holder runs the
+                # checks; the others try again next interval (and take over once it lapses).
+                if await self._services.store.hold_lease(watch_lease(environment)):
+                    await self.run_once(environment)
+                else:
+                    log.debug("watcher: another instance watches %s", environment)
             except Exception:
                 log.exception("watcher run for %s failed; next run in %g s", environment, interval)
             await self._sleep(max(0.0, interval - (time.monotonic() - started)))

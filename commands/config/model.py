@@ -167,12 +167,43 @@ class Paths(_Strict):
     timeline_dir: Path = Path("docs/logs")
 
 
+class StoreSettings(_Strict):
+    """Where the state lives: SQLite at `paths.database` (the default: one instance), or a
+    PostgreSQL database shared by two or more instances (`url`)."""
+
+    # postgresql://user@host:5432/db — no password here: PGPASSWORD or ~/.pgpass holds it.
+    url: str | None = None
+    # This instance's name among those sharing the database; unique per running process
+    # (default: the host name). A restart under the same name takes its own runs back at once.
+    instance_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    # How long an instance's runs, locks and watcher stay its own without renewal (it renews
+    # every third of this): after it dies, another instance takes over within this time.
+    lease_s: float = Field(default=15.0, ge=3.0, le=600.0)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(v)
+        if parts.scheme not in ("postgresql", "postgres") or not parts.hostname:
+            raise ValueError("must be a postgresql://user@host:port/database URL")
+        if parts.password:
+            raise ValueError(
+                "holds a password: leave it out and give it in PGPASSWORD or ~/.pgpass"
+            )
+        return v
+
+
 class Config(_Strict):
     timezone: str = "Asia/Seoul"
     server: Server = Server()
     metrics: Metrics = Metrics()
     audit: AuditSettings = AuditSettings()
     paths: Paths = Paths()
+    store: StoreSettings = StoreSettings()
     teams: Teams
     environments: dict[str, Environment] = Field(min_length=1)
     people: list[Person] = Field(min_length=1)

@@ -1,9 +1,12 @@
-"""The SQLite store: schema versions, history, locks, approvals and restart safety."""
+"""The store on both backends — SQLite and PostgreSQL (`store_target`) — schema versions,
+history, locks, approvals, leases and restart safety; plus what only SQLite has (WAL, the
+file's own version, a file that is not a database)."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import socket
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import closing
@@ -21,8 +24,8 @@ T0 = datetime(2026, 11, 27, 8, 50, tzinfo=ZoneInfo("Asia/Seoul"))
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    async with await Store.open(tmp_path / "var" / "mcms-bot.db", clock=ManualClock(T0)) as s:
+async def store(store_target: Path | str) -> AsyncIterator[Store]:
+    async with await Store.open(store_target, clock=ManualClock(T0)) as s:
         yield s
 
 
@@ -30,6 +33,33 @@ def query(path: Path, sql: str) -> list[tuple[object, ...]]:
     """Read the file through a separate plain sqlite3 connection, as another process would."""
     with closing(sqlite3.connect(path)) as conn:
         return conn.execute(sql).fetchall()
+
+
+async def read(target: Path | str, sql: str) -> list[tuple[object, ...]]:
+    """Read the database through a connection of its own, as another process would."""
+    if isinstance(target, Path):
+        return query(target, sql)
+    import asyncpg
+
+    conn = await asyncpg.connect(target)
+    try:
+        return [tuple(r) for r in await conn.fetch(sql)]
+    finally:
+        await conn.close()
+
+
+async def version_of(target: Path | str) -> int:
+    if isinstance(target, Path):
+        return int(query(target, "PRAGMA user_version")[0][0])  # type: ignore[call-overload]
+    return int((await read(target, "SELECT MAX(version) FROM schema_version"))[0][0])  # type: ignore[call-overload]
+
+
+async def tables_of(target: Path | str) -> set[str]:
+    if isinstance(target, Path):
+        rows = query(target, "SELECT name FROM sqlite_master WHERE type = 'table'")
+    else:
+        rows = await read(target, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+    return {str(name) for (name,) in rows}
 
 
 def pending(request_id: str = "q1", environment: str = "Lab") -> Request:
@@ -72,29 +102,65 @@ async def test_database_at_version_0_is_migrated(tmp_path: Path) -> None:
     assert query(path, "PRAGMA user_version") == [(len(MIGRATIONS),)]
 
 
-async def test_only_the_missing_migrations_run_in_order(tmp_path: Path) -> None:
-    path = tmp_path / "s.db"
-    first = Migration(1, "a", ("CREATE TABLE a (x)",))
-    second = Migration(2, "b", ("CREATE TABLE b (x)", "INSERT INTO a VALUES (2)"))
-    async with await Store.open(path, migrations=[first]):
+async def test_every_migration_runs_on_an_empty_database(store_target: Path | str) -> None:
+    """One history for both backends: all of MIGRATIONS apply, in order, on each."""
+    async with await Store.open(store_target):
+        pass
+    assert await version_of(store_target) == len(MIGRATIONS)
+    tables = await tables_of(store_target)
+    assert {"requests", "runs", "steps", "env_locks", "alerts", "approvals", "leases"} <= tables
+
+
+async def test_only_the_missing_migrations_run_in_order(store_target: Path | str) -> None:
+    first = Migration(1, "a", ("CREATE TABLE a (x INTEGER)",))
+    second = Migration(2, "b", ("CREATE TABLE b (x INTEGER)", "INSERT INTO a VALUES (2)"))
+    async with await Store.open(store_target, migrations=[first]):
         pass
     # Re-running migration 1 would fail: table a exists.
-    async with await Store.open(path, migrations=[first, second]):
+    async with await Store.open(store_target, migrations=[first, second]):
         pass
-    assert query(path, "PRAGMA user_version") == [(2,)]
-    assert query(path, "SELECT x FROM a") == [(2,)]
+    assert await version_of(store_target) == 2
+    assert await read(store_target, "SELECT x FROM a") == [(2,)]
 
 
-async def test_a_failing_migration_changes_nothing(tmp_path: Path) -> None:
-    path = tmp_path / "s.db"
-    first = Migration(1, "a", ("CREATE TABLE a (x)",))
-    broken = Migration(2, "b", ("CREATE TABLE b (x)", "INSERT INTO nowhere VALUES (1)"))
-    async with await Store.open(path, migrations=[first]):
+async def test_instances_starting_together_on_postgresql_migrate_once(pg_url: str) -> None:
+    first = Migration(1, "a", ("CREATE TABLE a (x INTEGER)", "INSERT INTO a VALUES (1)"))
+    stores = await asyncio.gather(
+        *(Store.open(pg_url, migrations=[first]) for _ in range(4)), return_exceptions=True
+    )
+    for s in stores:
+        if isinstance(s, Store):
+            await s.close()
+    assert all(isinstance(s, Store) for s in stores), stores
+    assert await read(pg_url, "SELECT x FROM a") == [(1,)]
+
+
+async def test_a_failing_migration_changes_nothing(store_target: Path | str) -> None:
+    first = Migration(1, "a", ("CREATE TABLE a (x INTEGER)",))
+    broken = Migration(2, "b", ("CREATE TABLE b (x INTEGER)", "INSERT INTO nowhere VALUES (1)"))
+    async with await Store.open(store_target, migrations=[first]):
         pass
-    with pytest.raises(StoreError):
-        await Store.open(path, migrations=[first, broken])
-    assert query(path, "PRAGMA user_version") == [(1,)]
-    assert query(path, "SELECT name FROM sqlite_master WHERE name = 'b'") == []
+    with pytest.raises(StoreError, match="nowhere"):
+        await Store.open(store_target, migrations=[first, broken])
+    assert await version_of(store_target) == 1
+    assert "b" not in await tables_of(store_target)
+
+
+async def test_a_newer_postgresql_database_is_refused(pg_url: str) -> None:
+    async with await Store.open(pg_url):
+        pass
+    await read(pg_url, "UPDATE schema_version SET version = 999")
+    with pytest.raises(StoreVersionError, match=r"schema version 999.*Refusing to start"):
+        await Store.open(pg_url)
+
+
+async def test_an_unreachable_postgresql_is_a_clear_error_without_the_password() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, never listening: refused
+        with pytest.raises(StoreError, match="cannot reach") as caught:
+            await Store.open(f"postgresql://bot:s3cret@127.0.0.1:{port}/mcms")
+    assert "s3cret" not in str(caught.value) and "bot:***@" in str(caught.value)
 
 
 async def test_newer_database_is_refused_and_left_untouched(tmp_path: Path) -> None:
@@ -131,9 +197,11 @@ async def test_last_smoke_is_the_newest_with_its_results(store: Store) -> None:
     )
 
 
-async def test_times_are_stored_as_utc_text_and_returned_aware(store: Store) -> None:
+async def test_times_are_stored_as_utc_text_and_returned_aware(
+    store: Store, store_target: Path | str
+) -> None:
     await store.record_smoke("Lab", True, [], T0)
-    assert query(store.path, "SELECT at FROM smoke_results") == [
+    assert await read(store_target, "SELECT at FROM smoke_results") == [
         ("2026-11-26T23:50:00.000000+00:00",)
     ]
     smoke = await store.last_smoke("Lab")
@@ -192,9 +260,10 @@ async def test_lock_is_a_value_naming_its_holder(store: Store) -> None:
     assert (await store.try_lock("Lab", "run-2", "Lee")).acquired
 
 
-async def test_50_concurrent_lock_attempts_over_5_connections_one_wins(tmp_path: Path) -> None:
-    path = tmp_path / "s.db"
-    stores = [await Store.open(path) for _ in range(5)]
+async def test_50_concurrent_lock_attempts_over_5_connections_one_wins(
+    store_target: Path | str,
+) -> None:
+    stores = [await Store.open(store_target) for _ in range(5)]
     try:
         results = await asyncio.gather(
             *(stores[i % 5].try_lock("Lab", f"run-{i}", f"op{i}") for i in range(50))
@@ -282,9 +351,10 @@ async def test_transition_refuses_unknown_states_and_columns(store: Store) -> No
         await store.transition_request("q1", ["pending"], "approved", plan_hash="x")
 
 
-async def test_50_concurrent_approvals_over_5_connections_one_wins(tmp_path: Path) -> None:
-    path = tmp_path / "s.db"
-    stores = [await Store.open(path) for _ in range(5)]
+async def test_50_concurrent_approvals_over_5_connections_one_wins(
+    store_target: Path | str,
+) -> None:
+    stores = [await Store.open(store_target) for _ in range(5)]
     try:
         await stores[0].create_request(pending())
         results = await asyncio.gather(
@@ -305,13 +375,14 @@ async def test_50_concurrent_approvals_over_5_connections_one_wins(tmp_path: Pat
 
 async def test_a_request_gets_at_most_one_run(store: Store) -> None:
     await store.create_request(pending())
-    await store.create_run(Run("run-1", "q1", "Lab", "running", T0))
-    with pytest.raises(sqlite3.IntegrityError):
-        await store.create_run(Run("run-2", "q1", "Lab", "running", T0))
+    assert await store.create_run(Run("run-1", "q1", "Lab", "running", T0))
+    assert not await store.create_run(Run("run-2", "q1", "Lab", "running", T0))
+    run = await store.run_for_request("q1")
+    assert run is not None and run.id == "run-1"
 
 
 async def test_restart_marks_running_runs_interrupted_and_frees_their_locks(
-    store: Store,
+    store: Store, store_target: Path | str
 ) -> None:
     await store.create_request(pending("q1"))
     await store.create_request(pending("q2", environment="InternalStage"))
@@ -336,11 +407,11 @@ async def test_restart_marks_running_runs_interrupted_and_frees_their_locks(
     assert await store.lock_holder("Lab") is None
     request = await store.get_request("q1")
     assert request is not None and request.state == "interrupted"
-    assert query(store.path, "SELECT id, state FROM runs ORDER BY id") == [
+    assert await read(store_target, "SELECT id, state FROM runs ORDER BY id") == [
         ("run-1", "interrupted"),
         ("run-2", "succeeded"),
     ]
-    assert query(store.path, "SELECT state FROM steps WHERE idx = 2") == [("interrupted",)]
+    assert await read(store_target, "SELECT state FROM steps WHERE idx = 2") == [("interrupted",)]
     assert await store.mark_running_runs_interrupted() == []
 
 
@@ -353,10 +424,10 @@ async def test_datetimes_round_trip_in_utc(store: Store) -> None:
     assert current.deployed_at.tzinfo is not None
 
 
-async def test_smoke_results_older_than_the_retention_are_pruned(tmp_path: Path) -> None:
-    from datetime import UTC, datetime, timedelta
-
-    async with await Store.open(tmp_path / "s.db") as store:
+async def test_smoke_results_older_than_the_retention_are_pruned(
+    store_target: Path | str,
+) -> None:
+    async with await Store.open(store_target) as store:
         now = datetime(2026, 11, 27, tzinfo=UTC)
         await store.record_smoke("Lab", False, [], now - timedelta(days=20))
         await store.record_smoke("Lab", True, [], now - timedelta(days=1))
@@ -397,10 +468,9 @@ async def test_a_break_glass_approval_needs_no_other(store: Store) -> None:
 
 
 async def test_concurrent_approvals_over_5_connections_approve_exactly_once(
-    tmp_path: Path,
+    store_target: Path | str,
 ) -> None:
-    path = tmp_path / "s.db"
-    stores = [await Store.open(path) for _ in range(5)]
+    stores = [await Store.open(store_target) for _ in range(5)]
     try:
         await stores[0].create_request(dataclasses.replace(pending(), required_approvals=3))
         tallies = await asyncio.gather(
@@ -415,7 +485,7 @@ async def test_concurrent_approvals_over_5_connections_approve_exactly_once(
     decided_now = [t for t in tallies if t.recorded and t.decided]
     assert len(decided_now) == 1 and decided_now[0].count == 3
     assert sum(t.recorded for t in tallies) == 3  # the 4th approver came too late
-    assert query(path, "SELECT state, approvers FROM requests") == [
+    assert await read(store_target, "SELECT state, approvers FROM requests") == [
         ("approved", ", ".join(decided_now[0].names))
     ]
 
@@ -495,3 +565,109 @@ async def test_switches_are_kept_per_host_and_a_restored_run_leaves_no_history(
     assert await store.forget_deployment("Lab", "run-1") == 1
     current = await store.current_deployment("Lab")
     assert current is not None and current.version == "1.4.2"
+
+
+# --- leases: two instances on one database ----------------------------------------------------
+
+
+async def two_instances(target: Path | str, clock: ManualClock) -> tuple[Store, Store]:
+    first = await Store.open(target, clock=clock, instance="bot-a", lease_s=15)
+    second = await Store.open(target, clock=clock, instance="bot-b", lease_s=15)
+    return first, second
+
+
+async def running_on(
+    store: Store, request_id: str = "q1", run_id: str = "run-1", environment: str = "Lab"
+) -> None:
+    await store.create_request(pending(request_id, environment))
+    assert await store.transition_request(request_id, ["pending"], "running")
+    assert await store.create_run(Run(run_id, request_id, environment, "running", T0))
+    assert (await store.try_lock(environment, run_id, "Kim")).acquired
+    await store.record_step(run_id, 0, "stop site", "running", started_at=T0)
+
+
+async def test_a_live_instance_keeps_its_run_and_a_dead_ones_is_taken_over_once(
+    store_target: Path | str,
+) -> None:
+    clock = ManualClock(T0)
+    a, b = await two_instances(store_target, clock)
+    c = await Store.open(store_target, clock=clock, instance="bot-c", lease_s=15)
+    try:
+        await running_on(a)
+        clock.advance(timedelta(seconds=10))
+        assert await a.renew_leases() == 2  # its run and its lock
+        clock.advance(timedelta(seconds=10))  # 20 s after the start, 10 s after the renewal
+        assert await b.take_over_expired_runs() == []
+        assert await b.mark_running_runs_interrupted() == []  # b's start leaves a's run be
+        run = await a.get_run("run-1")
+        assert run is not None and run.state == "running" and run.owner == "bot-a"
+
+        clock.advance(timedelta(seconds=6))  # a died after its renewal: the lease ran out
+        taken = await asyncio.gather(b.take_over_expired_runs(), c.take_over_expired_runs())
+        assert sorted(len(t) for t in taken) == [0, 1], "exactly one instance takes it over"
+        (only,) = taken[0] or taken[1]
+        assert (only.run_id, only.owner, only.current_step) == ("run-1", "bot-a", "stop site")
+        assert await b.lock_holder("Lab") is None
+        assert await read(store_target, "SELECT state FROM requests") == [("interrupted",)]
+        assert await read(store_target, "SELECT state FROM steps") == [("interrupted",)]
+        assert await a.renew_leases() == 0, "a late renewal cannot bring the run back"
+    finally:
+        for s in (a, b, c):
+            await s.close()
+
+
+async def test_a_restarted_instance_takes_its_own_runs_back_at_once(
+    store_target: Path | str,
+) -> None:
+    clock = ManualClock(T0)
+    a, b = await two_instances(store_target, clock)
+    try:
+        await running_on(a)
+        await running_on(b, "q2", "run-2", "InternalStage")
+        again = await Store.open(store_target, clock=clock, instance="bot-a", lease_s=15)
+        interrupted = await again.mark_running_runs_interrupted()
+        await again.close()
+        assert [r.run_id for r in interrupted] == ["run-1"]
+        run = await b.get_run("run-2")
+        assert run is not None and run.state == "running"
+        assert await b.lock_holder("Lab") is None
+        held = await b.lock_holder("InternalStage")
+        assert held is not None and held.holder_run_id == "run-2"
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_named_lease_has_one_holder_until_it_runs_out(store_target: Path | str) -> None:
+    clock = ManualClock(T0)
+    a, b = await two_instances(store_target, clock)
+    try:
+        results = await asyncio.gather(*(s.hold_lease("watch:Lab") for s in (a, b) * 5))
+        assert results.count(True) in (1, 5) and len({r for r in results[::2]}) == 1
+        holder = await a.lease_holder("watch:Lab")
+        assert holder is not None
+        first, second = (a, b) if holder[0] == "bot-a" else (b, a)
+        clock.advance(timedelta(seconds=10))
+        assert await first.renew_leases() == 1
+        clock.advance(timedelta(seconds=10))
+        assert not await second.hold_lease("watch:Lab"), "renewed: still the first's"
+        clock.advance(timedelta(seconds=6))
+        assert await second.hold_lease("watch:Lab"), "ran out: the second takes it"
+        assert not await first.hold_lease("watch:Lab")
+        assert not await first.release_lease("watch:Lab")
+        assert await second.release_lease("watch:Lab")
+        assert await first.hold_lease("watch:Lab"), "released: free at once"
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_an_approval_another_instance_is_starting_is_not_taken_for_dead(
+    store: Store,
+) -> None:
+    await store.create_request(pending())
+    assert await store.transition_request("q1", ["pending"], "approved", decided_at=T0)
+    assert await store.approved_without_run(decided_before=T0) == []
+    late = await store.approved_without_run(decided_before=T0 + timedelta(seconds=1))
+    assert [r.id for r in late] == ["q1"]
+    assert [r.id for r in await store.approved_without_run()] == ["q1"]

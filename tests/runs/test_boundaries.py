@@ -102,7 +102,7 @@ def with_audit(make: Callable[[Any], Any]) -> Prepare:
 
 def with_store(broken: Callable[[str, tuple[Any, ...]], bool]) -> Prepare:
     async def prepare(runtime: Runtime) -> Runtime:
-        path = runtime.store.path
+        path = runtime.store.where
         await runtime.store.close()
         store = await BrokenStore.open(path)
         store.broken = broken  # type: ignore[method-assign]

@@ -94,8 +94,10 @@ class BotProcess:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
+        # Generous: on a shared machine, importing and opening everything can take a while.
+        deadline = asyncio.get_running_loop().time() + 60
         async with aiohttp.ClientSession() as session:
-            for _ in range(200):
+            while asyncio.get_running_loop().time() < deadline:
                 try:
                     async with session.get(self.url + "/healthz") as response:
                         if response.status == 200:

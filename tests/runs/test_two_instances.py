@@ -168,3 +168,48 @@ async def test_the_survivor_reports_a_run_whose_instance_was_killed_mid_step(
             assert (second["state"], second["owner"]) == ("succeeded", "bot-b")
         finally:
             await asyncio.gather(a.stop(), b.stop())
+
+
+async def test_the_watcher_moves_to_the_survivor_and_an_incident_is_alerted_once(
+    tmp_path: Path, fake_connector: FakeConnector, pg_url: str
+) -> None:
+    watch = {"watch": {"enabled": True, "interval_s": 5, "failure_threshold": 2}}
+    with Lab(farm_hosts({ENV: [HOST]}), tmp_path / "lab", package_versions=[TARGET]) as lab:
+        a = instance(lab, tmp_path, "bot-a", pg_url, **watch)
+        b = instance(lab, tmp_path, "bot-b", pg_url, **watch)
+        bots = {"bot-a": a, "bot-b": b}
+        try:
+            lab.set_fault(HOST, "health", "error")  # the incident: Health fails from now on
+            await asyncio.gather(a.start(), b.start())
+
+            async def alerted() -> list[Any]:
+                return await fetch(pg_url, "SELECT id, state FROM alerts WHERE kind = 'smoke'")
+
+            (alert,) = await wait_for("an alert", alerted, 60, a, b)
+            (lease,) = await fetch(pg_url, "SELECT owner FROM leases WHERE name = 'watch:Ha'")
+            holder = lease["owner"]
+            survivor_name = "bot-b" if holder == "bot-a" else "bot-a"
+            bots[holder].kill()
+            (before,) = await fetch(pg_url, "SELECT last_run_at FROM watch_state")
+
+            async def moved() -> bool:
+                rows = await fetch(pg_url, "SELECT owner FROM leases WHERE name = 'watch:Ha'")
+                (state,) = await fetch(pg_url, "SELECT last_run_at FROM watch_state")
+                return rows[0]["owner"] == survivor_name and state[0] > before[0]
+
+            # The lease runs out (LEASE_S), then the survivor's next tick (one interval).
+            await wait_for("the survivor watches", moved, LEASE_S + 5 + 15, bots[survivor_name])
+            # Still failing: the open incident goes on, no second alert.
+            await asyncio.sleep(6)
+            assert await alerted() == [alert]
+
+            lab.clear_faults(HOST)
+
+            async def resolved() -> list[Any]:
+                rows = await alerted()
+                return rows if rows and rows[0]["state"] == "resolved" else []
+
+            (after,) = await wait_for("the survivor resolves it", resolved, 30, bots[survivor_name])
+            assert after["id"] == alert["id"]
+        finally:
+            await asyncio.gather(a.stop(), b.stop())

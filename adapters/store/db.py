@@ -77,10 +77,21 @@ class Database(Protocol):
     async def close(self) -> None: ...
 
 
+class _FirstRow:
+    """`fetchone` from `fetch`, for both transaction kinds."""
+
+    async def fetch(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
+        raise NotImplementedError
+
+    async def fetchone(self, sql: str, params: Sequence[object] = ()) -> Row | None:
+        rows = await self.fetch(sql, params)
+        return rows[0] if rows else None
+
+
 # --- SQLite ----------------------------------------------------------------------------------
 
 
-class _SqliteTx:
+class _SqliteTx(_FirstRow):
     for_update = ""
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
@@ -101,10 +112,6 @@ class _SqliteTx:
     async def fetch(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
         async with self._conn.execute(sql, params) as cursor:
             return list(await cursor.fetchall())
-
-    async def fetchone(self, sql: str, params: Sequence[object] = ()) -> Row | None:
-        rows = await self.fetch(sql, params)
-        return rows[0] if rows else None
 
 
 class SqliteDatabase:
@@ -159,7 +166,7 @@ def _rowcount(status: str) -> int:
     return int(last) if last.isdigit() else 0
 
 
-class _PgTx:
+class _PgTx(_FirstRow):
     for_update = " FOR UPDATE"
 
     def __init__(
@@ -180,10 +187,6 @@ class _PgTx:
 
     async def fetch(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
         return list(await self._conn.fetch(numbered(sql), *params))
-
-    async def fetchone(self, sql: str, params: Sequence[object] = ()) -> Row | None:
-        rows = await self.fetch(sql, params)
-        return rows[0] if rows else None
 
 
 class PostgresDatabase:

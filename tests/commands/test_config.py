@@ -226,3 +226,31 @@ def test_on_failure_and_start_order_are_per_environment(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(bad)
     assert any(p.startswith("environments.Lab.on_failure:") for p in info.value.problems)
+
+
+@pytest.mark.parametrize(
+    ("store", "why"),
+    [
+        ('url = "postgresql://bot:hunter2@db:5432/mcms"', "holds a password"),
+        ('url = "mysql://db/mcms"', "postgresql://"),
+        ('url = "postgresql:///mcms"', "postgresql://"),
+        ('instance_id = "bot 1"', "instance_id"),
+        ("lease_s = 1", "lease_s"),
+    ],
+)
+def test_a_bad_store_section_is_named(tmp_path: Path, store: str, why: str) -> None:
+    path = tmp_path / "bot.toml"
+    path.write_text(DEMO.read_text() + f"\n[store]\n{store}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    problems = [p for p in info.value.problems if p.startswith("store.")]
+    assert len(problems) == 1 and why in problems[0], info.value.problems
+    assert "hunter2" not in str(info.value)
+
+
+def test_a_store_url_without_a_password_is_taken(tmp_path: Path) -> None:
+    path = tmp_path / "bot.toml"
+    url = "postgresql://mcms@db.example.internal:5432/mcms"
+    path.write_text(DEMO.read_text() + f'\n[store]\nurl = "{url}"\ninstance_id = "bot-1"\n')
+    store = load_config(path).store
+    assert (store.url, store.instance_id, store.lease_s) == (url, "bot-1", 15.0)

@@ -252,8 +252,12 @@ class Store(ExecStore, WatchStore, PairStore):
             " ON CONFLICT (conversation_id) DO UPDATE SET ref_json = excluded.ref_json,"
             " kind = excluded.kind, service_url = excluded.service_url,"
             " tenant_id = excluded.tenant_id, updated_at = excluded.updated_at"
-            " WHERE (ref_json, kind, service_url, tenant_id) IS NOT"
-            " (excluded.ref_json, excluded.kind, excluded.service_url, excluded.tenant_id)",
+            # Spelled for both databases (SQLite's row-value IS NOT is not PostgreSQL's);
+            # a tenant id is never empty, so '' stands for none.
+            " WHERE NOT (conversation_refs.ref_json = excluded.ref_json"
+            " AND conversation_refs.kind = excluded.kind"
+            " AND conversation_refs.service_url = excluded.service_url"
+            " AND COALESCE(conversation_refs.tenant_id, '') = COALESCE(excluded.tenant_id, ''))",
             (conversation_id, ref_json, kind, service_url, tenant_id, to_text(self._clock())),
         )
 

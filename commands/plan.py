@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from commands.config import Environment
+from commands.dr.matrix import MATRIX
 
 Kind = Literal["rollback", "deploy"]
 
@@ -39,9 +40,6 @@ CHANGING_ACTIONS = frozenset(
         "start_service",
     }
 )
-# After this step passed the change is done and verified: what fails later (a record) does
-# not undo it.
-VERIFYING_ACTION = "smoke"
 
 
 @dataclass(frozen=True)
@@ -106,6 +104,8 @@ class Plan:
     expanded_bytes: int = 0  # the package's uncompressed size (preflight's disk check)
     on_failure: str = "restore"
     restore_steps: tuple[PlanStep, ...] = field(default=())
+    # DR tests (matrix keys, matrix order) run after smoke; all must pass.
+    gates: tuple[str, ...] = ()
 
     def binding(self) -> dict[str, object]:
         """The fields an approval binds to: `source` only explains, and of an exclusion only
@@ -134,6 +134,7 @@ class Plan:
         data["sites"] = tuple(PlanSite(**s) for s in data["sites"])
         data["services"] = tuple(PlanService(**s) for s in data["services"])
         data["excluded"] = tuple(Exclusion(**e) for e in data.get("excluded", ()))
+        data["gates"] = tuple(data.get("gates", ()))
         return Plan(**data)
 
     @property
@@ -212,6 +213,7 @@ def plan_steps(
     releases_root: str,
     target_version: str,
     smoke_deadline_s: int,
+    gates: tuple[str, ...] = (),
 ) -> tuple[PlanStep, ...]:
     """Playbook §6 for the whole release, Preflight first; deploy is the same flow forward.
 
@@ -264,6 +266,10 @@ def plan_steps(
             steps.append(PlanStep.of("start_service", title, part.name))
     steps += [
         PlanStep.of("smoke", f"Smoke until every check passes (deadline {smoke_deadline_s} s)"),
+    ]
+    if gates:
+        steps.append(PlanStep.of("gates", f"DR gates {', '.join(gate_ids(gates))}: each must pass"))
+    steps += [
         PlanStep.of("notify_end", f"Notify {END_EVENT} (audit + channel)"),
         PlanStep.of("timeline", "Timeline line"),
     ]
@@ -282,6 +288,11 @@ RESTORE_STEPS: tuple[PlanStep, ...] = (
 )
 
 
+def gate_ids(gates: tuple[str, ...]) -> list[str]:
+    """`("smoke", "e2e")` → `["DR-SMOKE", "DR-E2E"]`."""
+    return [t.id for t in MATRIX if t.key in gates]
+
+
 def build_plan(
     kind: Kind,
     environment: str,
@@ -298,6 +309,7 @@ def build_plan(
     smoke_deadline_s: int = 120,
 ) -> Plan:
     sites, services = components_of(env)
+    gates = tuple(t.key for t in MATRIX if t.key in env.gates)
     return Plan(
         kind=kind,
         environment=environment,
@@ -310,7 +322,7 @@ def build_plan(
         releases_root=env.releases_root,
         smoke_deadline_s=smoke_deadline_s,
         steps=plan_steps(
-            kind, sites, services, env.releases_root, target_version, smoke_deadline_s
+            kind, sites, services, env.releases_root, target_version, smoke_deadline_s, gates
         ),
         sites=sites,
         services=services,
@@ -318,4 +330,5 @@ def build_plan(
         expanded_bytes=expanded_bytes,
         on_failure=env.on_failure,
         restore_steps=RESTORE_STEPS if env.on_failure == "restore" else (),
+        gates=gates,
     )

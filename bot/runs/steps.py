@@ -20,6 +20,9 @@ from adapters.winrm.hoststate import ControlResult, HostState, Preflight, Switch
 from bot.runs.farm import HostResult, StepError, on_hosts, verdict
 from commands.config import Environment, Host
 from commands.context import Services
+from commands.dr.engine import open_run_folder, result_record, run_dr_tests
+from commands.dr.judge import DrResult, worst
+from commands.dr.matrix import MATRIX, DrTest
 from commands.plan import END_EVENT, START_EVENT, Plan
 from commands.smoke import run_smoke
 
@@ -271,9 +274,91 @@ async def smoke(ctx: StepContext, target: str) -> str:
             f"smoke still failing at its deadline after {attempts} attempts "
             f"({failing_words(results)}); the new version runs but does not answer as expected"
         )
+    if not ctx.plan.gates:  # else the gates verify the change
+        await _verified(ctx)
+    return f"{len(results)}/{len(results)} checks pass (attempt {attempts})"
+
+
+async def _verified(ctx: StepContext) -> None:
     await ctx.services.store.mark_stable(ctx.plan.environment, ctx.plan.target_version)
     ctx.memory.verified = True
-    return f"{len(results)}/{len(results)} checks pass (attempt {attempts})"
+
+
+# How often a running gate looks for a `cancel` of its run (the run's cancel is in the store).
+GATE_CANCEL_POLL_S = 1.0
+
+
+async def gates(ctx: StepContext, target: str) -> str:
+    """The plan's DR tests against the new version; every one must pass (judged from its
+    report, as `check` does). Their logs and reports go to a DR run folder of their own."""
+    plan, services = ctx.plan, ctx.services
+    tests = tuple(t for t in MATRIX if t.key in plan.gates)
+    requested_by = {"name": ctx.approved_by, "aad_object_id": None}
+    folder = open_run_folder(
+        services, services.checks.dr_dir, plan.environment, tests, requested_by
+    )
+    folder.update_manifest(gate_of=ctx.run_id)
+    cancel = asyncio.Event()
+    watcher = asyncio.create_task(_watch_cancel(ctx, cancel))
+    try:
+        results = await run_dr_tests(
+            services, plan.environment, tests, folder, observer=_GateAudit(ctx), cancel=cancel
+        )
+    finally:
+        watcher.cancel()
+    words = "; ".join(_gate_words(r) for r in results)
+    if not all(r.passed for r in results):
+        raise StepError(f"a DR gate did not pass: {words}. Reports: {folder.path}")
+    await _verified(ctx)
+    return f"{words} ({folder.run_id})"
+
+
+def _gate_words(result: DrResult) -> str:
+    parts = [p for p in (result.counts, worst(result.findings) if result.findings else "") if p]
+    parts += [p for p in (result.why,) if p and not result.passed]
+    return f"{result.test.id} {result.outcome}" + (f" ({', '.join(parts)})" if parts else "")
+
+
+async def _watch_cancel(ctx: StepContext, cancel: asyncio.Event) -> None:
+    while not cancel.is_set():
+        await asyncio.sleep(GATE_CANCEL_POLL_S)
+        run = await ctx.services.store.get_run(ctx.run_id)
+        if run is not None and run.cancel_requested_by:
+            cancel.set()
+
+
+class _GateAudit:
+    """One `DrTest` audit line per gate as it ends, under the run's id."""
+
+    def __init__(self, ctx: StepContext) -> None:
+        self._ctx = ctx
+
+    async def started(self, test: DrTest) -> None:
+        return None
+
+    async def finished(self, result: DrResult) -> None:
+        ctx = self._ctx
+        await ctx.services.audit.append(
+            "DrTest",
+            environment=ctx.plan.environment,
+            request_id=ctx.request_id,
+            run_id=ctx.run_id,
+            actor={"name": ctx.approved_by, "aad_object_id": None},
+            step=result.test.id,
+            status=result.outcome,
+            duration_ms=int(result.duration_s * 1000),
+            detail=result_record(result),
+        )
+
+
+def gates_deadline_s(env: Environment) -> float:
+    """The gates step's bound: every suite's own timeout (each kills its run at it) and the
+    smoke checks', plus a margin; a suite's own timeout always comes first."""
+    total = sum(c.timeout_s for c in env.smoke) + 30.0
+    for key in env.gates:
+        runner = env.dr.runner(key) if env.dr is not None else None
+        total += runner.timeout_s + 30.0 if runner is not None else 0.0
+    return total
 
 
 async def timeline(ctx: StepContext, target: str) -> str:
@@ -300,6 +385,7 @@ STEPS: dict[str, Step] = {
     "start_site": _control("start_site", "site"),
     "start_service": _control("start_service", "service"),
     "smoke": smoke,
+    "gates": gates,
     "notify_end": notify_end,
     "timeline": timeline,
 }
@@ -329,5 +415,7 @@ RECORD_S = 30.0  # notify and timeline: the audit and a file, no host
 
 def deadline_for(action: str, env: Environment) -> float:
     """Each host's deadline for one step (seconds)."""
+    if action == "gates":
+        return gates_deadline_s(env)
     field = DEADLINES.get(action)
     return RECORD_S if field is None else float(getattr(env.timeouts, field))

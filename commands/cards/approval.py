@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from adapters.store.rows import Request
 from commands.cards import elements as cards
-from commands.plan import Plan
+from commands.plan import Plan, gate_ids
 from commands.timefmt import show
 
 REASON_INPUT = "reason"
@@ -142,6 +142,13 @@ def render_approval_card(
             f"{cards.plain(request.requester_name, 100)} at {show(request.created_at, tz)}",
         ),
     ]
+    if plan.gates:
+        pairs.append(
+            (
+                "DR gates",
+                f"{', '.join(gate_ids(plan.gates))} after smoke: each must pass, or the run fails",
+            )
+        )
     if request.expires_at and request.state == "pending":
         pairs.append(("Expires", show(request.expires_at, tz)))
     if request.state == "pending" and request.required_approvals > 1:

@@ -203,6 +203,9 @@ class Environment(_Strict):
     timeouts: Timeouts = Timeouts()
     # The DR test matrix (`check ENVIRONMENT`): DR-SMOKE always, the suites when configured.
     dr: DrTests | None = None
+    # DR tests a rollback/deploy runs after its smoke (e.g. ["smoke", "e2e"]): a failing gate
+    # fails the run, which then restores per on_failure. Each suite needs its runner in `dr`.
+    gates: list[Literal["smoke", "axe", "e2e", "zap"]] = Field(default_factory=list)
     # A run that fails or is cancelled after it changed something: "restore" puts every
     # component back as it was (and verifies it); "stop" leaves the hosts as they are.
     on_failure: Literal["restore", "stop"] = "restore"
@@ -241,6 +244,15 @@ class Environment(_Strict):
             )
         if legacy and (self.iis is None or self.worker is None):
             raise ValueError("iis and worker go together (or use sites + services)")
+        repeated = sorted({g for g in self.gates if self.gates.count(g) > 1})
+        if repeated:
+            raise ValueError(f"gates lists {', '.join(repeated)} more than once")
+        for gate in self.gates:
+            if gate != "smoke" and (self.dr is None or self.dr.runner(gate) is None):
+                raise ValueError(
+                    f'gates names "{gate}" but no runner is configured: add [dr.{gate}] to '
+                    "this environment, or remove it from gates"
+                )
         parts = self.components
         check_components(list(parts.sites), list(parts.services))
         for what, names in (

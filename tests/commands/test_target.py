@@ -101,7 +101,8 @@ def test_every_planned_step_has_an_implementation_and_a_deadline() -> None:
     for env in config.environments.values():
         sites, services = components_of(env)
         for kind in ("rollback", "deploy"):
-            steps = plan_steps(kind, sites, services, env.releases_root, "1.4.1", 60)
+            gates = ("smoke", "e2e")
+            steps = plan_steps(kind, sites, services, env.releases_root, "1.4.1", 60, gates)
             keys = [s.key for s in steps]
             assert len(keys) == len(set(keys))
             assert steps[0].action == "preflight", "nothing may stop before the preflight"
@@ -109,5 +110,6 @@ def test_every_planned_step_has_an_implementation_and_a_deadline() -> None:
     assert actions == set(STEPS)
     assert {s.action for s in RESTORE_STEPS} == set(RESTORE)
     records = {"notify_start", "notify_end", "timeline"}
-    assert actions - records <= set(DEADLINES) and not records & set(DEADLINES)
+    # The gates' deadline is their suites' own timeouts added up (steps.gates_deadline_s).
+    assert actions - records - {"gates"} <= set(DEADLINES) and not records & set(DEADLINES)
     assert set(RESTORE) <= set(DEADLINES)

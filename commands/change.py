@@ -23,7 +23,7 @@ from commands.config import Environment
 from commands.context import Services, actor_fields
 from commands.drift import component_versions, drift_words, release_versions
 from commands.hosts import read_hosts
-from commands.plan import Exclusion, Kind, Plan, build_plan
+from commands.plan import Exclusion, Kind, Plan, ScriptBindError, build_plan
 from commands.registry import CommandCall
 from commands.target import NoTarget, resolve_target
 from commands.timefmt import show
@@ -257,20 +257,27 @@ async def make_plan(
     problem = layout_problem(layout, env, target.version)
     if problem is not None:
         return Refusal(problem, "package-layout")
-    return build_plan(
-        kind,
-        environment,
-        env,
-        current_version=situation.current,
-        target_version=target.version,
-        sha256=target.package.sha256,
-        package=target.package.file_name,
-        source=target.source,
-        hosts=situation.hosts,
-        excluded=situation.excluded,
-        expanded_bytes=layout.expanded_bytes,
-        smoke_deadline_s=int(env.timeouts.smoke_s),
-    )
+    try:
+        return build_plan(
+            kind,
+            environment,
+            env,
+            current_version=situation.current,
+            target_version=target.version,
+            sha256=target.package.sha256,
+            package=target.package.file_name,
+            source=target.source,
+            hosts=situation.hosts,
+            excluded=situation.excluded,
+            expanded_bytes=layout.expanded_bytes,
+            smoke_deadline_s=int(env.timeouts.smoke_s),
+        )
+    except ScriptBindError as exc:
+        return Refusal(
+            f"{exc}: check its parameters under [environments.{environment}.scripts]. "
+            "Nothing was requested.",
+            "script-parameter",
+        )
 
 
 async def _create_request(call: CommandCall, plan: Plan) -> Reply:

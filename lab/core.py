@@ -256,6 +256,12 @@ class Lab:
         """
         return self._call(lambda: self._runtime.apply(host, op, params))
 
+    def script_runs(self, host: str) -> list[dict[str, Any]]:
+        """Every operator script `host` ran (run-script), in order: {"script", "parameters"
+        (as bound, e.g. {"EventType": "RolledBack", "SkipBuild": true}), "ended",
+        "exit_code"}."""
+        return self._call_sync(lambda: [dict(r) for r in self._runtime.host(host).sim.script_runs])
+
     def set_dr_suite(self, host: str, suite: DrSuite | None) -> None:
         """Make `host` a DR runner host whose suite behaves as `suite` (None: no suite)."""
 

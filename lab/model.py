@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 if TYPE_CHECKING:
     from lab.farm import SimFarm
     from lab.runner import DrSuite
+    from lab.scripts import LabScript
 
 PORTAL_CHECKS: Final = ("health", "swagger", "kerberos")
 PORTAL_PAGES: Final = ("login", "releases")
@@ -34,6 +35,8 @@ FAULT_MODES: Final[dict[str, frozenset[str]]] = {
     "service": frozenset({"stuck", "registry_denied"}),
     "package": frozenset({"corrupt", "expand_fail"}),
     "disk": frozenset({"full"}),
+    # An operator's script run by run-script (lab.scripts): name = its file name.
+    "script": frozenset({"fail", "slow"}),
     "op": frozenset({"hold", "fail"}),
     "farm": frozenset({"config_locked"}),  # a router host's ARR farm (lab.arr)
     # The portal's HTML pages (lab.pages): "a11y" renders them with accessibility violations.
@@ -245,6 +248,9 @@ class SimHost:
     farm: SimFarm | None = None
     # What run-dr-test finds installed on this host as a DR runner (lab.runner); None: nothing.
     dr_suite: DrSuite | None = None
+    # The operators' scripts installed here (lab.scripts), and every run of one, as bound.
+    scripts: tuple[LabScript, ...] = ()
+    script_runs: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def from_spec(cls, spec: LabHostSpec, packages_dir: Path | None = None) -> SimHost:

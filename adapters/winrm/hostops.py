@@ -26,6 +26,7 @@ from adapters.winrm.hoststate import (
     HostState,
     PoolState,
     Preflight,
+    ScriptRan,
     ServiceState,
     SiteState,
     Switched,
@@ -38,6 +39,7 @@ from adapters.winrm.scripts import (
     OP_POOL,
     OP_PREFLIGHT,
     OP_READ_STATE,
+    OP_RUN_SCRIPT,
     OP_SERVICE,
     OP_SITE,
     OP_SWITCH,
@@ -271,6 +273,32 @@ class HostOps:
                 done.append(Switched(kind, name, before, after, not same_path(before, after)))
         return tuple(done)
 
+    async def run_script(
+        self, path: str, parameters: Mapping[str, str | int | bool], *, timeout_s: float
+    ) -> ScriptRan:
+        """Run one of the operators' scripts with `parameters` splatted; stopped at the
+        deadline (the host's own bound comes first, so its verdict still comes back)."""
+        wait_s = max(1, int(timeout_s * _WAIT_SHARE))
+        params: dict[str, JsonValue] = {
+            "ScriptPath": path,
+            "ScriptParameters": dict(parameters),
+            "TimeoutSec": wait_s,
+        }
+        reply = await self._shell.run(OP_RUN_SCRIPT, params, timeout_s=timeout_s)
+        ended = self._field(reply, OP_RUN_SCRIPT, "ended")
+        code = reply.get("exit_code")
+        took = reply.get("duration_ms")
+        output = reply.get("output")
+        if ended not in ("exited", "timeout"):
+            raise self._bad(OP_RUN_SCRIPT, "ended")
+        if code is not None and (isinstance(code, bool) or not isinstance(code, int)):
+            raise self._bad(OP_RUN_SCRIPT, "exit_code")
+        if isinstance(took, bool) or not isinstance(took, int):
+            raise self._bad(OP_RUN_SCRIPT, "duration_ms")
+        return ScriptRan(
+            self.host, path, ended, code, took, output if isinstance(output, str) else ""
+        )
+
     async def start_site(self, name: str, *, timeout_s: float) -> ControlResult:
         return await self._control(OP_SITE, "Site", name, "Start", timeout_s)
 
@@ -365,6 +393,7 @@ __all__ = [
     "HostState",
     "Preflight",
     "RemoteShell",
+    "ScriptRan",
     "Switched",
     "version_key",
 ]

@@ -175,3 +175,23 @@ class DeployResult:
     sha256_verified: bool
     removed: tuple[str, ...]  # pruned release folders, oldest first
     prune_errors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ScriptRan:
+    """One operator script's run on a host: how it ended, its exit code, its output's tail."""
+
+    host: str
+    script: str
+    ended: str  # exited | timeout
+    exit_code: int | None
+    duration_ms: int
+    output: str
+
+    @property
+    def ok(self) -> bool:
+        return self.ended == "exited" and self.exit_code == 0
+
+    def last_lines(self, count: int = 3) -> str:
+        lines = [line.strip() for line in self.output.splitlines() if line.strip()]
+        return " | ".join(lines[-count:])

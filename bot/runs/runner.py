@@ -106,7 +106,7 @@ class Runner:
             request.id,
             request.requester_name,
             request.decided_by_name or "?",
-            deadline_for(step.action, self._env),
+            deadline_for(step.action, self._env, step.target),
             self.memory,
             self.notify,
         )

@@ -16,14 +16,22 @@ from dataclasses import dataclass, field
 
 from adapters.smoke import NO_ANSWER, CheckResult
 from adapters.store.rows import HostSwitch
-from adapters.winrm.hoststate import ControlResult, HostState, Preflight, Switched, release_of
+from adapters.winrm.hoststate import (
+    ControlResult,
+    HostState,
+    Preflight,
+    ScriptRan,
+    Switched,
+    release_of,
+)
 from bot.runs.farm import HostResult, StepError, on_hosts, verdict
 from commands.config import Environment, Host
+from commands.config.scripts import HOSTS
 from commands.context import Services
 from commands.dr.engine import open_run_folder, result_record, run_dr_tests
 from commands.dr.judge import DrResult, worst
 from commands.dr.matrix import MATRIX, DrTest
-from commands.plan import END_EVENT, START_EVENT, Plan
+from commands.plan import END_EVENT, START_EVENT, Plan, PlanScript
 from commands.smoke import run_smoke
 
 # How often the post-deploy smoke is retried while the app warms up.
@@ -143,7 +151,47 @@ async def _notify(ctx: StepContext, event: str) -> str:
         f"**{event}** — {plan.environment}: {plan.current_version or '?'} → "
         f"{plan.target_version} ({ctx.run_id})"
     )
-    return f"{event} recorded; message queued"
+    ran = [await run_script(ctx, script) for script in plan.scripts_at("notify", event)]
+    return f"{event} recorded; message queued" + "".join(f"; {r}" for r in ran)
+
+
+async def run_script(ctx: StepContext, script: PlanScript) -> str:
+    """One of the team's scripts, its bound parameters splatted, on every host of the plan
+    at once (each its own deadline) or on its runner host; a non-zero exit, a timeout or an
+    unreachable host fails the step, with the last lines of its output."""
+    parameters = dict(script.parameters)
+
+    async def act(host: Host) -> ScriptRan:
+        ran = await ctx.services.hosts(host).run_script(
+            script.path, parameters, timeout_s=script.timeout_s
+        )
+        if ran.ended == "timeout":
+            raise StepError(
+                f"{script.command} did not finish within {script.timeout_s:g} s and was "
+                f"stopped; its output ends: {ran.last_lines() or '(none)'}"
+            )
+        if ran.exit_code != 0:
+            raise StepError(
+                f"{script.command} exited {ran.exit_code}: {ran.last_lines() or '(no output)'}"
+            )
+        return ran
+
+    def words(ran: ScriptRan) -> str:
+        return f"{script.name} exit 0 ({ran.duration_ms} ms): {ran.last_lines(1)}"
+
+    if script.runs_on == HOSTS:
+        return verdict(await on_hosts(ctx.hosts, script.timeout_s + 1, act), words)
+    runner = ctx.services.config.runner_host(script.runs_on)
+    if runner is None:  # the config refuses an unknown runs_on; a reload may not have
+        raise StepError(f"runner host {script.runs_on} of script {script.name} is not configured")
+    return verdict(await on_hosts([runner], script.timeout_s + 1, act), words)
+
+
+async def script(ctx: StepContext, target: str) -> str:
+    found = next((p for p in ctx.plan.scripts if p.name == target and p.at != "notify"), None)
+    if found is None:
+        raise StepError(f"the plan has no script step {target}: a bug in the bot")
+    return await run_script(ctx, found)
 
 
 async def notify_start(ctx: StepContext, target: str) -> str:
@@ -381,6 +429,7 @@ STEPS: dict[str, Step] = {
     "stop_service": _control("stop_service", "service"),
     "deploy_package": deploy_package,
     "switch": switch,
+    "script": script,
     "start_pool": _control("start_pool", "app pool"),
     "start_site": _control("start_site", "site"),
     "start_service": _control("start_service", "service"),
@@ -413,9 +462,15 @@ DEADLINES: dict[str, str] = {
 RECORD_S = 30.0  # notify and timeline: the audit and a file, no host
 
 
-def deadline_for(action: str, env: Environment) -> float:
+def deadline_for(action: str, env: Environment, target: str = "") -> float:
     """Each host's deadline for one step (seconds)."""
     if action == "gates":
         return gates_deadline_s(env)
+    # A script's own timeout comes first (its host stops it there), then the step's.
+    if action == "script":
+        found = next((s for s in env.scripts if s.name == target), None)
+        return (found.timeout_s if found else RECORD_S) + 5.0
+    if action in ("notify_start", "notify_end"):
+        return RECORD_S + sum(s.timeout_s + 5.0 for s in env.scripts if s.at == "notify")
     field = DEADLINES.get(action)
     return RECORD_S if field is None else float(getattr(env.timeouts, field))

@@ -29,6 +29,7 @@ from commands.config.components import (
     check_components,
 )
 from commands.config.dr import DrTests
+from commands.config.scripts import ScriptStep
 
 
 class SmokeCheck(_Strict):
@@ -206,6 +207,8 @@ class Environment(_Strict):
     # DR tests a rollback/deploy runs after its smoke (e.g. ["smoke", "e2e"]): a failing gate
     # fails the run, which then restores per on_failure. Each suite needs its runner in `dr`.
     gates: list[Literal["smoke", "axe", "e2e", "zap"]] = Field(default_factory=list)
+    # The team's own scripts (notify-deploy.ps1, Deploy-CamService.ps1...) as plan steps.
+    scripts: list[ScriptStep] = Field(default_factory=list, max_length=20)
     # A run that fails or is cancelled after it changed something: "restore" puts every
     # component back as it was (and verifies it); "stop" leaves the hosts as they are.
     on_failure: Literal["restore", "stop"] = "restore"
@@ -258,6 +261,7 @@ class Environment(_Strict):
         for what, names in (
             ("host", [h.name for h in self.hosts]),
             ("smoke check", [c.name for c in self.smoke]),
+            ("script step", [s.name for s in self.scripts]),
         ):
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:

@@ -259,15 +259,28 @@ def plan_steps(
     smoke_deadline_s: int,
     gates: tuple[str, ...] = (),
     scripts: tuple[PlanScript, ...] = (),
+    sync_from: str | None = None,
 ) -> tuple[PlanStep, ...]:
-    """Playbook §6 for the whole release, Preflight first; deploy is the same flow forward.
+    """Playbook §6 for the whole release, Preflight first (only a package sync, which touches
+    no component, may come before it); deploy is the same flow forward.
 
     Stop order: sites, pools, services; start order: `start_sequence` (a site's pool
     before the site). Every step acts on every host of the plan at once.
     """
     target_path = f"{releases_root}\\{target_version}"
     pools = dict.fromkeys(s.app_pool for s in sites)
-    steps = [
+    steps = []
+    if sync_from is not None:
+        # Before the preflight, which then verifies every host's copy: it writes only the
+        # hosts' package folders (a verified copy renamed in), never a site or a service.
+        steps.append(
+            PlanStep.of(
+                "sync_package",
+                f"Sync package {target_version} from {sync_from} to every host's package "
+                "folder that lacks it, SHA-256 checked on the host",
+            )
+        )
+    steps += [
         PlanStep.of(
             "preflight",
             "Preflight on every host, read-only: reachable, components exist, release whole or "
@@ -427,6 +440,7 @@ def build_plan(
             smoke_deadline_s,
             gates,
             scripts,
+            env.package_source_dir,
         ),
         sites=sites,
         services=services,

@@ -78,6 +78,8 @@ OP_ARR_SET: Final = "arr-set-server"
 OP_ARR_WAIT_DRAIN: Final = "arr-wait-drain"
 OP_DR_TEST: Final = "run-dr-test"
 OP_RUN_SCRIPT: Final = "run-script"
+OP_SYNC_PACKAGE: Final = "sync-package"
+OP_READ_SHARE: Final = "read-share"
 # A parameter of an operator's script: a PowerShell name; its value a string, int or switch.
 _SCRIPT_PARAM: Final = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,39}$")
 _SCRIPT_VALUE: Final = re.compile(r"^[ -~]{0,1024}$")
@@ -177,6 +179,8 @@ SCRIPTS: Final[Mapping[str, ScriptSpec]] = {
         _load(OP_ARR_READ, ("FarmName",)),
         _load(OP_ARR_SET, ("FarmName", "ServerAddress", "Action", "TimeoutSec")),
         _load(OP_ARR_WAIT_DRAIN, ("FarmName", "ServerAddress", "TimeoutSec")),
+        _load(OP_SYNC_PACKAGE, ("Version", "Sha256", "SourceDir", "PackageDir", "TimeoutSec")),
+        _load(OP_READ_SHARE, ("PackageDir", "Versions")),
         _load(OP_RUN_SCRIPT, ("ScriptPath", "ScriptParameters", "TimeoutSec", "MaxOutputBytes")),
         _load(
             OP_DR_TEST,

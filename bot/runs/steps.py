@@ -22,6 +22,7 @@ from adapters.winrm.hoststate import (
     Preflight,
     ScriptRan,
     Switched,
+    Synced,
     release_of,
 )
 from bot.runs.farm import HostResult, StepError, on_hosts, verdict
@@ -117,6 +118,32 @@ async def preflight(ctx: StepContext, target: str) -> str:
         return f"ready (package verified, {free}, {required // MB} MB needed)"
 
     return verdict(results, words)
+
+
+async def sync_package(ctx: StepContext, target: str) -> str:
+    """The run's package onto every host's package folder that lacks it (or holds another
+    copy), from the store as the hosts reach it; each copy hashed on its host before it is
+    renamed in. All hosts at once, each with its own deadline; nothing else is touched."""
+    plan, env = ctx.plan, ctx.env
+    source = env.package_source_dir
+    if source is None:  # the plan has this step only when it is set
+        raise StepError("package_source_dir is not configured: a bug in the bot")
+
+    async def act(host: Host) -> Synced:
+        return await ctx.services.hosts(host).sync_package(
+            plan.target_version,
+            plan.sha256,
+            source,
+            env.host_package_dir,
+            timeout_s=ctx.deadline_s,
+        )
+
+    def words(done: Synced) -> str:
+        if not done.copied:
+            return "already there (SHA-256 matches)"
+        return "replaced a differing copy (verified)" if done.replaced else "copied (verified)"
+
+    return verdict(await on_hosts(ctx.hosts, ctx.deadline_s, act), words)
 
 
 async def precheck(ctx: StepContext, target: str) -> str:
@@ -420,6 +447,7 @@ async def timeline(ctx: StepContext, target: str) -> str:
 
 
 STEPS: dict[str, Step] = {
+    "sync_package": sync_package,
     "preflight": preflight,
     "precheck": precheck,
     "notify_start": notify_start,
@@ -442,6 +470,7 @@ STEPS: dict[str, Step] = {
 
 # Which timeout each step gets (each host its own); the records have a fixed bound.
 DEADLINES: dict[str, str] = {
+    "sync_package": "sync_s",
     "preflight": "preflight_s",
     "precheck": "precheck_s",
     "stop_site": "stop_s",

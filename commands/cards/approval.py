@@ -153,7 +153,10 @@ def render_approval_card(
         pairs.append(("Expires", show(request.expires_at, tz)))
     if request.state == "pending" and request.required_approvals > 1:
         pairs.append(("Approvals", _tally(request)))
-    steps = "\n".join(f"{i}. {step.title}" for i, step in enumerate(plan.steps, start=1))
+    # Titles hold configured paths and script parameters: shown as typed, never as markdown.
+    steps = "\n".join(
+        f"{i}. {cards.plain(step.title)}" for i, step in enumerate(plan.steps, start=1)
+    )
     body: list[cards.Element] = [
         cards.title(f"{title} {plan.environment} to {plan.target_version}?"),
         cards.facts(pairs),

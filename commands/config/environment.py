@@ -166,6 +166,8 @@ class Timeouts(_Strict):
     deploy_s: float = Field(default=600, gt=0, le=3600)
     smoke_s: float = Field(default=180, gt=0, le=3600)
     precheck_s: float = Field(default=30, gt=0, le=600)
+    # Copying a package to a host's share and hashing it there.
+    sync_s: float = Field(default=600, gt=0, le=3600)
     # Each restore step (switch back, states back, verify, smoke).
     restore_s: float = Field(default=180, gt=0, le=3600)
 
@@ -198,6 +200,9 @@ class Environment(_Strict):
     package_store: Path
     # ...and the same store as the hosts see it (a share or a synced local folder).
     host_package_dir: str = "D:\\MCMS\\packages"
+    # The package store as the hosts reach it to copy from (the Shared Drive, a UNC share):
+    # when set, every run first syncs its package to the hosts whose folder lacks it.
+    package_source_dir: str | None = None
     smoke: list[SmokeCheck] = Field(min_length=1)
     approval: Approval = Approval()
     watch: Watch = Watch()
@@ -224,6 +229,11 @@ class Environment(_Strict):
     @classmethod
     def _package_dir(cls, v: str) -> str:
         return _check_windows_dir(v, share_ok=True)
+
+    @field_validator("package_source_dir")
+    @classmethod
+    def _source_dir(cls, v: str | None) -> str | None:
+        return None if v is None else _check_windows_dir(v, share_ok=True)
 
     @property
     def components(self) -> Components:

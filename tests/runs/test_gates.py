@@ -18,6 +18,7 @@ from commands.plan import build_plan
 from lab.core import Lab
 from tests.conftest import ChatSetup, card_texts, lab_config, table_rows
 from tests.farm import components
+from tests.runs.failing import fails_leaving_lab_as_before
 from tests.runs.test_rollback_flow import audit_events, request_rollback
 
 if TYPE_CHECKING:
@@ -141,17 +142,9 @@ async def test_a_failing_gate_fails_the_run_and_the_restore_puts_the_hosts_back(
     chat: Chat,
 ) -> None:
     host = chat.lab.host_for("Lab")
-    before = components(chat.lab.state(host))
-    card, request_id = await request_rollback(chat)
-    await chat.click("approve", card)
+    run = await fails_leaving_lab_as_before(chat, "restored")
 
-    request = await chat.wait_request(request_id, "failed", "succeeded", timeout=60)
-
-    assert request.state == "failed"
-    run = await chat.store.run_for_request(request_id)
-    assert run is not None and run.restore == "restored"
     # The lab's own state: every component back where it was, the old release serving.
-    assert components(chat.lab.state(host)) == before
     assert {s["release"] for s in chat.lab.state(host)["sites"].values()} == {"1.4.2"}
     failed = [e for e in audit_events(chat) if e["event"] == "StepFailed"]
     assert [e["step"] for e in failed] == ["gates"]

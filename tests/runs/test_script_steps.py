@@ -16,7 +16,7 @@ from commands.plan import ScriptBindError, build_plan
 from lab.core import Lab
 from lab.scripts import SCRIPTS_DIR
 from tests.conftest import ChatSetup, card_texts, lab_config
-from tests.farm import components
+from tests.runs.failing import fails_leaving_lab_as_before
 from tests.runs.test_rollback_flow import audit_events, request_rollback
 
 if TYPE_CHECKING:
@@ -226,17 +226,10 @@ async def test_a_failing_script_fails_the_run_and_the_restore_puts_the_hosts_bac
     chat: Chat,
 ) -> None:
     host = chat.lab.host_for("Lab")
-    before = components(chat.lab.state(host))
     chat.lab.set_fault(host, "script", "fail", name="Deploy-CamService.ps1")
-    card, request_id = await request_rollback(chat)
-    await chat.click("approve", card)
 
-    request = await chat.wait_request(request_id, "failed", "succeeded", timeout=60)
+    await fails_leaving_lab_as_before(chat, "restored")
 
-    assert request.state == "failed"
-    run = await chat.store.run_for_request(request_id)
-    assert run is not None and run.restore == "restored"
-    assert components(chat.lab.state(host)) == before
     assert chat.lab.script_runs(host)[-1]["exit_code"] == 1
     failed = [e for e in audit_events(chat) if e["event"] == "StepFailed"]
     assert [e["step"] for e in failed] == ["script:cam-service"]
@@ -254,17 +247,10 @@ async def test_a_failing_notify_script_stops_the_run_before_anything_is_stopped(
     chat: Chat,
 ) -> None:
     host = chat.lab.host_for("Lab")
-    before = components(chat.lab.state(host))
     chat.lab.set_fault(ops_host(chat), "script", "fail", name="notify-deploy.ps1")
-    card, request_id = await request_rollback(chat)
-    await chat.click("approve", card)
 
-    request = await chat.wait_request(request_id, "failed", "succeeded", timeout=60)
+    await fails_leaving_lab_as_before(chat, "unchanged")
 
-    assert request.state == "failed"
-    run = await chat.store.run_for_request(request_id)
-    assert run is not None and run.restore == "unchanged"
-    assert components(chat.lab.state(host)) == before
     assert not any(c.op.endswith("-control") for c in chat.lab.calls(host))
     assert chat.lab.script_runs(host) == []
 
@@ -276,17 +262,10 @@ def slow_cam(raw: dict[str, Any]) -> None:
 @pytest.mark.parametrize("chat", [ChatSetup(tweak=slow_cam)], indirect=True, ids=["2s"])
 async def test_a_script_past_its_deadline_fails_the_step_and_restores(chat: Chat) -> None:
     host = chat.lab.host_for("Lab")
-    before = components(chat.lab.state(host))
     chat.lab.set_fault(host, "script", "slow", name="Deploy-CamService.ps1", delay_s=30)
-    card, request_id = await request_rollback(chat)
-    await chat.click("approve", card)
 
-    request = await chat.wait_request(request_id, "failed", "succeeded", timeout=60)
+    await fails_leaving_lab_as_before(chat, "restored")
 
-    assert request.state == "failed"
-    run = await chat.store.run_for_request(request_id)
-    assert run is not None and run.restore == "restored"
-    assert components(chat.lab.state(host)) == before
     failed = next(e for e in audit_events(chat) if e["event"] == "StepFailed")
     assert failed["step"] == "script:cam-service"
     assert "did not finish within 2 s and was stopped" in failed["detail"]

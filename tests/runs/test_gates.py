@@ -7,6 +7,7 @@ on the hosts is read from the lab after the restore, not from the bot's words.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -274,3 +275,22 @@ def test_the_gates_deadline_leaves_every_suite_its_own_timeout_first(
     env = lab_config(lab, tmp_path, edit).environments["Lab"]
     smoke = sum(c.timeout_s for c in env.smoke)
     assert deadline_for("gates", env) > 400 + smoke
+
+
+@pytest.mark.parametrize("suite_args", [("sleep=60",)], indirect=True, ids=["slow"])
+async def test_an_approval_while_a_check_runs_is_refused_and_the_request_stays_pending(
+    chat: Chat,
+) -> None:
+    card, request_id = await request_rollback(chat)
+    check = await chat.say("check Lab e2e")
+    check_id = check.text.split("(")[1].split(")")[0]
+
+    answer = await chat.click("approve", card)
+
+    assert f"DR check `{check_id}`" in json.dumps(answer)
+    assert "The request stays pending." in json.dumps(answer)
+    request = await chat.store.get_request(request_id)
+    assert request is not None and request.state == "pending"
+    assert await chat.store.run_for_request(request_id) is None
+    await chat.say(f"cancel {check_id}")
+    await chat.eventually(lambda: chat.runtime.services.checks.active("Lab") is None, timeout=15)

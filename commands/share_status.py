@@ -72,9 +72,10 @@ def share_words(
     if not wanted:
         return "no verified package in the store to look for", True
     problems: list[str] = []
+    unread: list[str] = []
     for share in shares:
         if isinstance(share, str):
-            problems.append(share)
+            unread.append(share)
             continue
         if not share.reachable:
             problems.append(f"{share.host}: package folder not reachable")
@@ -90,14 +91,16 @@ def share_words(
                     f"there, {c.sha256[:12]}… in the store)"
                 )
     names = ", ".join(f"{c.version} ({c.role})" for c in wanted)
-    if not problems:
+    if not problems and not unread:
         return f"{names} on every host, SHA-256 verified on each", True
     then = (
         "a run copies its package there first (package_source_dir)"
         if syncs
         else "copy the package there before a run (or set package_source_dir)"
     )
-    return f"share stale: {'; '.join(problems)} — {then}", False
+    parts = [f"share stale: {'; '.join(problems)} — {then}"] if problems else []
+    parts += [f"not checked: {'; '.join(unread)}"] if unread else []
+    return " | ".join(parts), False
 
 
 async def share_fact(services: Services, name: str, env: Environment) -> tuple[str, bool]:

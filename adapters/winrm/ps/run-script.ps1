@@ -17,7 +17,9 @@ if (-not (Test-Path -LiteralPath $ScriptPath -PathType Leaf)) {
 $splat = @{}
 if ($null -ne $ScriptParameters) {
     foreach ($p in $ScriptParameters.PSObject.Properties) {
-        if ($p.Value -is [bool]) { $splat[$p.Name] = [switch]$p.Value } else { $splat[$p.Name] = $p.Value }
+        # A switch arrives as a bool: splatting $true/$false binds a [switch] parameter, and a
+        # plain bool survives the job's serialization where a SwitchParameter would not.
+        $splat[$p.Name] = $p.Value
     }
 }
 $began = [Diagnostics.Stopwatch]::StartNew()

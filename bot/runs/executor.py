@@ -35,7 +35,7 @@ from bot.runs.record import RunRecord
 from bot.runs.runner import Outcome, Runner
 from commands.cards.approval import render_approval_card
 from commands.cards.run import RunView, render_run_card, summary_text
-from commands.change import Refusal, make_plan
+from commands.change import Refusal, check_running_refusal, make_plan
 from commands.context import Services
 from commands.plan import Plan
 
@@ -185,25 +185,48 @@ class Executor:
         except sqlite3.IntegrityError:
             log.info("the request already has a run; ignoring a second start")
             return
-        lock = await services.store.try_lock(request.environment, run_id, request.requester_name)
-        if not lock.acquired:
-            why = f"{request.environment} is busy with {lock.holder_run_id} ({lock.holder_name})"
-            await services.store.finish_run(run_id, "failed", services.now(), why)
-            await services.store.transition_request(request.id, ["approved"], "failed", reason=why)
-            await services.audit.append(
-                "Failed",
-                environment=request.environment,
-                request_id=request.id,
-                run_id=run_id,
-                status="busy",
-                detail={"reason": why},
+        check = services.checks.reserve_for_run(request.environment, run_id)
+        if check is not None:
+            why = check_running_refusal(check).message.replace(
+                "Nothing was requested.", "Nothing was run; ask again when it has ended."
             )
-            await self._update_approval_card(request.id)
+            await self._refuse_busy(request, run_id, why)
             return
         try:
-            await self._locked(request, approved, run_id, now)
+            lock = await services.store.try_lock(
+                request.environment, run_id, request.requester_name
+            )
+            if not lock.acquired:
+                why = (
+                    f"{request.environment} is busy with {lock.holder_run_id} ({lock.holder_name})"
+                )
+                await self._refuse_busy(request, run_id, why)
+                return
+            try:
+                await self._locked(request, approved, run_id, now)
+            finally:
+                await self._release(request.environment, run_id)
         finally:
-            await self._release(request.environment, run_id)
+            services.checks.release_run(request.environment, run_id)
+
+    async def _refuse_busy(self, request: Request, run_id: str, why: str) -> None:
+        """The run could not start: the environment is busy; nothing was touched."""
+        services = self._services
+        await services.store.finish_run(run_id, "failed", services.now(), why)
+        await services.store.transition_request(request.id, ["approved"], "failed", reason=why)
+        await services.audit.append(
+            "Failed",
+            environment=request.environment,
+            request_id=request.id,
+            run_id=run_id,
+            status="busy",
+            detail={"reason": why},
+        )
+        await self._update_approval_card(request.id)
+        if request.conversation_id:
+            await self._reporter.post(
+                request.conversation_id, f"⚠️ {request.id} did not start: {why}", None
+            )
 
     # --- the run ---------------------------------------------------------------------------
 

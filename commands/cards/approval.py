@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from adapters.store.rows import Request
 from commands.cards import elements as cards
-from commands.plan import Plan
+from commands.plan import Plan, gate_ids
 from commands.timefmt import show
 
 REASON_INPUT = "reason"
@@ -142,11 +142,21 @@ def render_approval_card(
             f"{cards.plain(request.requester_name, 100)} at {show(request.created_at, tz)}",
         ),
     ]
+    if plan.gates:
+        pairs.append(
+            (
+                "DR gates",
+                f"{', '.join(gate_ids(plan.gates))} after smoke: each must pass, or the run fails",
+            )
+        )
     if request.expires_at and request.state == "pending":
         pairs.append(("Expires", show(request.expires_at, tz)))
     if request.state == "pending" and request.required_approvals > 1:
         pairs.append(("Approvals", _tally(request)))
-    steps = "\n".join(f"{i}. {step.title}" for i, step in enumerate(plan.steps, start=1))
+    # Titles hold configured paths and script parameters: shown as typed, never as markdown.
+    steps = "\n".join(
+        f"{i}. {cards.plain(step.title)}" for i, step in enumerate(plan.steps, start=1)
+    )
     body: list[cards.Element] = [
         cards.title(f"{title} {plan.environment} to {plan.target_version}?"),
         cards.facts(pairs),

@@ -43,6 +43,7 @@ from commands.config.environment import (
     Host,
 )
 from commands.config.pair import Pair, pair_problems
+from commands.config.scripts import HOSTS
 
 
 class Person(_Strict):
@@ -242,6 +243,13 @@ class Config(_Strict):
         if BOT_HOST in names or len(set(names)) != len(names):
             errors.append(f"runner_hosts: names must be unique and not {BOT_HOST!r}")
         for env_name, env in self.environments.items():
+            for script in env.scripts:
+                if script.runs_on != HOSTS and script.runs_on not in names:
+                    known = ", ".join([HOSTS, *names])
+                    errors.append(
+                        f"environments.{env_name}.scripts.{script.name}.runs_on: unknown "
+                        f"runner host (known: {known})"
+                    )
             if env.dr is None:
                 continue
             for key, runner in env.dr.runners().items():

@@ -83,6 +83,8 @@ class CardActions:
             if request is not None
             else None
         )
+        if decision.outcome == "expired" and request is not None:
+            self._services.bluegreen.request_decided(request.id)  # a flow waiting on it ends
         if decision.outcome in ("refused", "expired"):
             if decision.outcome == "expired" and card is not None and request is not None:
                 await self._edit_for_everyone(

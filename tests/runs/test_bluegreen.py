@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 
 from adapters.store.rows import Flow
+from tests.card_schema import card_problems
 from tests.conftest import ADELE, MEGAN, Chat, ChatSetup, ConfigEdit, card_texts
 from tests.teams_factory import ALEX
 
@@ -123,9 +124,31 @@ async def start(chat: Chat, *, approve: bool = True) -> tuple[str, str]:
     return flow_id, flow.deploy_request_id
 
 
+async def card_two(chat: Chat, flow_id: str) -> dict[str, Any]:
+    """Approval card #2 of this flow, once the bot has posted it."""
+    flow = await flow_in(chat, flow_id, "switch-pending")
+
+    def posted() -> dict[str, Any] | None:
+        return next(
+            (
+                c
+                for c in chat.cards
+                if any(
+                    a.get("data", {}).get("request_id") == flow.switch_request_id
+                    for a in c.get("actions", [])
+                )
+            ),
+            None,
+        )
+
+    await chat.eventually(lambda: posted() is not None)
+    card = posted()
+    assert card is not None
+    return card
+
+
 async def approve_switch(chat: Chat, flow_id: str, user: Any = ALEX) -> dict[str, Any]:
-    await flow_in(chat, flow_id, "switch-pending")
-    card = card_with(chat, "Switch production traffic from")
+    card = await card_two(chat, flow_id)
     await chat.click("approve", card, user=user)
     return card
 
@@ -145,8 +168,7 @@ async def test_bluegreen_deploys_gates_switches_and_goes_live_after_two_approval
     assert {s["release"] for s in chat.lab.state(PROD)["sites"].values()} == {"1.4.0"}
     assert farm(chat) == LIVE_PROD
 
-    await flow_in(chat, flow_id, "switch-pending")
-    card2 = card_with(chat, "Switch production traffic from")
+    card2 = await card_two(chat, flow_id)
     texts = card_texts(card2)
     assert texts[0] == (
         f"Switch production traffic from InternalProd (1.4.0) to InternalStage ({VERSION})?"
@@ -295,3 +317,69 @@ async def test_the_pair_is_locked_for_the_whole_flow(chat: Chat) -> None:
     await flow_in(chat, flow_id, "switch-pending")
     reply = await chat.say("rollback InternalStage", user=ALEX)
     assert "BG-3, waiting for approval to switch traffic" in reply.text
+
+
+async def test_the_watch_shows_a_countdown_and_its_last_look_on_the_flow_card(
+    chat: Chat,
+) -> None:
+    flow_id, deploy_id = await start(chat)
+    await chat.wait_request(deploy_id, "succeeded", "failed")
+    await approve_switch(chat, flow_id)
+    await flow_in(chat, flow_id, "live")
+    posted = card_with(chat, "Blue/green prod")
+    edits = [p.body["attachments"][0]["content"] for p in chat.puts(chat.card_message_id(posted))]
+    lines = [t for card in edits for t in card_texts(card)]
+    countdowns = [t for t in lines if t.startswith("Watch:") and " s left (until " in t]
+    assert countdowns, lines
+    assert any(t.startswith("Last look:") and "smoke 3/3" in t for t in lines)
+    assert any("Router now:" in t and "InternalStage is live" in t for t in lines)
+    # Every state of both blue/green cards is a valid Adaptive Card 1.5.
+    for card in [*edits, card_with(chat, "Switch production"), *chat.cards]:
+        assert card_problems(card) == []
+
+
+async def test_a_farm_changed_behind_the_bot_before_the_switch_stops_it_unswitched(
+    chat: Chat,
+) -> None:
+    flow_id, deploy_id = await start(chat)
+    await chat.wait_request(deploy_id, "succeeded", "failed")
+    await flow_in(chat, flow_id, "switch-pending")
+    # Someone puts stage into rotation by hand while card #2 waits.
+    chat.lab.set_farm_server(chat.lab.router_for("prod"), STAGE, enabled=True, state="Available")
+    await approve_switch(chat, flow_id)
+    flow = await flow_in(chat, flow_id, "failed", "live", "switched-back")
+    assert flow.state == "failed"
+    assert flow.note is not None and "no longer shows InternalProd as the live slot" in flow.note
+    assert "both InternalProd and InternalStage are online" in flow.note
+    # The bot did not touch the farm: it is exactly as the hand left it.
+    assert farm(chat) == {PROD: (True, "Available"), STAGE: (True, "Available")}
+    assert "SwitchStarted" not in [e["event"] for e in audit_events(chat)]
+    # status says so too, read from the router.
+    await chat.say("status")
+    assert any("both InternalProd and InternalStage are online" in t
+               for t in card_texts(chat.cards[-1]))  # fmt: skip
+
+
+async def test_card_two_expired_or_clicked_twice_switches_nothing_more(chat: Chat) -> None:
+    flow_id, deploy_id = await start(chat)
+    await chat.wait_request(deploy_id, "succeeded", "failed")
+    card2 = await card_two(chat, flow_id)
+    chat.clock.advance(minutes=16)  # past the pair's 15-minute ttl
+    answer = await chat.click("approve", card2, user=ALEX)
+    assert answer["value"]["code"] == "Expired"
+    flow = await flow_in(chat, flow_id, "stopped")
+    assert flow.note is not None and "is expired: nothing was switched" in flow.note
+    assert farm(chat) == LIVE_PROD
+    assert await chat.store.active_flow("prod") is None  # the pair is free again
+    chat.clock.advance(minutes=-16)
+
+    # A new flow; its card #2 approved twice (a double click): one switch.
+    flow_id, deploy_id = await start(chat)
+    await chat.wait_request(deploy_id, "succeeded", "failed")
+    card2 = await approve_switch(chat, flow_id)
+    again = await chat.click("approve", card2, user=ALEX)
+    assert again["statusCode"] == 200  # the decided card, as for any request
+    await flow_in(chat, flow_id, "live")
+    assert farm(chat) == LIVE_STAGE
+    events = [e for e in audit_events(chat) if e.get("run_id") == flow_id]
+    assert [e["event"] for e in events].count("SwitchStarted") == 1

@@ -161,6 +161,18 @@ def pair_problems(pairs: Mapping[str, Pair], environments: Mapping[str, Environm
                     f"{key}.slots[{i}]: {slot} is already a slot of pair {slot_of[slot]!r}; "
                     "an environment takes turns with one other at most"
                 )
+        for gate in pair.gates:
+            lacking = [
+                s
+                for s in pair.slots
+                if s in environments
+                and (environments[s].dr is None or environments[s].dr.runner(gate) is None)
+            ]
+            if lacking:
+                problems.append(
+                    f"{key}.gates: {gate!r} has no runner on {', '.join(lacking)} (add "
+                    f"[environments.{lacking[0]}.dr.{gate}]): either slot may be the idle one"
+                )
         for slot in pair.slots:
             if slot not in pair.router.servers:
                 problems.append(

@@ -207,8 +207,12 @@ async def test_bluegreen_deploys_gates_switches_and_goes_live_after_two_approval
     assert events.count("Gate") == 1 and events.count("RouterStep") == 4
     final = await flow_card_reads(chat, f"Blue/green prod → {VERSION}: LIVE")
     assert [a["verb"] for a in final["actions"]] == ["switchback"]
-    # The pair is free again.
+    # The pair is free again; status reads the router and offers the way back.
     assert await chat.store.active_flow("prod") is None
+    await chat.say("status")
+    texts = card_texts(chat.cards[-1])
+    assert any(t.startswith("Live slot: InternalStage — 1.4.3") for t in texts), texts
+    assert any(t.startswith("Switch back: `switchback prod`") for t in texts), texts
 
 
 async def test_a_gate_failing_on_the_idle_slot_stops_before_card_two_with_nothing_switched(
@@ -318,6 +322,9 @@ async def test_switch_back_works_once_and_only_for_approvers_of_the_pair(chat: C
 async def test_the_pair_is_locked_for_the_whole_flow(chat: Chat) -> None:
     flow_id, deploy_id = await start(chat, approve=False)
     card1 = chat.cards[-1]
+    await chat.say("status")
+    assert any(t.startswith(f"Blue/green: {flow_id} → {VERSION}, at BG-1")
+               for t in card_texts(chat.cards[-1]))  # fmt: skip
     for text in ("bluegreen prod 1.4.3", "rollback InternalProd", "deploy InternalStage 1.4.3"):
         reply = await chat.say(text, user=ALEX)
         assert f"blue/green `{flow_id}`" in reply.text, (text, reply.text)
@@ -393,3 +400,26 @@ async def test_card_two_expired_or_clicked_twice_switches_nothing_more(chat: Cha
     assert farm(chat) == LIVE_STAGE
     events = [e for e in audit_events(chat) if e.get("run_id") == flow_id]
     assert [e["event"] for e in events].count("SwitchStarted") == 1
+
+
+def _long_watch(raw: dict[str, Any]) -> None:
+    raw["pairs"]["prod"]["watch"] = {"window_minutes": 5, "interval_s": 1}
+
+
+@pytest.mark.parametrize("chat", [ChatSetup(tweak=_long_watch)], indirect=True)
+async def test_switch_back_during_the_watch_window_ends_it_at_once(chat: Chat) -> None:
+    flow_id, deploy_id = await start(chat)
+    await chat.wait_request(deploy_id, "succeeded", "failed")
+    await approve_switch(chat, flow_id)
+    await flow_in(chat, flow_id, "watching")
+    assert farm(chat) == LIVE_STAGE
+    reply = await chat.say("switchback prod", user=ALEX)
+    assert "Switching prod back to InternalProd" in reply.text, reply.text
+    # Well inside the 5-minute window: the watch stops and traffic goes back.
+    flow = await flow_in(chat, flow_id, "switched-back", "failed", timeout=30)
+    assert flow.state == "switched-back" and flow.switchback_by == ALEX.name
+    assert farm(chat) == LIVE_PROD
+    assert await public_version(chat) == "1.4.0"
+    switch = await chat.store.get_request(flow.switch_request_id or "")
+    assert switch is not None and switch.state == "succeeded"  # it did switch; undone on request
+    assert await chat.store.open_run_alerts("InternalStage") == []

@@ -165,8 +165,7 @@ def pair_problems(pairs: Mapping[str, Pair], environments: Mapping[str, Environm
             lacking = [
                 s
                 for s in pair.slots
-                if s in environments
-                and (environments[s].dr is None or environments[s].dr.runner(gate) is None)
+                if s in environments and not _has_runner(environments[s], gate)
             ]
             if lacking:
                 problems.append(
@@ -186,3 +185,7 @@ def pair_problems(pairs: Mapping[str, Pair], environments: Mapping[str, Environm
                     f"({', '.join(pair.slots)})"
                 )
     return problems
+
+
+def _has_runner(env: Environment, test: str) -> bool:
+    return env.dr is not None and env.dr.runner(test) is not None

@@ -754,7 +754,26 @@ class BlueGreenFlows:
         if live:
             live.view = view
         await self._show(fresh, view, final=True)
+        await self._update_switch_card(fresh)
         await self._say(fresh, f"{flow.id} ({flow.pair} → {flow.version}): {note}")
+
+    async def _update_switch_card(self, flow: Flow) -> None:
+        """Card #2 shows how its switch ended (its banner carries the request's state)."""
+        services = self._need()
+        if not flow.switch_request_id:
+            return
+        request = await services.store.get_request(flow.switch_request_id)
+        if request is None or not request.conversation_id or not request.card_activity_id:
+            return
+        proposal = SwitchProposal.from_json(request.plan_json)
+        card = render_switch_card(request, proposal, services.config.tz, services.now())
+        try:
+            await self._need_outbox().update(
+                request.conversation_id, request.card_activity_id,
+                f"{request.id}: {request.state}", card, final=True,
+            )  # fmt: skip
+        except Exception:
+            log.exception("could not queue card #2 of %s", flow.id)
 
     def _step_recorder(self, flow: Flow) -> Callable[[StepOutcome], Awaitable[None]]:
         async def record(outcome: StepOutcome) -> None:
@@ -785,9 +804,15 @@ class BlueGreenFlows:
         await self._show(fresh, live.view, final=False)
 
     async def _post_card(self, flow: Flow) -> None:
+        """Post the flow card once; later stages edit the same message."""
         services, outbox = self._need(), self._need_outbox()
         live = self._live.get(flow.id)
         if live is None or not flow.conversation_id:
+            return
+        if flow.card_activity_id:
+            live.card = flow.card_activity_id
+            live.view = replace(live.view, flow=flow, switchback_open=_switchback_open(flow))
+            await self._show(flow, live.view, final=False)
             return
 
         async def remember(activity_id: str) -> None:

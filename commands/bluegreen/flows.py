@@ -58,7 +58,7 @@ from commands.dr.engine import open_run_folder, run_dr_tests
 from commands.dr.judge import DrResult
 from commands.dr.matrix import BY_KEY, SMOKE, DrTest
 from commands.slots import PairView, SwitchPlan, plan_switch, view_pair
-from commands.switch import StepOutcome, run_switch
+from commands.switch import StepOutcome, SwitchOutcome, run_switch
 from commands.types import Actor
 
 log = logging.getLogger(__name__)
@@ -509,22 +509,20 @@ class BlueGreenFlows:
         router = services.routers(pair.router)
         farm = await router.read_farm(timeout_s=pair.router.step_timeout_s)
         view = view_pair(flow.pair, pair, farm)
+        plan = plan_switch(view, flow.to_slot)
+        why = ""
         if view.live != flow.from_slot:
             # Approved for a router that no longer looks like it did: do not guess.
-            note = (
+            why = (
                 f"The router no longer shows {flow.from_slot} as the live slot: "
                 f"{router_words(pair, view)}. Nothing was switched; check the farm, then ask again."
             )
-            await services.store.move_flow(flow.id, ["switching"], "failed", note=note)
+        elif not isinstance(plan, SwitchPlan):
+            why = f"The switch cannot start: {plan.reason}. Nothing was switched."
+        if why or not isinstance(plan, SwitchPlan):
+            await services.store.move_flow(flow.id, ["switching"], "failed", note=why)
             await services.store.transition_request(request.id, ["running"], "failed")
-            await self._end_card(flow, note, live_now=router_words(pair, view))
-            return
-        plan = plan_switch(view, flow.to_slot)
-        if not isinstance(plan, SwitchPlan):
-            note = f"The switch cannot start: {plan.reason}. Nothing was switched."
-            await services.store.move_flow(flow.id, ["switching"], "failed", note=note)
-            await services.store.transition_request(request.id, ["running"], "failed")
-            await self._end_card(flow, note, live_now=router_words(pair, view))
+            await self._end_card(flow, why, live_now=router_words(pair, view))
             return
         await services.audit.append(
             "SwitchStarted", environment=flow.pair, request_id=request.id, run_id=flow.id,
@@ -532,12 +530,7 @@ class BlueGreenFlows:
             detail={"from": flow.from_slot, "to": flow.to_slot,
                     "steps": [s.label for s in plan.steps]},
         )  # fmt: skip
-        outcome = await run_switch(
-            router, plan, farm,
-            drain_deadline_s=pair.router.drain_deadline_s,
-            step_timeout_s=pair.router.step_timeout_s,
-            on_step=self._step_recorder(flow),
-        )  # fmt: skip
+        outcome = await self._apply(flow, router, plan, farm)
         if not outcome.ok:
             stopped = outcome.stopped_at
             why = step_words(stopped) if stopped else "the switch did not finish"
@@ -677,12 +670,7 @@ class BlueGreenFlows:
             farm = await router.read_farm(timeout_s=pair.router.step_timeout_s)
             plan = plan_switch(view_pair(flow.pair, pair, farm), flow.from_slot)
             if isinstance(plan, SwitchPlan):
-                outcome = await run_switch(
-                    router, plan, farm,
-                    drain_deadline_s=pair.router.drain_deadline_s,
-                    step_timeout_s=pair.router.step_timeout_s,
-                    on_step=self._step_recorder(flow),
-                )  # fmt: skip
+                outcome = await self._apply(flow, router, plan, farm)
                 back_ok = outcome.ok
                 if not outcome.ok and outcome.stopped_at is not None:
                     detail = step_words(outcome.stopped_at)
@@ -774,6 +762,18 @@ class BlueGreenFlows:
             )  # fmt: skip
         except Exception:
             log.exception("could not queue card #2 of %s", flow.id)
+
+    async def _apply(
+        self, flow: Flow, router: TrafficRouter, plan: SwitchPlan, farm: Farm
+    ) -> SwitchOutcome:
+        """Run a switch plan with the pair's deadlines, each step audited and on the card."""
+        settings = self._need().config.pairs[flow.pair].router
+        return await run_switch(
+            router, plan, farm,
+            drain_deadline_s=settings.drain_deadline_s,
+            step_timeout_s=settings.step_timeout_s,
+            on_step=self._step_recorder(flow),
+        )  # fmt: skip
 
     def _step_recorder(self, flow: Flow) -> Callable[[StepOutcome], Awaitable[None]]:
         async def record(outcome: StepOutcome) -> None:

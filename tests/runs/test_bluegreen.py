@@ -19,6 +19,7 @@ import aiohttp
 import pytest
 
 from adapters.store.rows import Flow
+from bench.load import run_load
 from tests.card_schema import card_problems
 from tests.conftest import ADELE, MEGAN, Chat, ChatSetup, ConfigEdit, card_texts
 from tests.teams_factory import ALEX
@@ -423,3 +424,22 @@ async def test_switch_back_during_the_watch_window_ends_it_at_once(chat: Chat) -
     switch = await chat.store.get_request(flow.switch_request_id or "")
     assert switch is not None and switch.state == "succeeded"  # it did switch; undone on request
     assert await chat.store.open_run_alerts("InternalStage") == []
+
+
+async def test_users_see_no_failed_request_while_the_chat_flow_switches(chat: Chat) -> None:
+    """Card #2 is approved under a steady load through the router: every answer is a 2xx,
+    and both slots served some of them (the switch really happened under the load)."""
+    flow_id, deploy_id = await start(chat)
+    await chat.wait_request(deploy_id, "succeeded", "failed")
+    card2 = await card_two(chat, flow_id)
+
+    async def approve() -> None:
+        await chat.click("approve", card2, user=ALEX)
+
+    url = chat.lab.public_url(chat.lab.router_for("prod")) + "/health"
+    load = await run_load(url, rate=50, count=400, started=approve)
+    await flow_in(chat, flow_id, "live")
+    assert load.sent == 400
+    assert load.failed == 0, load
+    assert load.served_by[PROD] > 0 and load.served_by[STAGE] > 0, load.served_by
+    assert farm(chat) == LIVE_STAGE

@@ -22,8 +22,7 @@ import pytest
 
 from bot.teams.png import read_png
 from commands.registry import default_registry
-from lab.core import Lab
-from lab.demo import DEMO_EXTRA_PACKAGES, demo_hosts, demo_routers
+from lab.demo import demo_lab
 from tests.browser_stack import (
     APPROVAL_TITLE,
     ARTIFACTS,
@@ -82,12 +81,7 @@ def browser_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserRun
     ARTIFACTS.mkdir(parents=True)
     root = tmp_path_factory.mktemp("browser")
     started = time.monotonic()
-    with Lab(
-        demo_hosts(fixed_ports=False),
-        root / "lab",
-        package_versions=DEMO_EXTRA_PACKAGES,  # 1.4.3, for the blue/green release
-        routers=demo_routers(fixed_ports=False),
-    ) as lab:
+    with demo_lab(root / "lab") as lab:  # with 1.4.3 in the store, for the blue/green release
         stack = start_stack(lab, root)
         try:
             report = drive(stack, SCENARIO, ARTIFACTS)

@@ -342,6 +342,16 @@ class BlueGreenFlows:
     async def _gates(self, flow: Flow, deploy: Request) -> None:
         services = self._need()
         pair = services.config.pairs[flow.pair]
+        # The gates (a ZAP scan, say) are for an idle slot: read the router, never assume.
+        view = await self._router_view(flow)
+        if view is None or view.live != flow.from_slot or view.slot(flow.to_slot).takes_traffic:
+            words = router_words(pair, view) if view else "the router could not be read"
+            await self._stop(
+                flow,
+                f"Before the gates, the router does not show {flow.to_slot} idle and "
+                f"{flow.from_slot} live: {words}. Nothing was tested or switched.",
+            )
+            return
         tests: tuple[DrTest, ...] = (SMOKE, *(BY_KEY[key] for key in pair.gates))
         lines: list[GateLine] = []
         lock = await services.store.try_lock(flow.to_slot, flow.id, flow.requester_name)

@@ -220,9 +220,14 @@ async def test_a_gate_failing_on_the_idle_slot_stops_before_card_two_with_nothin
     chat: Chat,
 ) -> None:
     flow_id, deploy_id = await start(chat)
+    # Not before the deploy: its own smoke must pass. The flow reads the router before its
+    # gates; held there, the slot breaks, then the gates run.
+    router = chat.lab.router_for("prod")
+    chat.lab.hold(router, "arr-read-farm")
     await chat.wait_request(deploy_id, "succeeded", "failed")
-    # Not before the deploy: its own smoke must pass. The gate's smoke fails afterwards.
+    await chat.eventually(lambda: bool(chat.lab.held(router)), timeout=20)
     chat.lab.set_fault(STAGE, "health", "error")
+    chat.lab.release(router)
     flow = await flow_in(chat, flow_id, "stopped", "switch-pending")
     assert flow.state == "stopped"
     assert flow.note is not None and "Gate DR-SMOKE failed on InternalStage" in flow.note
@@ -246,9 +251,10 @@ NO_NODE = shutil.which("node") is None and os.environ.get("CI") != "true"
 @pytest.mark.skipif(NO_NODE, reason="the lab's regression suite needs node")
 @pytest.mark.parametrize("chat", [ChatSetup(tweak=_e2e_gate)], indirect=True)
 async def test_a_dr_gate_failing_on_the_idle_slot_stops_the_flow(chat: Chat) -> None:
-    flow_id, deploy_id = await start(chat)
-    await chat.wait_request(deploy_id, "succeeded", "failed")
     chat.lab.set_fault(STAGE, "login", "error")  # smoke passes; the user flows do not
+    flow_id, deploy_id = await start(chat)
+    request = await chat.wait_request(deploy_id, "succeeded", "failed")
+    assert request.state == "succeeded"  # the deploy's smoke does not look at the login
     flow = await flow_in(chat, flow_id, "stopped", "switch-pending", timeout=120)
     assert flow.state == "stopped"
     gates = json.loads(flow.gates_json or "[]")

@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from adapters.store.rows import Request
 from adapters.tls import use_os_trust_store
 from bot.logs import setup_logging
 from bot.preflight import machine_problems
@@ -38,8 +39,9 @@ from bot.watch.grafana import GrafanaWebhook
 from bot.watch.housekeeping import DAY_S, retention_loop
 from bot.watch.metrics import Metrics
 from bot.watch.metrics_server import make_metrics_app
-from bot.watch.run_alerts import RunAlerts
+from bot.watch.run_alerts import FlowAlerts, RunAlerts
 from bot.watch.watcher import Watcher
+from commands.bluegreen.model import SWITCH_COMMAND
 from commands.config import Config, ConfigError, load_config
 from commands.dispatch import CommandDispatcher
 from commands.registry import default_registry
@@ -75,10 +77,15 @@ def build_app(
     # app's adapter to send: bind late.
     actions: list[CardActions] = []
     executors: list[Executor] = []
+
+    def submit(request: Request) -> bool:
+        # Approval card #2 of a blue/green flow switches traffic; every other request runs.
+        if request.command == SWITCH_COMMAND:
+            return services.bluegreen.start_switch(request)
+        return executors[0].submit(request)
+
     dispatcher = PolicyApprovedRuns(
-        CommandDispatcher(services, default_registry()),
-        services,
-        lambda request: executors[0].submit(request),
+        CommandDispatcher(services, default_registry()), services, submit
     )
 
     async def card_action(
@@ -140,15 +147,17 @@ def build_app(
     # ends badly raises its own alert through the RunAlarm port.
     alerter = Alerter(services, queue, reporter)
     heads.bind(alerter)
-    executor = Executor(services, reporter, RunAlerts(alerter))
+    run_alerts = RunAlerts(alerter)
+    executor = Executor(services, reporter, run_alerts)
     executors.append(executor)
+    services.bluegreen.connect(services, reporter, FlowAlerts(run_alerts))
     metrics = Metrics(runtime.store, lambda: queue.stats, list(config.environments))
     watcher = Watcher(services, alerter, metrics)
     alert_actions = AlertActions(services, dispatcher, alerter, reporter)
     actions.append(
         CardActions(
             services,
-            executor.submit,
+            submit,
             reporter,
             alert_actions,
             announce_break_glass=BreakGlassNotice(services, alerter).announce,
@@ -168,6 +177,8 @@ def build_app(
         for run in recovered.runs:
             log.warning("marked interrupted at start", extra={"run_id": run.run_id})
         teller = asyncio.create_task(recovered.tell(services, reporter))
+        # Blue/green flows left mid-way: interrupted, told with the router read now.
+        flows_told = asyncio.create_task(services.bluegreen.recover())
         resumer = asyncio.create_task(alerter.resume())
         sweeper = asyncio.create_task(expiry_loop(services, reporter, sweep_s))
         smoke_dir = runtime.smoke_dir or config.paths.smoke_logs_dir
@@ -180,11 +191,13 @@ def build_app(
         yield
         sweeper.cancel()
         teller.cancel()
+        flows_told.cancel()
         resumer.cancel()
         pruner.cancel()
         publisher.cancel()
         await watcher.stop()
         await executor.drain(DRAIN_TIMEOUT_S)
+        await services.bluegreen.close(DRAIN_TIMEOUT_S)
         await services.checks.close(DRAIN_TIMEOUT_S)
         await heads.close()
         await alerter.close()

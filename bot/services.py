@@ -23,6 +23,7 @@ from adapters.winrm.hostops import HostOps, RemoteShell
 from adapters.winrm.scripts import JsonValue
 from adapters.winrm.transport import WinRMShell
 from bot.logs import make_redactor
+from commands.bluegreen.flows import BlueGreenFlows
 from commands.config import Config, Host, PairRouter, secret
 from commands.context import GroupMembership, Services
 from commands.dr.checks import DrChecks
@@ -168,5 +169,6 @@ async def open_runtime(
         routers=traffic_router,
         checks=DrChecks(smoke_dir / "dr"),
         groups=group_membership(config),
+        bluegreen=BlueGreenFlows(),
     )
     return Runtime(services, store, timeline, smoke_dir, at(config.paths.audit_dir))

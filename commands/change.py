@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from adapters.packages import Layout, PackageProblem, PackageStore
 from adapters.store.rows import Request
+from commands.bluegreen.lock import pair_busy
 from commands.cards.approval import POLICY_APPROVER, render_approval_card
 from commands.config import Environment
 from commands.context import Services, actor_fields
@@ -217,11 +218,14 @@ async def request_change(call: CommandCall, kind: Kind, args: tuple[str, ...]) -
     busy = await busy_refusal(services, environment)
     if busy:
         return await refuse(busy)
+    held = await pair_busy(services, environment)
+    if held:
+        return await refuse(Refusal(held, "pair-busy"))
     exclude = tuple(Exclusion(h, "excluded by request (--exclude)") for h in parsed.exclude)
     plan = await make_plan(services, kind, environment, parsed.version, exclude)
     if isinstance(plan, Refusal):
         return await refuse(plan)
-    return await _create_request(call, plan)
+    return await create_request(call, plan)
 
 
 async def make_plan(
@@ -280,7 +284,7 @@ async def make_plan(
         )
 
 
-async def _create_request(call: CommandCall, plan: Plan) -> Reply:
+async def create_request(call: CommandCall, plan: Plan, origin: str | None = None) -> Reply:
     services, inv = call.services, call.invocation
     now = services.now()
     policy = services.config.environments[plan.environment].approval
@@ -300,6 +304,7 @@ async def _create_request(call: CommandCall, plan: Plan) -> Reply:
         version=plan.target_version,
         current_version=plan.current_version,
         required_approvals=policy.required_count,
+        origin=origin,
     )
     await services.store.create_request(request)
     await services.audit.append(

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from adapters.router.farm import TrafficRouter
     from adapters.store import Store
     from adapters.winrm.hostops import HostOps
+    from commands.bluegreen.flows import BlueGreenFlows
     from commands.dr.checks import DrChecks
 
 
@@ -123,6 +124,8 @@ class Services:
     checks: DrChecks
     # Entra groups of approvers: Microsoft Graph in teams mode, the config in local mode.
     groups: GroupMembership
+    # The blue/green flows running now (`bluegreen`, `switchback`, card #2, Switch back).
+    bluegreen: BlueGreenFlows
 
 
 def actor_fields(name: str, aad_object_id: str | None) -> dict[str, str | None]:

@@ -48,6 +48,8 @@ class Command:
     run: Runner
     # Said after the role in help, e.g. that an approver must approve what this asks for.
     who_note: str = ""
+    # Suggested by Teams (manifest commandLists, at most 10); help lists every command.
+    suggested: bool = True
 
     @property
     def who(self) -> str:
@@ -92,6 +94,7 @@ def default_registry() -> Registry:
         unsubscribe,
     )
     from commands import help as help_cmd
+    from commands.bluegreen.chat import BLUEGREEN, SWITCHBACK
 
     return Registry(
         [
@@ -101,6 +104,8 @@ def default_registry() -> Registry:
             check.COMMAND,
             rollback.COMMAND,
             deploy.COMMAND,
+            BLUEGREEN,
+            SWITCHBACK,
             cancel.COMMAND,
             subscribe.COMMAND,
             unsubscribe.COMMAND,

@@ -102,6 +102,34 @@ class Request:
 
 
 @dataclass(frozen=True)
+class Flow:
+    """One blue/green flow (adapters/store/schema.py FLOW_STATES)."""
+
+    id: str
+    pair: str
+    version: str
+    from_slot: str
+    to_slot: str
+    from_version: str | None
+    state: str
+    active: bool
+    requester_name: str
+    requester_id: str | None
+    conversation_id: str | None
+    card_activity_id: str | None
+    deploy_request_id: str | None
+    switch_request_id: str | None
+    gates_json: str | None
+    step: str | None
+    note: str | None
+    switched_at: datetime | None
+    watch_ends_at: datetime | None
+    switchback_by: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
 class ApprovalTally:
     """What one approval did: `state` of the request after it; `recorded` False when this
     approver had approved already (or the request was no longer pending); `names` of every

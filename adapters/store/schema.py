@@ -233,6 +233,52 @@ _V4 = (
     )""",
 )
 
+# Blue/green flows (issue 11): one row per `bluegreen PAIR VERSION`. `active` = 1 while the
+# flow holds its pair (the partial unique index IS the pair lock: a second active flow of
+# the same pair cannot be inserted); a manual switch-back takes it again.
+FLOW_STATES = (
+    "deploy-pending",  # approval card #1 out
+    "deploying",  # the deploy run on the idle slot
+    "gating",  # smoke and DR tests on the idle slot
+    "switch-pending",  # approval card #2 out
+    "switching",
+    "watching",
+    "switching-back",
+    "live",  # the watch passed: the new slot serves users (Switch back still offered)
+    "switched-back",  # the old slot serves users again (automatically or by request)
+    "stopped",  # ended before the switch: nothing was switched
+    "failed",  # a router step failed: what is live is in `note`, read from the router
+    "interrupted",  # the bot died mid-flow; told at the next start with the router read
+)
+_V5 = (
+    f"""CREATE TABLE bluegreen (
+        id TEXT PRIMARY KEY,
+        pair TEXT NOT NULL,
+        version TEXT NOT NULL,
+        from_slot TEXT NOT NULL,
+        to_slot TEXT NOT NULL,
+        from_version TEXT,
+        state TEXT NOT NULL {_one_of("state", FLOW_STATES)},
+        active INTEGER NOT NULL CHECK (active IN (0, 1)),
+        requester_name TEXT NOT NULL,
+        requester_id TEXT,
+        conversation_id TEXT,
+        card_activity_id TEXT,
+        deploy_request_id TEXT,
+        switch_request_id TEXT,
+        gates_json TEXT,
+        step TEXT,
+        note TEXT,
+        switched_at TEXT,
+        watch_ends_at TEXT,
+        switchback_by TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    )""",
+    "CREATE UNIQUE INDEX bluegreen_one_active ON bluegreen (pair) WHERE active = 1",
+    "CREATE INDEX bluegreen_by_pair ON bluegreen (pair, created_at)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "requests, runs, steps, deployments, conversations, watcher, locks, smoke", _V1),
     Migration(2, "since when each blue/green pair's live slot is live", _V2),
@@ -240,6 +286,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         4, "approvals: one row per approver; required count and break-glass per request", _V4
     ),
+    Migration(5, "blue/green flows; one active flow per pair", _V5),
 )
 
 

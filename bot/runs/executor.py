@@ -96,6 +96,8 @@ class Executor:
             # Before the run existed (re-planning, voiding): nothing ran. A run, once
             # created, is always ended by _run itself.
             log.exception("executor failed")
+        # Its lock is released: a blue/green flow whose deploy this was goes on (or ends).
+        self._services.bluegreen.run_ended(request.id)
 
     # --- before the run --------------------------------------------------------------------
 

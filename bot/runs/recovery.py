@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from adapters.store.rows import InterruptedRun, Request
 from adapters.winrm.hoststate import HostState
 from bot.ports import Reporter
+from commands.bluegreen.model import SWITCH_COMMAND
 from commands.cards.run import RunView, render_run_card
 from commands.context import Services
 from commands.hosts import read_hosts
@@ -153,10 +154,15 @@ class Recovered:
                 log.exception("could not report an interrupted run", extra={"run_id": run.run_id})
         for request in self.requests:
             if request.conversation_id:
+                again = (
+                    f"bluegreen {request.environment} {request.version}"
+                    if request.command == SWITCH_COMMAND
+                    else f"{request.command} {request.environment}"
+                )
                 await reporter.post(
                     request.conversation_id,
                     f"⚠️ {request.id} was approved but the bot restarted before it ran; "
-                    f"nothing ran. Ask again with `{request.command} {request.environment}`.",
+                    f"nothing ran. Ask again with `{again}`.",
                     None,
                 )
 

@@ -41,7 +41,8 @@ def _button(request: Request, plan: Plan, verb: str, title: str, style: str) -> 
     return cards.execute_button(verb, title, action_data(request, plan, verb), style)
 
 
-def _banner(request: Request, tz: ZoneInfo) -> tuple[str, str]:
+def decided_banner(request: Request, tz: ZoneInfo) -> tuple[str, str]:
+    """Who decided the request and when, and the banner's color (pending: empty)."""
     who = cards.plain(request.decided_by_name or "?", 100)
     when = show(request.decided_at, tz) if request.decided_at else ""
     state = request.state
@@ -161,6 +162,15 @@ def render_approval_card(
         cards.title(f"{title} {plan.environment} to {plan.target_version}?"),
         cards.facts(pairs),
     ]
+    if request.origin and request.origin.startswith("bluegreen:"):
+        body.append(
+            cards.text(
+                f"**Blue/green {request.origin.removeprefix('bluegreen:')}, approval 1 of 2**: "
+                f"deploy to the idle slot {plan.environment} — it serves no user traffic. "
+                "Its gates run next; switching traffic is a second approval.",
+                color="Accent",
+            )
+        )
     if plan.excluded:
         body.append(
             cards.text(
@@ -177,7 +187,7 @@ def render_approval_card(
         cards.text(steps),
         cards.text(f"**If it fails** — {failure_words(plan)}"),
     ]
-    banner, color = _banner(request, tz)
+    banner, color = decided_banner(request, tz)
     actions: list[cards.Element] = []
     if request.state == "pending":
         body.append(

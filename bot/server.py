@@ -140,7 +140,7 @@ def build_app(
     # ends badly raises its own alert through the RunAlarm port.
     alerter = Alerter(services, queue, reporter)
     heads.bind(alerter)
-    executor = Executor(services, reporter, RunAlerts(alerter))
+    executor = Executor(services, reporter, RunAlerts(alerter), owner=runtime.owner_token)
     executors.append(executor)
     metrics = Metrics(runtime.store, lambda: queue.stats, list(config.environments))
     watcher = Watcher(services, alerter, metrics)

@@ -123,14 +123,16 @@ def render_approval_card(
     now: datetime,
     *,
     break_glass: bool = False,
+    preview: bool = False,
 ) -> cards.Card:
-    """The card for `request`; `break_glass`: the environment allows it (a third button)."""
+    """The card for `request`; `break_glass`: the environment allows it (a third button);
+    `preview`: the plan as `plan` shows it — the same card, no buttons, nothing requested."""
     title = "Rollback" if plan.kind == "rollback" else "Deploy"
     current = plan.current_version or "unknown"
     hosts = [f"{h} ✅ reachable" for h in plan.hosts]
     hosts += [f"{e.host} ❌ EXCLUDED — {cards.plain(e.reason, 300)}" for e in plan.excluded]
     pairs = [
-        ("Request", request.id),
+        ("Request", "none — a preview (`plan`): nothing was requested" if preview else request.id),
         ("Environment", plan.environment),
         ("Version", f"{current} → {plan.target_version}"),
         ("Chosen from", plan.source),
@@ -138,7 +140,7 @@ def render_approval_card(
         ("Components", f"{len(plan.sites)} site(s), {len(plan.services)} service(s): below"),
         ("Hosts", "; ".join(hosts)),
         (
-            "Requested by",
+            "Shown to" if preview else "Requested by",
             f"{cards.plain(request.requester_name, 100)} at {show(request.created_at, tz)}",
         ),
     ]
@@ -169,7 +171,16 @@ def render_approval_card(
     ]
     banner, color = _banner(request, tz)
     actions: list[cards.Element] = []
-    if request.state == "pending":
+    if preview:
+        body.insert(
+            1,
+            cards.text(
+                f"**Preview: this is the plan `{plan.kind} {plan.environment}` would ask to "
+                "approve now. Nothing was requested; the hosts were only read.**",
+                color="Accent",
+            ),
+        )
+    elif request.state == "pending":
         body.append(
             {
                 "type": "Input.Text",

@@ -149,6 +149,7 @@ class Notice:
     kind: str  # break-glass | run-failed
     text: str
     created_at: datetime
+    delivered_to: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ holds across connections and processes, not only across the tasks of one Store.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Collection
 from dataclasses import astuple
@@ -274,13 +275,38 @@ class RunStore(StoreBase):
 
     async def undelivered_notices(self) -> list[Notice]:
         rows = await self._rows(
-            "SELECT id, environment, kind, text, created_at FROM notices"
+            "SELECT id, environment, kind, text, created_at, delivered_to FROM notices"
             " WHERE delivered_at IS NULL ORDER BY id"
         )
-        return [from_row(Notice, r) for r in rows]
+        return [
+            Notice(
+                r["id"],
+                r["environment"],
+                r["kind"],
+                r["text"],
+                from_text(r["created_at"]),
+                tuple(json.loads(r["delivered_to"])),
+            )
+            for r in rows
+        ]
 
-    async def mark_notice_delivered(self, notice_id: int) -> bool:
-        """True for the one caller that marks it (two bots never both announce it)."""
+    async def notice_delivered(self, notice_id: int, conversation_id: str) -> None:
+        """Teams has the notice in `conversation_id`."""
+        async with self._tx() as conn:
+            async with conn.execute(
+                "SELECT delivered_to FROM notices WHERE id = ?", (notice_id,)
+            ) as cursor:
+                row = await cursor.fetchone()
+            if row is None:
+                return
+            done = [*json.loads(row["delivered_to"]), conversation_id]
+            await conn.execute(
+                "UPDATE notices SET delivered_to = ? WHERE id = ?",
+                (json.dumps(sorted(set(done))), notice_id),
+            )
+
+    async def close_notice(self, notice_id: int) -> bool:
+        """Every alert conversation has it: done (True for the one caller that closes it)."""
         return (
             await self._write(
                 "UPDATE notices SET delivered_at = ? WHERE id = ? AND delivered_at IS NULL",

@@ -245,6 +245,8 @@ _V5 = (
         kind TEXT NOT NULL,
         text TEXT NOT NULL,
         created_at TEXT NOT NULL,
+        -- The conversations that have it (JSON list): a retry never posts it there twice.
+        delivered_to TEXT NOT NULL DEFAULT '[]',
         delivered_at TEXT
     )""",
     "CREATE INDEX notices_undelivered ON notices (delivered_at, id)",

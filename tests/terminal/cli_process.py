@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.conftest import AUDIT_KEY
 from tests.lab_fixtures import LAB_CREDENTIALS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,6 +21,8 @@ REASON = "Teams down during the P1, drill"
 def cli_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MCMS_")}
     env.update(LAB_CREDENTIALS)
+    # The key the bot processes of the tests write with (tests/runs/test_restart.py).
+    env["MCMS_AUDIT_KEY"] = AUDIT_KEY
     env.update(extra)
     return env
 
@@ -57,15 +60,22 @@ def cli(config: Path, *args: str, timeout: float = 90, stdin: str = "") -> Done:
     return Done(done.returncode, done.stdout, done.stderr)
 
 
+async def acli(config: Path, *args: str, timeout: float = 90) -> Done:
+    """`cli` without blocking the test's event loop (a fake connector may run on it)."""
+    import asyncio
+
+    return await asyncio.to_thread(cli, config, *args, timeout=timeout)
+
+
 def start_cli(config: Path, *args: str, log: Path) -> subprocess.Popen[str]:
     """A CLI process left running (its stdin a pipe, to answer the Ctrl-C question)."""
-    out = log.open("w")
-    return subprocess.Popen(
-        cli_argv(config, *args),
-        cwd=ROOT,
-        env=cli_env(),
-        stdin=subprocess.PIPE,
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    with log.open("w") as out:
+        return subprocess.Popen(
+            cli_argv(config, *args),
+            cwd=ROOT,
+            env=cli_env(),
+            stdin=subprocess.PIPE,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )

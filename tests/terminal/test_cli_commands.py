@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from adapters.audit import verify
-from bot.demo import DEMO_AUDIT_KEY
 from lab.core import Lab
+from tests.conftest import AUDIT_KEY_BYTES
 from tests.lab_fixtures import write_lab_config
 from tests.runs.test_rollback_bad_paths import MUTATING_OPS
 from tests.terminal.cli_process import REASON, ROOT, cli, cli_env
@@ -76,7 +76,12 @@ def test_help_lists_every_command_with_one_line_and_the_exit_codes() -> None:
     for command in (*OPERATOR, "check-config", "audit", "manifest"):
         line = next((ln for ln in text.splitlines() if ln.strip().startswith(command + " ")), "")
         assert len(line.split(None, 1)) == 2, f"{command} has no one-line help:\n{text}"
-    for code, words in (("0", "succeeded"), ("1", "the run failed"), ("2", "usage"), ("3", "refused")):
+    for code, words in (
+        ("0", "succeeded"),
+        ("1", "the run failed"),
+        ("2", "usage"),
+        ("3", "refused"),
+    ):
         assert any(ln.strip().startswith(f"{code}  {words}") for ln in text.splitlines()), text
 
 
@@ -132,16 +137,14 @@ def test_cli_rollback_is_approved_by_break_glass_runs_and_is_marked_everywhere(
     assert approved["detail"]["break_glass_reason"] == REASON
     command = next(e for e in audit(config) if e["event"] == "Command")
     assert command["detail"]["conversation_id"].startswith("cli:")
-    assert f"approved by BREAK GLASS by Alex Wilber ({request['id']}): {REASON}" in timeline(
-        config
-    )
+    assert f"approved by BREAK GLASS by Alex Wilber ({request['id']}): {REASON}" in timeline(config)
     (notice,) = rows(config, "SELECT * FROM notices")
     assert notice["kind"] == "break-glass" and notice["delivered_at"] is None
     assert "BREAK-GLASS" in notice["text"] and "break-glass CLI" in notice["text"]
     # The run belongs to the process that ran it, and no lock is left.
     (run,) = rows(config, "SELECT * FROM runs")
     assert run["owner"] and rows(config, "SELECT * FROM env_locks") == []
-    report = verify(config.parent / "logs" / "deploy" / "notifications", [DEMO_AUDIT_KEY.encode()])
+    report = verify(config.parent / "logs" / "deploy" / "notifications", [AUDIT_KEY_BYTES])
     assert report.ok, report.problems
 
     # `history` and `run` read it back, through the CLI.
@@ -156,7 +159,7 @@ def test_cli_rollback_is_approved_by_break_glass_runs_and_is_marked_everywhere(
     shown = cli(config, "run", run["id"], "--json")
     assert shown.code == 0 and shown.result()["state"] == "succeeded"
     plain = cli(config, "run", run["id"])
-    assert plain.out.startswith(f"Rollback Lab 1.4.2 → 1.4.1: succeeded")
+    assert plain.out.startswith("Rollback Lab 1.4.2 → 1.4.1: succeeded")
     assert "BREAK GLASS: Alex Wilber" in plain.out
 
 

@@ -18,7 +18,7 @@ from commands.context import Services
 
 log = logging.getLogger(__name__)
 
-DEFAULT_EVERY_S = 15.0
+DEFAULT_EVERY_S = 5.0
 
 
 async def deliver_notices(services: Services, alerter: Alerter) -> int:

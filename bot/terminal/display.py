@@ -104,7 +104,7 @@ class LiveDisplay:
             return
         if self._live is None:
             self._live = Live(self._last, console=self.console, refresh_per_second=8)
-            self._live.start()
+            self._live.start(refresh=True)  # drawn now, not at the next edit
         else:
             self._live.update(self._last, refresh=True)
         if final:
@@ -119,7 +119,7 @@ class LiveDisplay:
 
     def resume(self) -> None:
         if self._live is not None:
-            self._live.start()
+            self._live.start(refresh=True)
 
     def close(self) -> None:
         if self._live is not None:

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from adapters.entra import GroupLookupFailed
 from adapters.store.rows import ApprovalTally, Request
+from commands.cards.elements import plain
 from commands.change import busy_refusal
 from commands.context import Services, actor_fields
 from commands.groups import is_approver
@@ -64,6 +65,19 @@ class Decision:
     @property
     def plan(self) -> Plan | None:
         return Plan.from_json(self.request.plan_json) if self.request else None
+
+
+def break_glass_notice(request: Request) -> str:
+    """The break-glass announcement for the alert conversations; the reason and the names
+    are escaped (typed by a person)."""
+    who = plain(request.decided_by_name or "?", 100)
+    own = (request.requester_id or "").lower() == (request.decided_by_id or "").lower()
+    whose = "their own request" if own else f"{plain(request.requester_name, 100)}'s request"
+    return (
+        f"🚨 BREAK-GLASS approval in {request.environment}: {who} approved {whose} "
+        f"{request.id} ({request.command} to {request.version}) alone. Reason: "
+        f"{plain(request.reason or '', 300)}"
+    )
 
 
 def parse_action(verb: str, data: dict[str, Any]) -> DecisionAction | None:

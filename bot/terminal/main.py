@@ -28,8 +28,7 @@ from bot.runs.recovery import recover
 from bot.services import AuditKeyMissing, Runtime, open_runtime
 from bot.terminal.display import Display, make_display
 from bot.terminal.session import Terminal, cli_actor, os_login, setup_cli_logging
-from bot.watch.break_glass import notice_text
-from commands.approvals import MIN_REASON, decide
+from commands.approvals import MIN_REASON, break_glass_notice, decide
 from commands.cards.run import render_run_card
 from commands.config import Config
 from commands.run_card import run_view
@@ -255,7 +254,7 @@ async def _break_glass(terminal: Terminal, request: Request, order: ChangeOrder)
         display.message(f"Refused: {why} ({request.id} withdrawn; nothing ran.)")
         display.result({"refused": True, "reason": decision.code, "text": why})
         return REFUSED
-    text = notice_text(decision.request) + f" — from the break-glass CLI ({terminal.where})."
+    text = break_glass_notice(decision.request) + f" — from the break-glass CLI ({terminal.where})."
     await services.store.add_notice(request.environment, "break-glass", text)
     display.message(
         f"🚨 BREAK GLASS: {request.id} approved by {terminal.actor.name} ({order.reason}). "

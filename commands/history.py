@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from adapters.store.rows import Request, Run
 from commands.cards import elements as cards
+from commands.cards.approval import approver_words
 from commands.registry import Command, CommandCall
 from commands.timefmt import show
 from commands.types import Reply
@@ -16,16 +17,6 @@ from commands.types import Reply
 DEFAULT_RUNS = 10
 MAX_RUNS = 50
 DEPLOYMENTS_SHOWN = 10
-
-
-def approver_words(request: Request) -> str:
-    """Who approved, as the card says it: break glass in capitals, a policy, N approvers."""
-    name = request.decided_by_name or "?"
-    if request.break_glass:
-        return f"BREAK GLASS: {name} ({request.reason or 'no reason'})"
-    if request.required_approvals > 1 and request.approvers:
-        return request.approvers
-    return name
 
 
 def outcome_words(run: Run) -> str:

@@ -11,9 +11,9 @@ from dataclasses import replace
 
 from adapters.store.rows import Request, Run
 from commands.cancel import RUN_ID
+from commands.cards.approval import approver_words
 from commands.cards.run import RunView, StepView, render_run_card, summary_text
 from commands.context import Services
-from commands.history import approver_words
 from commands.plan import Plan
 from commands.registry import Command, CommandCall
 from commands.types import Reply

@@ -33,7 +33,7 @@ from bot.logs import bind_log_fields
 from bot.ports import Reporter, RunAlarm, RunFailure
 from bot.runs.record import RunRecord
 from bot.runs.runner import Outcome, Runner
-from commands.cards.approval import render_approval_card
+from commands.cards.approval import approver_words, render_approval_card
 from commands.cards.run import RunView, render_run_card, summary_text
 from commands.change import Refusal, make_plan
 from commands.context import Services
@@ -231,8 +231,10 @@ class Executor:
         conversation = request.conversation_id or ""
         tz = services.config.tz
         approver = request.decided_by_name or "?"
+        # The card says how it was approved: a break glass in capitals, with its reason.
+        approved_by = approver_words(request)
         view = replace(
-            RunView.start(run_id, request.id, plan, request.requester_name, approver, started),
+            RunView.start(run_id, request.id, plan, request.requester_name, approved_by, started),
             watch_paused=env.watch.enabled,
         )
         progress: list[str | None] = [None]

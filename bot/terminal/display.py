@@ -154,7 +154,7 @@ class PlainDisplay:
                 self._print(line)
         for number, step, state, took in rows:
             key = f"{number}. {step}"
-            if self._seen.get(key) != state:
+            if self._seen.get(key, "⏳ pending") != state:  # the plan was shown already
                 self._seen[key] = state
                 self._print(f"{key} — {state}{f' ({took})' if took else ''}")
         if final:

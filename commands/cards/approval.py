@@ -26,6 +26,16 @@ REASON_INPUT = "reason"
 POLICY_APPROVER = "policy"
 
 
+def approver_words(request: Request) -> str:
+    """Who approved, as the card says it: break glass in capitals, a policy, N approvers."""
+    name = request.decided_by_name or "?"
+    if request.break_glass:
+        return f"BREAK GLASS: {name} ({request.reason or 'no reason'})"
+    if request.required_approvals > 1 and request.approvers:
+        return request.approvers
+    return name
+
+
 def action_data(request: Request, plan: Plan, verb: str) -> dict[str, Any]:
     """What a click sends back; every field is checked against the stored request."""
     return {

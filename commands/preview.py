@@ -21,6 +21,8 @@ from commands.types import Reply
 
 KINDS: tuple[Kind, ...] = ("rollback", "deploy")
 USAGE = "[rollback|deploy] ENVIRONMENT [VERSION] [--exclude HOST]"
+# Teams' command list shows usage + summary in 128 characters.
+SHORT_USAGE = "[rollback|deploy] ENV [VERSION]"
 
 
 def _environment(config: Config, word: str) -> str | Reply:
@@ -104,8 +106,8 @@ async def preview(call: CommandCall, kind: Kind, environment: str, args: ChangeA
 
 COMMAND = Command(
     name="plan",
-    usage=USAGE,
-    summary="Show the exact plan a rollback (or deploy) would ask to approve, without asking.",
+    usage=SHORT_USAGE,
+    summary="The exact plan a rollback or deploy would ask to approve; nothing is requested.",
     # Checked by the command once it knows the environment (the first word may be the kind).
     role=None,
     env_arg="none",

@@ -235,7 +235,8 @@ def test_command_lists_are_the_registry_in_each_scope(cli_zip: Path) -> None:
 
 def test_a_new_command_in_the_registry_appears_in_the_manifest() -> None:
     extra = Command("uptime", "ENVIRONMENT", "How long it has run.", None, "required", 0, _run)
-    manifest = build(registry=Registry([*default_registry().commands(), extra]))
+    # Teams lists 12 commands at most, and the registry has 12: one makes room.
+    manifest = build(registry=Registry([*default_registry().commands()[:-1], extra]))
     for command_list in manifest["bots"][0]["commandLists"]:
         assert command_list["commands"][-1] == {
             "title": "uptime",

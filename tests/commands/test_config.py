@@ -207,21 +207,24 @@ def test_the_one_site_one_worker_shape_stays_valid_as_one_component_of_each(
     assert any("not both" in p for p in info.value.problems)
 
 
+LAB_APPROVAL = (
+    "approval = { required = true, self_approval = true, ttl_minutes = 15, break_glass = true }"
+)
+
+
 def test_on_failure_and_start_order_are_per_environment(tmp_path: Path) -> None:
     path = _broken(
         tmp_path,
-        "approval = { required = true, self_approval = true, ttl_minutes = 15, break_glass = true }",
-        "approval = { required = true, self_approval = true, ttl_minutes = 15, break_glass = true }\n"
-        'on_failure = "stop"',
+        LAB_APPROVAL,
+        LAB_APPROVAL + '\non_failure = "stop"',
     )
     env = load_config(path).environments["Lab"]
     assert env.on_failure == "stop"
     assert load_config(DEMO).environments["Lab"].on_failure == "restore"
     bad = _broken(
         tmp_path,
-        "approval = { required = true, self_approval = true, ttl_minutes = 15, break_glass = true }",
-        "approval = { required = true, self_approval = true, ttl_minutes = 15, break_glass = true }\n"
-        'on_failure = "pray"',
+        LAB_APPROVAL,
+        LAB_APPROVAL + '\non_failure = "pray"',
     )
     with pytest.raises(ConfigError) as info:
         load_config(bad)

@@ -16,6 +16,7 @@ import pytest
 from lab.core import Lab
 from tests.lab_fixtures import write_lab_config
 from tests.terminal.cli_process import REASON, start_cli
+from tests.terminal.cli_process import cli as cli_run
 from tests.terminal.test_shared_lock import db_rows, releases, until_held
 
 pytest_plugins = ["tests.lab_fixtures"]
@@ -120,3 +121,27 @@ async def test_sigterm_cancels_without_asking_and_waits_for_the_restore(
     assert await finish(process) == 1, log.read_text()
     assert result(log)["restore"] == "restored"
     assert releases(lab) == {"1.4.2"}
+
+
+async def test_a_cli_killed_mid_run_leaves_its_run_to_the_next_start_never_locked_forever(
+    lab: Lab, tmp_path: Path
+) -> None:
+    process, config, _log = await held_cli(lab, tmp_path)
+    db = config.parent / "var" / "mcms-bot.db"
+    (dead,) = db_rows(db, "SELECT * FROM runs")
+    process.kill()  # SIGKILL: nothing of the CLI runs any more
+    await finish(process)
+    lab.release(lab.host_for("Lab"))
+    assert len(db_rows(db, "SELECT * FROM env_locks")) == 1  # held by a dead owner
+
+    again = await asyncio.to_thread(
+        cli_run, config, "rollback", "Lab", "--reason", REASON, "--json"
+    )
+    assert again.code == 0, again.out + again.err
+    assert f"{dead['id']} (Lab) was left running by a process that died" in again.out
+    (settled,) = db_rows(db, "SELECT state FROM runs WHERE id = ?", dead["id"])
+    assert settled["state"] == "interrupted"
+    assert db_rows(db, "SELECT * FROM env_locks") == []
+    state = lab.state(lab.host_for("Lab"))
+    assert releases(lab) == {"1.4.1"}
+    assert {s["state"] for s in state["sites"].values()} == {"Started"}

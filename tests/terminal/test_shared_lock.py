@@ -157,3 +157,32 @@ async def test_a_chat_rollback_while_a_cli_run_is_held_is_refused_and_a_bot_star
     assert code == 0, (tmp_path / "cli.out").read_text()
     assert await until_done(db, clis_run["id"]) == "succeeded"
     assert releases(lab) == {"1.4.1"}
+
+
+async def test_the_cli_cancels_a_run_of_the_bot_and_the_bot_restores_it(
+    bot: BotProcess, lab: Lab, fake_connector: FakeConnector
+) -> None:
+    db = bot.config.parent / "var" / "mcms-bot.db"
+    host = lab.host_for("Lab")
+    await bot.start()
+    assert await bot.post(make_message("rollback Lab", service_url=fake_connector.url)) < 300
+    (card_call,) = await fake_connector.wait_for_calls(1, timeout=30)
+    card = card_call.body["attachments"][0]["content"]
+    approve = next(a for a in card["actions"] if a["verb"] == "approve")
+    lab.hold(host, "deploy-release")
+    invoke = make_invoke(
+        "approve", approve["data"], reply_to_id=card_call.assigned_id or "",
+        service_url=fake_connector.url,
+    )  # fmt: skip
+    assert await bot.post(invoke) == 200
+    bots_run = await until_held(lab, db, "the bot's run")
+
+    cancelled = await acli(bot.config, "cancel", bots_run["id"], "--json")
+
+    assert cancelled.code == 0, cancelled.out + cancelled.err
+    assert "Cancel requested" in cancelled.result()["text"]
+    lab.release(host)
+    assert await until_done(db, bots_run["id"]) == "cancelled"
+    (run,) = db_rows(db, "SELECT restore, cancel_requested_by FROM runs")
+    assert run["restore"] == "restored" and run["cancel_requested_by"] == "Alex Wilber"
+    assert releases(lab) == {"1.4.2"}

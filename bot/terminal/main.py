@@ -29,8 +29,10 @@ from bot.services import AuditKeyMissing, Runtime, open_runtime
 from bot.terminal.display import Display, make_display
 from bot.terminal.session import Terminal, cli_actor, os_login, setup_cli_logging
 from commands.approvals import MIN_REASON, break_glass_notice, decide
+from commands.cards.approval import action_data
 from commands.cards.run import render_run_card
 from commands.config import Config
+from commands.plan import Plan
 from commands.run_card import run_view
 from commands.types import Reply
 
@@ -240,13 +242,7 @@ async def _break_glass(terminal: Terminal, request: Request, order: ChangeOrder)
             await _withdraw(terminal, request, "declined at the terminal")
             display.message(f"Not run: {request.id} withdrawn.")
             return REFUSED
-    data = {
-        "request_id": request.id,
-        "environment": request.environment,
-        "version": request.version or "",
-        "plan_hash": request.plan_hash,
-        "reason": order.reason,
-    }
+    data = click_data(request, "break_glass", order.reason)
     decision = await decide(services, "break_glass", data, terminal.actor, terminal.tenant_id)
     if decision.outcome != "approved" or decision.request is None:
         why = decision.message or f"the request is {decision.outcome}"
@@ -263,14 +259,13 @@ async def _break_glass(terminal: Terminal, request: Request, order: ChangeOrder)
     return None
 
 
+def click_data(request: Request, verb: str, reason: str) -> dict[str, Any]:
+    """What the card's button would send, with the reason typed: the same checks apply."""
+    return {**action_data(request, Plan.from_json(request.plan_json), verb), "reason": reason}
+
+
 async def _withdraw(terminal: Terminal, request: Request, reason: str) -> None:
-    data = {
-        "request_id": request.id,
-        "environment": request.environment,
-        "version": request.version or "",
-        "plan_hash": request.plan_hash,
-        "reason": reason,
-    }
+    data = click_data(request, "reject", reason)
     await decide(terminal.services, "reject", data, terminal.actor, terminal.tenant_id)
 
 
@@ -384,7 +379,8 @@ def operator_words(args: Any) -> list[str]:
             words += ["--exclude", host]
         return words
     if command == "history":
-        return ["history", args.environment, *([str(args.count)] if args.count else [])]
+        count = [] if args.count is None else [str(args.count)]
+        return ["history", args.environment, *count]
     if command == "cancel":
         return ["cancel", args.run_id]
     raise ValueError(f"not an operator command: {command}")

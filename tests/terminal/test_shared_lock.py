@@ -82,6 +82,23 @@ async def bot(lab: Lab, fake_connector: FakeConnector, tmp_path: Path) -> BotPro
     await process.stop()
 
 
+async def bot_run_held(bot: BotProcess, lab: Lab, connector: FakeConnector) -> sqlite3.Row:
+    """Start the bot, ask for `rollback Lab` and approve it in chat; its run, once the lab
+    holds it at the deploy step."""
+    await bot.start()
+    assert await bot.post(make_message("rollback Lab", service_url=connector.url)) < 300
+    (card_call,) = await connector.wait_for_calls(1, timeout=30)
+    card = card_call.body["attachments"][0]["content"]
+    approve = next(a for a in card["actions"] if a["verb"] == "approve")
+    lab.hold(lab.host_for("Lab"), "deploy-release")
+    invoke = make_invoke(
+        "approve", approve["data"], reply_to_id=card_call.assigned_id or "",
+        service_url=connector.url,
+    )  # fmt: skip
+    assert await bot.post(invoke) == 200
+    return await until_held(lab, bot.config.parent / "var" / "mcms-bot.db", "the bot's run")
+
+
 async def chat_rollback(bot: BotProcess, connector: FakeConnector) -> str:
     """`rollback Lab` in chat; the reply's text (an approval card's, or a refusal)."""
     before = len(connector.activities)
@@ -95,18 +112,7 @@ async def test_a_cli_rollback_while_the_bot_runs_one_is_refused_and_touches_noth
 ) -> None:
     db = bot.config.parent / "var" / "mcms-bot.db"
     host = lab.host_for("Lab")
-    await bot.start()
-    assert await bot.post(make_message("rollback Lab", service_url=fake_connector.url)) < 300
-    (card_call,) = await fake_connector.wait_for_calls(1, timeout=30)
-    card = card_call.body["attachments"][0]["content"]
-    approve = next(a for a in card["actions"] if a["verb"] == "approve")
-    lab.hold(host, "deploy-release")
-    invoke = make_invoke(
-        "approve", approve["data"], reply_to_id=card_call.assigned_id or "",
-        service_url=fake_connector.url,
-    )  # fmt: skip
-    assert await bot.post(invoke) == 200
-    bots_run = await until_held(lab, db, "the bot's run")
+    bots_run = await bot_run_held(bot, lab, fake_connector)
     calls_before = mutating_calls(lab)
 
     refused = await acli(bot.config, "rollback", "Lab", "--reason", REASON, "--json")
@@ -164,18 +170,7 @@ async def test_the_cli_cancels_a_run_of_the_bot_and_the_bot_restores_it(
 ) -> None:
     db = bot.config.parent / "var" / "mcms-bot.db"
     host = lab.host_for("Lab")
-    await bot.start()
-    assert await bot.post(make_message("rollback Lab", service_url=fake_connector.url)) < 300
-    (card_call,) = await fake_connector.wait_for_calls(1, timeout=30)
-    card = card_call.body["attachments"][0]["content"]
-    approve = next(a for a in card["actions"] if a["verb"] == "approve")
-    lab.hold(host, "deploy-release")
-    invoke = make_invoke(
-        "approve", approve["data"], reply_to_id=card_call.assigned_id or "",
-        service_url=fake_connector.url,
-    )  # fmt: skip
-    assert await bot.post(invoke) == 200
-    bots_run = await until_held(lab, db, "the bot's run")
+    bots_run = await bot_run_held(bot, lab, fake_connector)
 
     cancelled = await acli(bot.config, "cancel", bots_run["id"], "--json")
 

@@ -48,8 +48,9 @@ TABLES = (
 
 def campaign_config(raw: dict[str, Any]) -> None:
     """The watcher would write smoke results on its own schedule: off, so any change is
-    ours; the same for the approval's expiry. The database and the audit live in memory (/dev/shm) where there is one: the
-    campaign is about what the bot answers, and 10,000 fsyncs would only measure the disk."""
+    ours; the same for the approval's expiry. The database and the audit live in memory
+    (/dev/shm) where there is one: the campaign is about what the bot answers, and 10,000
+    fsyncs would only measure the disk."""
     for env in raw["environments"].values():
         env["watch"] = {**env.get("watch", {}), "enabled": False}
         # The pending request the campaign forges clicks against must outlive a long

@@ -39,6 +39,8 @@ from bot.watch.grafana import GrafanaWebhook
 from bot.watch.housekeeping import DAY_S, retention_loop
 from bot.watch.metrics import Metrics
 from bot.watch.metrics_server import make_metrics_app
+from bot.watch.notices import DEFAULT_EVERY_S as NOTICE_EVERY_S
+from bot.watch.notices import notice_loop
 from bot.watch.run_alerts import FlowAlerts, RunAlerts
 from bot.watch.watcher import Watcher
 from commands.bluegreen.model import SWITCH_COMMAND
@@ -65,6 +67,7 @@ def build_app(
     sweep_s: float = DEFAULT_SWEEP_S,
     outbound_policy: RetryPolicy | None = None,
     retention_every_s: float = DAY_S,
+    notice_every_s: float = NOTICE_EVERY_S,
 ) -> web.Application:
     """The aiohttp app wired to the real commands, the executor and the outbound queue."""
     config = runtime.services.config
@@ -148,7 +151,7 @@ def build_app(
     alerter = Alerter(services, queue, reporter)
     heads.bind(alerter)
     run_alerts = RunAlerts(alerter)
-    executor = Executor(services, reporter, run_alerts)
+    executor = Executor(services, reporter, run_alerts, owner=runtime.owner_token)
     executors.append(executor)
     services.bluegreen.connect(services, reporter, FlowAlerts(run_alerts))
     metrics = Metrics(runtime.store, lambda: queue.stats, list(config.environments))
@@ -187,8 +190,11 @@ def build_app(
             retention_loop(services, smoke_dir, audit_dir, retention_every_s)
         )
         publisher = asyncio.create_task(daily_heads_loop(heads, services))
+        # What the break-glass CLI left for Teams (break-glass approvals, failed runs).
+        notices = asyncio.create_task(notice_loop(services, alerter, notice_every_s))
         watcher.start()
         yield
+        notices.cancel()
         sweeper.cancel()
         teller.cancel()
         flows_told.cancel()

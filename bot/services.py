@@ -18,6 +18,7 @@ from adapters.router.farm import TrafficRouter
 from adapters.smoke import CheckResult, run_checks
 from adapters.smoke_log import write_smoke_log
 from adapters.store import Store
+from adapters.store.owners import ProcessMark
 from adapters.timeline import Timeline
 from adapters.winrm.hostops import HostOps, RemoteShell
 from adapters.winrm.scripts import JsonValue
@@ -113,9 +114,17 @@ class Runtime:
     # Resolved folders the retention pass prunes (paths.smoke_logs_dir, paths.audit_dir).
     smoke_dir: Path | None = None
     audit_dir: Path | None = None
+    # This process's owner token: its runs are not "interrupted" by another process's start.
+    owner: ProcessMark | None = None
+
+    @property
+    def owner_token(self) -> str | None:
+        return self.owner.token if self.owner else None
 
     async def close(self) -> None:
         await self.store.close()
+        if self.owner is not None:
+            self.owner.close()
         groups = self.services.groups
         if isinstance(groups, GraphGroups):
             await groups.close()
@@ -148,6 +157,7 @@ async def open_runtime(
     redact = redactor_for(config)
     key = audit_key(config)  # before anything is opened: nothing to close when it is missing
     store = await Store.open(at(config.paths.database))
+    owner = ProcessMark(at(config.paths.database))
     audit = AuditLog(at(config.paths.audit_dir), config.tz, redact=redact, key=key)
     # A log this key did not write last (first keyed start, a rotation) says so first.
     await asyncio.to_thread(audit.ensure_keyed)
@@ -171,4 +181,4 @@ async def open_runtime(
         groups=group_membership(config),
         bluegreen=BlueGreenFlows(),
     )
-    return Runtime(services, store, timeline, smoke_dir, at(config.paths.audit_dir))
+    return Runtime(services, store, timeline, smoke_dir, at(config.paths.audit_dir), owner)

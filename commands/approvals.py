@@ -27,6 +27,7 @@ from adapters.entra import GroupLookupFailed
 from adapters.store.rows import ApprovalTally, Request
 from commands.bluegreen.lock import pair_busy
 from commands.bluegreen.model import SWITCH_COMMAND, is_pair_approver_by_role
+from commands.cards.elements import plain
 from commands.change import busy_refusal
 from commands.config import Approval, Config
 from commands.context import Services, actor_fields
@@ -105,6 +106,19 @@ async def _busy(services: Services, request: Request) -> str | None:
         if held:
             return held.replace("Nothing was requested.", "The request stays pending.")
     return None
+
+
+def break_glass_notice(request: Request) -> str:
+    """The break-glass announcement for the alert conversations; the reason and the names
+    are escaped (typed by a person)."""
+    who = plain(request.decided_by_name or "?", 100)
+    own = (request.requester_id or "").lower() == (request.decided_by_id or "").lower()
+    whose = "their own request" if own else f"{plain(request.requester_name, 100)}'s request"
+    return (
+        f"🚨 BREAK-GLASS approval in {request.environment}: {who} approved {whose} "
+        f"{request.id} ({request.command} to {request.version}) alone. Reason: "
+        f"{plain(request.reason or '', 300)}"
+    )
 
 
 def parse_action(verb: str, data: dict[str, Any]) -> DecisionAction | None:

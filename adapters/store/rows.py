@@ -165,6 +165,19 @@ class Run:
     restore: str | None = None  # schema.RESTORE_OUTCOMES; None while running and on success
     restore_note: str | None = None
     pre_state_json: str | None = None
+    owner: str | None = None  # the process running it (adapters/store/owners.py)
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A message for an environment's alert conversations, kept until Teams has it."""
+
+    id: int
+    environment: str
+    kind: str  # break-glass | run-failed
+    text: str
+    created_at: datetime
+    delivered_to: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

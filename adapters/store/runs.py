@@ -7,16 +7,19 @@ holds across connections and processes, not only across the tasks of one Store.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Collection
 from dataclasses import astuple
 from datetime import datetime
 
 from adapters.store.db import StoreBase, sql_value
+from adapters.store.owners import owner_alive
 from adapters.store.rows import (
     ApprovalTally,
     InterruptedRun,
     LockResult,
+    Notice,
     Request,
     Run,
     column_names,
@@ -195,9 +198,10 @@ class RunStore(StoreBase):
                 await conn.execute("UPDATE runs SET current_step = ? WHERE id = ?", (name, run_id))
 
     async def mark_running_runs_interrupted(self) -> list[InterruptedRun]:
-        """At start, before the executor takes work: every `running` run (and its request
-        and running step) becomes `interrupted`, and every environment lock is released —
-        no run of this process can hold one yet."""
+        """At start, before the executor takes work: every `running` run whose owner is gone
+        (and its request and running step) becomes `interrupted`, and its environment lock is
+        released — together with any lock no running run holds. A run whose owner process
+        lives (the break-glass CLI beside the bot, or the bot beside the CLI) is left alone."""
         now = to_text(self._clock())
         async with self._tx() as conn:
             async with conn.execute(
@@ -205,21 +209,26 @@ class RunStore(StoreBase):
                 " s.state = 'passed' ORDER BY s.idx DESC LIMIT 1) AS last_completed_step"
                 " FROM runs r WHERE r.state = 'running' ORDER BY r.started_at"
             ) as cursor:
-                rows = list(await cursor.fetchall())
+                running = list(await cursor.fetchall())
+            rows = [r for r in running if not owner_alive(self.path, r["owner"])]
+            for r in rows:
+                await conn.execute(
+                    "UPDATE steps SET state = 'interrupted', finished_at = ?"
+                    " WHERE state = 'running' AND run_id = ?",
+                    (now, r["id"]),
+                )
+                await conn.execute(
+                    "UPDATE requests SET state = 'interrupted' WHERE state = 'running' AND id = ?",
+                    (r["request_id"],),
+                )
+                await conn.execute(
+                    "UPDATE runs SET state = 'interrupted', finished_at = ? WHERE id = ?",
+                    (now, r["id"]),
+                )
             await conn.execute(
-                "UPDATE steps SET state = 'interrupted', finished_at = ? WHERE state = 'running'"
-                " AND run_id IN (SELECT id FROM runs WHERE state = 'running')",
-                (now,),
+                "DELETE FROM env_locks WHERE run_id IS NULL OR run_id NOT IN"
+                " (SELECT id FROM runs WHERE state = 'running')"
             )
-            await conn.execute(
-                "UPDATE requests SET state = 'interrupted' WHERE state = 'running'"
-                " AND id IN (SELECT request_id FROM runs WHERE state = 'running')"
-            )
-            await conn.execute(
-                "UPDATE runs SET state = 'interrupted', finished_at = ? WHERE state = 'running'",
-                (now,),
-            )
-            await conn.execute("DELETE FROM env_locks")
         return [
             InterruptedRun(
                 run_id=r["id"],
@@ -233,6 +242,78 @@ class RunStore(StoreBase):
             )
             for r in rows
         ]
+
+    async def runs_of(self, environment: str, limit: int) -> list[tuple[Run, Request]]:
+        """The environment's last `limit` runs, newest first, each with its request."""
+        rows = await self._rows(
+            "SELECT id FROM runs WHERE environment = ? ORDER BY started_at DESC LIMIT ?",
+            (environment, limit),
+        )
+        found: list[tuple[Run, Request]] = []
+        for row in rows:
+            run = from_row(Run, await self._one("SELECT * FROM runs WHERE id = ?", row["id"]))
+            request = await self._row("SELECT * FROM requests WHERE id = ?", (run.request_id,))
+            if request is not None:
+                found.append((run, from_row(Request, request)))
+        return found
+
+    async def _one(self, sql: str, *params: object) -> sqlite3.Row:
+        row = await self._row(sql, params)
+        assert row is not None
+        return row
+
+    # --- notices for Teams, kept until delivered ------------------------------------------
+
+    async def add_notice(self, environment: str, kind: str, text: str) -> int:
+        """Keep a message for the environment's alert conversations; its id."""
+        async with self._tx() as conn:
+            cursor = await conn.execute(
+                "INSERT INTO notices (environment, kind, text, created_at) VALUES (?, ?, ?, ?)",
+                (environment, kind, text, to_text(self._clock())),
+            )
+            return int(cursor.lastrowid or 0)
+
+    async def undelivered_notices(self) -> list[Notice]:
+        rows = await self._rows(
+            "SELECT id, environment, kind, text, created_at, delivered_to FROM notices"
+            " WHERE delivered_at IS NULL ORDER BY id"
+        )
+        return [
+            Notice(
+                r["id"],
+                r["environment"],
+                r["kind"],
+                r["text"],
+                from_text(r["created_at"]),
+                tuple(json.loads(r["delivered_to"])),
+            )
+            for r in rows
+        ]
+
+    async def notice_delivered(self, notice_id: int, conversation_id: str) -> None:
+        """Teams has the notice in `conversation_id`."""
+        async with self._tx() as conn:
+            async with conn.execute(
+                "SELECT delivered_to FROM notices WHERE id = ?", (notice_id,)
+            ) as cursor:
+                row = await cursor.fetchone()
+            if row is None:
+                return
+            done = [*json.loads(row["delivered_to"]), conversation_id]
+            await conn.execute(
+                "UPDATE notices SET delivered_to = ? WHERE id = ?",
+                (json.dumps(sorted(set(done))), notice_id),
+            )
+
+    async def close_notice(self, notice_id: int) -> bool:
+        """Every alert conversation has it: done (True for the one caller that closes it)."""
+        return (
+            await self._write(
+                "UPDATE notices SET delivered_at = ? WHERE id = ? AND delivered_at IS NULL",
+                (to_text(self._clock()), notice_id),
+            )
+            == 1
+        )
 
     async def _insert(self, table: str, row: Request | Run) -> None:
         names = column_names(type(row))

@@ -279,6 +279,25 @@ _V5 = (
     "CREATE INDEX bluegreen_by_pair ON bluegreen (pair, created_at)",
 )
 
+# The break-glass CLI (issue 13): a run says which process runs it (`owner`, a token whose
+# lock file that process holds: recovery at start interrupts only runs whose owner is gone,
+# so a bot starting beside a CLI run leaves it alone), and what must be said in Teams when
+# it answers again is kept until it is delivered (`notices`).
+_V6 = (
+    "ALTER TABLE runs ADD COLUMN owner TEXT",
+    """CREATE TABLE notices (
+        id INTEGER PRIMARY KEY,
+        environment TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        text TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        -- The conversations that have it (JSON list): a retry never posts it there twice.
+        delivered_to TEXT NOT NULL DEFAULT '[]',
+        delivered_at TEXT
+    )""",
+    "CREATE INDEX notices_undelivered ON notices (delivered_at, id)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "requests, runs, steps, deployments, conversations, watcher, locks, smoke", _V1),
     Migration(2, "since when each blue/green pair's live slot is live", _V2),
@@ -287,6 +306,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         4, "approvals: one row per approver; required count and break-glass per request", _V4
     ),
     Migration(5, "blue/green flows; one active flow per pair", _V5),
+    Migration(6, "run owners (which process runs it); notices kept until Teams has them", _V6),
 )
 
 

@@ -33,7 +33,7 @@ from bot.logs import bind_log_fields
 from bot.ports import Reporter, RunAlarm, RunFailure
 from bot.runs.record import RunRecord
 from bot.runs.runner import Outcome, Runner
-from commands.cards.approval import render_approval_card
+from commands.cards.approval import approver_words, render_approval_card
 from commands.cards.run import RunView, render_run_card, summary_text
 from commands.change import Refusal, check_running_refusal, make_plan
 from commands.context import Services
@@ -52,11 +52,17 @@ def new_run_id() -> str:
 
 class Executor:
     def __init__(
-        self, services: Services, reporter: Reporter, alarm: RunAlarm | None = None
+        self,
+        services: Services,
+        reporter: Reporter,
+        alarm: RunAlarm | None = None,
+        owner: str | None = None,
     ) -> None:
         self._services = services
         self._reporter = reporter
         self._alarm = alarm
+        # This process's owner token (adapters/store/owners.py), written on each run.
+        self._owner = owner
         self._tasks: set[asyncio.Task[None]] = set()
         self._accepting = True
 
@@ -182,6 +188,7 @@ class Executor:
                     state="running",
                     started_at=now,
                     conversation_id=request.conversation_id,
+                    owner=self._owner,
                 )
             )
         except sqlite3.IntegrityError:
@@ -205,6 +212,16 @@ class Executor:
                 await self._refuse_busy(request, run_id, why)
                 return
             try:
+                # Still approved? Another process's start may have settled it meanwhile (an
+                # approval left without a run looks abandoned to it): then nothing runs.
+                if not await services.store.transition_request(request.id, ["approved"], "running"):
+                    why = "the request was settled elsewhere before its run began"
+                    await services.store.finish_run(run_id, "failed", services.now(), why)
+                    await services.audit.append(
+                        "Failed", environment=request.environment, request_id=request.id,
+                        run_id=run_id, status="not-approved", detail={"reason": why},
+                    )  # fmt: skip
+                    return
                 await self._locked(request, approved, run_id, now)
             finally:
                 await self._release(request.environment, run_id)
@@ -239,8 +256,10 @@ class Executor:
         conversation = request.conversation_id or ""
         tz = services.config.tz
         approver = request.decided_by_name or "?"
+        # The card says how it was approved: a break glass in capitals, with its reason.
+        approved_by = approver_words(request)
         view = replace(
-            RunView.start(run_id, request.id, plan, request.requester_name, approver, started),
+            RunView.start(run_id, request.id, plan, request.requester_name, approved_by, started),
             watch_paused=env.watch.enabled,
         )
         progress: list[str | None] = [None]
@@ -255,7 +274,6 @@ class Executor:
         record = RunRecord(services, view, request.id, show)
         runner = Runner(services, self._reporter, request, plan, env, run_id, record, conversation)
         try:
-            await services.store.transition_request(request.id, ["approved"], "running")
             await services.audit.append(
                 "Started", environment=plan.environment, request_id=request.id, run_id=run_id,
                 actor={"name": approver, "aad_object_id": request.decided_by_id},

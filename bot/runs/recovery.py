@@ -167,12 +167,17 @@ class Recovered:
                 )
 
 
-async def recover(services: Services) -> Recovered:
-    """Settle what a dead process left behind, before the executor takes any work."""
+async def recover(services: Services, *, settle_approved: bool = True) -> Recovered:
+    """Settle what a dead process left behind, before the executor takes any work: runs
+    whose owner process is gone; with `settle_approved` (the bot's start), also approvals
+    that never became a run. The break-glass CLI passes False: beside a running bot, an
+    approval without a run yet may be the bot's own, about to start."""
     interrupted = await services.store.mark_running_runs_interrupted()
     for run in interrupted:
         await _record_interrupted(services, run)
-    never_ran = []
+    never_ran: list[Request] = []
+    if not settle_approved:
+        return Recovered(interrupted, never_ran)
     for request in await services.store.approved_without_run():
         if await services.store.transition_request(
             request.id, ["approved"], "interrupted", reason="bot restarted before the run began"

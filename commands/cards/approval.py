@@ -26,6 +26,16 @@ REASON_INPUT = "reason"
 POLICY_APPROVER = "policy"
 
 
+def approver_words(request: Request) -> str:
+    """Who approved, as the card says it: break glass in capitals, a policy, N approvers."""
+    name = request.decided_by_name or "?"
+    if request.break_glass:
+        return f"BREAK GLASS: {name} ({request.reason or 'no reason'})"
+    if request.required_approvals > 1 and request.approvers:
+        return request.approvers
+    return name
+
+
 def action_data(request: Request, plan: Plan, verb: str) -> dict[str, Any]:
     """What a click sends back; every field is checked against the stored request."""
     return {
@@ -124,14 +134,16 @@ def render_approval_card(
     now: datetime,
     *,
     break_glass: bool = False,
+    preview: bool = False,
 ) -> cards.Card:
-    """The card for `request`; `break_glass`: the environment allows it (a third button)."""
+    """The card for `request`; `break_glass`: the environment allows it (a third button);
+    `preview`: the plan as `plan` shows it — the same card, no buttons, nothing requested."""
     title = "Rollback" if plan.kind == "rollback" else "Deploy"
     current = plan.current_version or "unknown"
     hosts = [f"{h} ✅ reachable" for h in plan.hosts]
     hosts += [f"{e.host} ❌ EXCLUDED — {cards.plain(e.reason, 300)}" for e in plan.excluded]
     pairs = [
-        ("Request", request.id),
+        ("Request", "none — a preview (`plan`): nothing was requested" if preview else request.id),
         ("Environment", plan.environment),
         ("Version", f"{current} → {plan.target_version}"),
         ("Chosen from", plan.source),
@@ -139,7 +151,7 @@ def render_approval_card(
         ("Components", f"{len(plan.sites)} site(s), {len(plan.services)} service(s): below"),
         ("Hosts", "; ".join(hosts)),
         (
-            "Requested by",
+            "Shown to" if preview else "Requested by",
             f"{cards.plain(request.requester_name, 100)} at {show(request.created_at, tz)}",
         ),
     ]
@@ -189,7 +201,16 @@ def render_approval_card(
     ]
     banner, color = decided_banner(request, tz)
     actions: list[cards.Element] = []
-    if request.state == "pending":
+    if preview:
+        body.insert(
+            1,
+            cards.text(
+                f"**Preview: this is the plan `{plan.kind} {plan.environment}` would ask to "
+                "approve now. Nothing was requested; the hosts were only read.**",
+                color="Accent",
+            ),
+        )
+    elif request.state == "pending":
         body.append(
             {
                 "type": "Input.Text",

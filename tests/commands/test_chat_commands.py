@@ -49,6 +49,9 @@ async def test_help_lists_every_command_with_usage_and_who_may_run_it(chat: Chat
         "bluegreen PAIR VERSION",
         "switchback PAIR",
         "cancel RUN-ID",
+        "plan [rollback|deploy] ENV [VERSION]",
+        "history ENVIRONMENT [N]",
+        "run RUN-ID",
         "subscribe ENVIRONMENT",
         "unsubscribe ENVIRONMENT",
     }

@@ -111,7 +111,7 @@ def test_smoke_lab_answers_with_the_check_table(browser_run: BrowserRun) -> None
 def test_rollback_approved_in_the_browser_runs_to_success(browser_run: BrowserRun) -> None:
     approval = browser_run.lines("03-approval-card")
     assert approval[0] == APPROVAL_TITLE and "1.4.2 → 1.4.1" in approval
-    assert approval[-2:] == ["Approve", "Reject"]
+    assert approval[-3:] == ["Approve", "Reject", "Break glass"]
     decided = browser_run.lines("04-approved")
     assert decided[1].startswith("Approved by Alex Wilber") and "Approve" not in decided
 

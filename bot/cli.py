@@ -1,6 +1,9 @@
-"""`mcms-bot` — run the bot, validate a config, verify the audit, build the Teams app package.
+"""`mcms-bot` — run the bot, operate without Teams (break glass), validate a config, verify
+the audit, build the Teams app package.
 
 mcms-bot [run] [--config FILE] [--log-level LEVEL]   serve /api/messages (default command)
+mcms-bot status|smoke|plan|rollback|deploy|cancel|history|run RUN-ID ...
+                                                     the operator commands, as in chat (below)
 mcms-bot check-config [--config FILE]                exit 0, or 1 listing every problem by key
 mcms-bot audit verify [--dir DIR | --config FILE] [--against PUBLISHED] [--key-env NAME]
                                                      exit 0 intact, 1 damaged, 2 cannot check
@@ -108,6 +111,18 @@ def build_manifest(args: argparse.Namespace) -> int:
     return main_manifest(app_id, Path(args.out), args.app_version, directory)
 
 
+def operate(args: argparse.Namespace) -> int:
+    """An operator command (bot/terminal/): 2 when the config cannot be read."""
+    from bot.terminal.main import main_operator
+
+    try:
+        config = load_config(config_path(args.config))
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return USAGE_ERROR
+    return main_operator(config, args)
+
+
 def _app_id_from_config(given: str | None) -> str:
     """The Microsoft App ID from the environment variable the config names (teams.app_id_env)."""
     if not (given or os.environ.get(DEFAULT_CONFIG_ENV)):
@@ -122,6 +137,75 @@ def _app_id_from_config(given: str | None) -> str:
     return app_id
 
 
+OPERATOR_COMMANDS = ("status", "smoke", "plan", "rollback", "deploy", "cancel", "history")
+OPERATOR_EPILOG = """\
+operator commands (the break-glass CLI): the same commands, plans, locks, executor, audit
+and timeline as chat, on the bot's host, whether the bot runs or not. You act as the person
+whose [[people]] os_user is your OS login. rollback/deploy are approved by break glass only:
+--reason is required, you need the break_glass role, the environment must allow break
+glass; it is marked in the audit and timeline and announced in the alert conversations
+when the bot reaches Teams. Ctrl-C during a run asks whether to cancel it (a cancel puts
+back what the run changed); the command always waits for the run's end.
+
+exit status (operator commands):
+  0  succeeded (or answered)
+  1  the run failed or was cancelled (restored or not: the output says which); smoke failed
+  2  usage or config error: nothing was asked
+  3  refused: environment busy (locked by another run), role or break-glass rule, the plan
+     changed before the run (void), or declined at the prompt
+"""
+
+
+def _operator_parsers(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    shown = argparse.ArgumentParser(add_help=False)
+    shown.add_argument(
+        "--json", action="store_true", help="one JSON object per line (the last: the result)"
+    )
+    parents = [common, shown]
+    status_p = sub.add_parser(
+        "status", parents=parents, help="every component of every host, drift, last smoke, runs"
+    )
+    status_p.add_argument("environment", nargs="?", metavar="ENV")
+    smoke_p = sub.add_parser("smoke", parents=parents, help="run the smoke checks now")
+    smoke_p.add_argument("environment", metavar="ENV")
+    plan_p = sub.add_parser(
+        "plan", parents=parents, help="the exact plan a rollback/deploy would ask to approve"
+    )
+    plan_p.add_argument("kind", choices=("rollback", "deploy"))
+    plan_p.add_argument("environment", metavar="ENV")
+    plan_p.add_argument("version", nargs="?", metavar="VERSION")
+    plan_p.add_argument("--exclude", action="append", metavar="HOST", help="leave HOST out")
+    for kind, summary in (
+        ("rollback", "roll back to the previous stable version (or VERSION), by break glass"),
+        ("deploy", "deploy VERSION from the package store, by break glass"),
+    ):
+        change_p = sub.add_parser(kind, parents=parents, help=summary)
+        change_p.add_argument("environment", metavar="ENV")
+        change_p.add_argument(
+            "version", nargs="?" if kind == "rollback" else None, metavar="VERSION"
+        )
+        change_p.add_argument(
+            "--reason",
+            required=True,
+            help="why (audited, announced; at least 10 characters)",
+        )
+        change_p.add_argument("--exclude", action="append", metavar="HOST", help="leave HOST out")
+        change_p.add_argument(
+            "--yes", action="store_true", help="do not ask before approving (asked on a terminal)"
+        )
+    cancel_p = sub.add_parser(
+        "cancel", parents=parents, help="stop a run at its next step and restore it"
+    )
+    cancel_p.add_argument("run_id", metavar="RUN-ID")
+    history_p = sub.add_parser(
+        "history", parents=parents, help="the last N runs and the deployment history"
+    )
+    history_p.add_argument("environment", metavar="ENV")
+    history_p.add_argument("count", nargs="?", type=int, metavar="N")
+
+
 def _parser() -> argparse.ArgumentParser:
     # One --config for every subcommand, accepted before or after its name: the subcommands'
     # copy defaults to SUPPRESS so it never hides a value given before the name.
@@ -129,18 +213,30 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", default=argparse.SUPPRESS, help=config_help)
 
-    parser = argparse.ArgumentParser(prog="mcms-bot", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="mcms-bot",
+        description=__doc__.split("\n\n")[0].replace("\n", " "),
+        epilog=OPERATOR_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     shown = installed_version() or "(not installed)"
     parser.add_argument("--version", action="version", version=f"mcms-bot {shown}")
     parser.add_argument("--config", default=None, help=config_help)
     sub = parser.add_subparsers(dest="command")
-    run_p = sub.add_parser("run", parents=[common], help="serve the bot (default)")
+    run_p = sub.add_parser(
+        "run",
+        parents=[common],
+        help="serve the bot (default); `run RUN-ID`: a run's card, followed until it ends",
+    )
+    run_p.add_argument("run_id", nargs="?", metavar="RUN-ID")
+    run_p.add_argument("--json", action="store_true", help="with RUN-ID: JSON lines")
     run_p.add_argument(
         "--log-level",
         type=str.upper,
         choices=LOG_LEVELS,
         help="log level (default: logging.level of the config, INFO)",
     )
+    _operator_parsers(sub, common)
     sub.add_parser("check-config", parents=[common], help="validate a config file")
     audit_p = sub.add_parser("audit", parents=[common], help="audit log tools")
     audit_sub = audit_p.add_subparsers(dest="audit_command", required=True)
@@ -183,6 +279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return audit_verify(args)
         if args.command == "manifest":
             return build_manifest(args)
+        if args.command in OPERATOR_COMMANDS or getattr(args, "run_id", None):
+            return operate(args)
         from bot.server import serve
 
         return serve(config_path(args.config), getattr(args, "log_level", None))

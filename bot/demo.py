@@ -7,6 +7,7 @@ any one of them dying — a half-started demo would only mislead.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -26,6 +27,20 @@ PLAYGROUND_DIR = ROOT / "var" / "playground"
 DR_SUITES_DIR = ROOT / "lab" / "dr-suites"
 CHROMIUM = Path("/usr/bin/chromium")
 DEMO_AUDIT_KEY = "demo-audit-key-not-secret-0123456789abcdef"
+# What a second terminal sources to use the break-glass CLI on the demo (README).
+DEMO_ENV_FILE = ROOT / "var" / "demo.env"
+DEMO_ENV_NAMES = ("MCMS_LAB_WINRM_USER", "MCMS_LAB_WINRM_PASSWORD", "MCMS_AUDIT_KEY")
+
+
+def write_demo_env(env: dict[str, str]) -> Path:
+    """var/demo.env: the demo's variables, its config and the venv's bin on PATH, so
+    `. var/demo.env` then `mcms-bot rollback Lab --reason ...` works in another terminal."""
+    lines = [f"export {name}={shlex.quote(env[name])}" for name in DEMO_ENV_NAMES]
+    lines.append(f"export MCMS_BOT_CONFIG={shlex.quote(str(DEMO_CONFIG))}")
+    lines.append(f'export PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"')
+    DEMO_ENV_FILE.parent.mkdir(parents=True, exist_ok=True)
+    DEMO_ENV_FILE.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return DEMO_ENV_FILE
 
 
 def _wait_http(url: str, seconds: float, proc: subprocess.Popen[bytes]) -> bool:
@@ -135,6 +150,7 @@ def main() -> int:
     # --config lab/demo-bot.toml` needs the same value in the environment.
     env.setdefault("MCMS_AUDIT_KEY", DEMO_AUDIT_KEY)
     env["PYTHONUNBUFFERED"] = "1"
+    write_demo_env(env)
     logs = ROOT / "logs"
     procs: list[subprocess.Popen[bytes]] = []
     labels: dict[int, str] = {}
@@ -206,6 +222,10 @@ def main() -> int:
         print(f"  {dr_note}")
         print(
             "\nTry: help · status · smoke Lab · check Lab · rollback Lab (then Approve on the card)"
+        )
+        print(
+            "Teams down? In another terminal, here: `. var/demo.env` then "
+            '`mcms-bot rollback Lab --reason "drill: Teams is down"` (break glass, as Alex).'
         )
         print("Logs: logs/app/bot.jsonl, audit: logs/deploy/notifications/. Ctrl-C stops all.\n")
         while True:

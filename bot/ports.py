@@ -9,50 +9,16 @@ executor's `submit`). A run that ends badly raises an alert through a `RunAlarm`
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 from adapters.store.rows import Request
 
-OnSent = Callable[[str], Awaitable[None]]
+# Reporter lives with the commands' other sinks: a DR check (commands/dr/checks.py) posts and
+# edits its card through the same interface a run uses.
+from commands.context import OnSent, Reporter
 
-
-class Reporter(Protocol):
-    """Where a run's card and messages go: the conversation the request came from.
-
-    Nothing here waits for Teams: each call queues its message and returns; delivery —
-    paced, retried through 429 and 5xx, in order per conversation — goes on in the
-    background. Chat trouble can therefore never fail or delay a run; the audit is the
-    record.
-    """
-
-    async def post(
-        self,
-        conversation_id: str,
-        text: str,
-        card: dict[str, Any] | None,
-        *,
-        on_sent: OnSent | None = None,
-    ) -> str | None:
-        """Queue a new message and return at once with a handle `update` accepts (edits of
-        it queue behind it), or None when the conversation cannot be reached (no stored
-        reference). `on_sent(activity_id)` runs once Teams has the message."""
-        ...
-
-    async def update(
-        self,
-        conversation_id: str,
-        message: str,
-        text: str,
-        card: dict[str, Any],
-        *,
-        final: bool = False,
-    ) -> None:
-        """Queue an edit of `message` (a handle from `post`, or a stored Teams activity id);
-        coalesced unless final. A final edit always arrives: if the message itself never
-        reached Teams, the final state is posted as a new message."""
-        ...
+__all__ = ["OnSent", "Priority", "Reporter", "RunAlarm", "RunFailure", "RunSubmitter"]
 
 
 class RunSubmitter(Protocol):

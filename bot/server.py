@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from adapters.store.rows import Request
 from adapters.tls import use_os_trust_store
 from bot.logs import setup_logging
 from bot.preflight import machine_problems
@@ -39,8 +40,11 @@ from bot.watch.grafana import GrafanaWebhook
 from bot.watch.housekeeping import DAY_S, retention_loop
 from bot.watch.metrics import Metrics
 from bot.watch.metrics_server import make_metrics_app
-from bot.watch.run_alerts import RunAlerts
+from bot.watch.notices import DEFAULT_EVERY_S as NOTICE_EVERY_S
+from bot.watch.notices import notice_loop
+from bot.watch.run_alerts import FlowAlerts, RunAlerts
 from bot.watch.watcher import Watcher
+from commands.bluegreen.model import SWITCH_COMMAND
 from commands.config import Config, ConfigError, load_config
 from commands.dispatch import CommandDispatcher
 from commands.registry import default_registry
@@ -64,6 +68,7 @@ def build_app(
     sweep_s: float = DEFAULT_SWEEP_S,
     outbound_policy: RetryPolicy | None = None,
     retention_every_s: float = DAY_S,
+    notice_every_s: float = NOTICE_EVERY_S,
 ) -> web.Application:
     """The aiohttp app wired to the real commands, the executor and the outbound queue."""
     config = runtime.services.config
@@ -76,10 +81,15 @@ def build_app(
     # app's adapter to send: bind late.
     actions: list[CardActions] = []
     executors: list[Executor] = []
+
+    def submit(request: Request) -> bool:
+        # Approval card #2 of a blue/green flow switches traffic; every other request runs.
+        if request.command == SWITCH_COMMAND:
+            return services.bluegreen.start_switch(request)
+        return executors[0].submit(request)
+
     dispatcher = PolicyApprovedRuns(
-        CommandDispatcher(services, default_registry()),
-        services,
-        lambda request: executors[0].submit(request),
+        CommandDispatcher(services, default_registry()), services, submit
     )
 
     async def card_action(
@@ -141,15 +151,17 @@ def build_app(
     # ends badly raises its own alert through the RunAlarm port.
     alerter = Alerter(services, queue, reporter)
     heads.bind(alerter)
-    executor = Executor(services, reporter, RunAlerts(alerter))
+    run_alerts = RunAlerts(alerter)
+    executor = Executor(services, reporter, run_alerts)
     executors.append(executor)
+    services.bluegreen.connect(services, reporter, FlowAlerts(run_alerts))
     metrics = Metrics(runtime.store, lambda: queue.stats, list(config.environments))
     watcher = Watcher(services, alerter, metrics)
     alert_actions = AlertActions(services, dispatcher, alerter, reporter)
     actions.append(
         CardActions(
             services,
-            executor.submit,
+            submit,
             reporter,
             alert_actions,
             announce_break_glass=BreakGlassNotice(services, alerter).announce,
@@ -169,6 +181,8 @@ def build_app(
         for run in recovered.runs:
             log.warning("marked interrupted at start", extra={"run_id": run.run_id})
         teller = asyncio.create_task(recovered.tell(services, reporter))
+        # Blue/green flows left mid-way: interrupted, told with the router read now.
+        flows_told = asyncio.create_task(services.bluegreen.recover())
         resumer = asyncio.create_task(alerter.resume())
         sweeper = asyncio.create_task(expiry_loop(services, reporter, sweep_s))
         smoke_dir = runtime.smoke_dir or config.paths.smoke_logs_dir
@@ -177,6 +191,8 @@ def build_app(
             retention_loop(services, smoke_dir, audit_dir, retention_every_s)
         )
         publisher = asyncio.create_task(daily_heads_loop(heads, services))
+        # What the break-glass CLI left for Teams (break-glass approvals, failed runs).
+        notices = asyncio.create_task(notice_loop(services, alerter, notice_every_s))
         # Instances sharing a PostgreSQL store keep their leases and take over a dead one's.
         leases = (
             asyncio.create_task(lease_loop(services, reporter))
@@ -187,13 +203,16 @@ def build_app(
         yield
         if leases is not None:
             leases.cancel()
+        notices.cancel()
         sweeper.cancel()
         teller.cancel()
+        flows_told.cancel()
         resumer.cancel()
         pruner.cancel()
         publisher.cancel()
         await watcher.stop()
         await executor.drain(DRAIN_TIMEOUT_S)
+        await services.bluegreen.close(DRAIN_TIMEOUT_S)
         await services.checks.close(DRAIN_TIMEOUT_S)
         await heads.close()
         await alerter.close()

@@ -19,11 +19,13 @@ from adapters.router.farm import TrafficRouter
 from adapters.smoke import CheckResult, run_checks
 from adapters.smoke_log import write_smoke_log
 from adapters.store import Store
+from adapters.store.owners import ProcessMark
 from adapters.timeline import Timeline
 from adapters.winrm.hostops import HostOps, RemoteShell
 from adapters.winrm.scripts import JsonValue
 from adapters.winrm.transport import WinRMShell
 from bot.logs import make_redactor
+from commands.bluegreen.flows import BlueGreenFlows
 from commands.config import Config, Host, PairRouter, secret
 from commands.context import GroupMembership, Services
 from commands.dr.checks import DrChecks
@@ -113,9 +115,13 @@ class Runtime:
     # Resolved folders the retention pass prunes (paths.smoke_logs_dir, paths.audit_dir).
     smoke_dir: Path | None = None
     audit_dir: Path | None = None
+    # This process's owner token: its runs are not "interrupted" by another process's start.
+    owner: ProcessMark | None = None
 
     async def close(self) -> None:
         await self.store.close()
+        if self.owner is not None:
+            self.owner.close()
         groups = self.services.groups
         if isinstance(groups, GraphGroups):
             await groups.close()
@@ -148,16 +154,25 @@ async def open_runtime(
     redact = redactor_for(config)
     key = audit_key(config)  # before anything is opened: nothing to close when it is missing
     settings = config.store
-    store = await Store.open(
-        settings.url or at(config.paths.database),
-        instance=settings.instance_id or socket.gethostname(),
-        lease_s=settings.lease_s,
-    )
+    instance = settings.instance_id or socket.gethostname()
+    # This process's owner token, written on its runs and locks (and leased on PostgreSQL);
+    # its lock file lives beside paths.database, which stays local even with [store] url.
+    owner = ProcessMark(at(config.paths.database), instance)
+    try:
+        store = await Store.open(
+            settings.url or at(config.paths.database),
+            owner=owner.token,
+            marks=at(config.paths.database),
+            lease_s=settings.lease_s,
+        )
+    except BaseException:
+        owner.close()
+        raise
     audit_dir = at(config.paths.audit_dir)
     if settings.url is not None:
         # Instances sharing a database keep one chain each (one writer per chain, no lock
         # across machines): <audit_dir>/<instance id>/; `audit verify` checks them all.
-        audit_dir = audit_dir / store.instance
+        audit_dir = audit_dir / instance
     audit = AuditLog(audit_dir, config.tz, redact=redact, key=key)
     # A log this key did not write last (first keyed start, a rotation) says so first.
     await asyncio.to_thread(audit.ensure_keyed)
@@ -179,5 +194,6 @@ async def open_runtime(
         routers=traffic_router,
         checks=DrChecks(smoke_dir / "dr"),
         groups=group_membership(config),
+        bluegreen=BlueGreenFlows(),
     )
-    return Runtime(services, store, timeline, smoke_dir, audit_dir)
+    return Runtime(services, store, timeline, smoke_dir, audit_dir, owner)

@@ -25,10 +25,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from adapters.entra import GroupLookupFailed
 from adapters.store.rows import ApprovalTally, Request
+from commands.bluegreen.lock import pair_busy
+from commands.bluegreen.model import SWITCH_COMMAND, is_pair_approver_by_role
+from commands.cards.elements import plain
 from commands.change import busy_refusal
+from commands.config import Approval, Config
 from commands.context import Services, actor_fields
 from commands.groups import is_approver
-from commands.plan import Plan
 from commands.types import Actor
 
 # "partial": an approval was recorded and the request still needs more approvers.
@@ -61,9 +64,61 @@ class Decision:
     # True when this decision approved the request by break glass (announce it).
     break_glass: bool = False
 
-    @property
-    def plan(self) -> Plan | None:
-        return Plan.from_json(self.request.plan_json) if self.request else None
+
+def approval_policy(config: Config, request: Request) -> Approval:
+    """The rules a request is approved by: its environment's, or for a blue/green switch
+    (approval card #2, `environment` = the pair) the pair's."""
+    if request.command == SWITCH_COMMAND:
+        return config.pairs[request.environment].approval
+    return config.environments[request.environment].approval
+
+
+async def may_approve(
+    services: Services, actor: Actor, request: Request, tenant_id: str | None
+) -> bool:
+    """The approver role for the request's environment (for a switch: the pair by name, or
+    both its slots), or membership of one of its approver groups. Raises
+    GroupLookupFailed when the groups cannot be asked."""
+    if request.command != SWITCH_COMMAND:
+        return await is_approver(services, actor, request.environment, tenant_id)
+    config = services.config
+    if is_pair_approver_by_role(config, actor.aad_object_id, request.environment):
+        return True
+    groups = config.pairs[request.environment].approval.approver_groups
+    if not groups or not actor.aad_object_id:
+        return False
+    return bool(await services.groups.member_of(actor.aad_object_id, groups, tenant_id))
+
+
+async def _busy(services: Services, request: Request) -> str | None:
+    """Why the request cannot be approved now: its environment (for a switch: either slot)
+    is busy with a run, or its pair is held by a blue/green flow it is not part of."""
+    if request.command == SWITCH_COMMAND:
+        environments = list(services.config.pairs[request.environment].slots)
+    else:
+        environments = [request.environment]
+    for environment in environments:
+        busy = await busy_refusal(services, environment)
+        if busy:
+            return busy.message.replace("Nothing was requested.", "The request stays pending.")
+    if request.command != SWITCH_COMMAND:
+        held = await pair_busy(services, request.environment, own_request_id=request.id)
+        if held:
+            return held.replace("Nothing was requested.", "The request stays pending.")
+    return None
+
+
+def break_glass_notice(request: Request) -> str:
+    """The break-glass announcement for the alert conversations; the reason and the names
+    are escaped (typed by a person)."""
+    who = plain(request.decided_by_name or "?", 100)
+    own = (request.requester_id or "").lower() == (request.decided_by_id or "").lower()
+    whose = "their own request" if own else f"{plain(request.requester_name, 100)}'s request"
+    return (
+        f"🚨 BREAK-GLASS approval in {request.environment}: {who} approved {whose} "
+        f"{request.id} ({request.command} to {request.version}) alone. Reason: "
+        f"{plain(request.reason or '', 300)}"
+    )
 
 
 def parse_action(verb: str, data: dict[str, Any]) -> DecisionAction | None:
@@ -148,7 +203,7 @@ async def decide(
         await refuse("Expired", message, refreshed)
         return Decision("expired", refreshed, "Expired", message)
 
-    policy = config.environments[request.environment].approval
+    policy = approval_policy(config, request)
     is_requester = bool(actor.aad_object_id) and (
         (actor.aad_object_id or "").lower() == (request.requester_id or "").lower()
     )
@@ -157,7 +212,7 @@ async def decide(
     if action.verb == "reject":
         # The requester may withdraw their own request; otherwise rejecting is an approver's.
         try:
-            allowed = is_requester or await is_approver(services, actor, env, tenant_id)
+            allowed = is_requester or await may_approve(services, actor, request, tenant_id)
         except GroupLookupFailed as exc:
             return await refuse("GroupLookupFailed", _lookup_failed(exc), request)
         if not allowed:
@@ -189,7 +244,7 @@ async def decide(
             )
     else:
         try:
-            approver = await is_approver(services, actor, env, tenant_id)
+            approver = await may_approve(services, actor, request, tenant_id)
         except GroupLookupFailed as exc:
             return await refuse("GroupLookupFailed", _lookup_failed(exc), request)
         if not approver:
@@ -210,13 +265,9 @@ async def decide(
                 f"{env} does not allow approving your own request. Ask another approver{glass}.",
                 request,
             )
-    busy = await busy_refusal(services, env)
+    busy = await _busy(services, request)
     if busy:
-        return await refuse(
-            "Busy",
-            busy.message.replace("Nothing was requested.", "The request stays pending."),
-            request,
-        )
+        return await refuse("Busy", busy, request)
     return await _approve(
         services,
         request,

@@ -145,4 +145,5 @@ COMMAND = Command(
     max_extra_args=1,
     run=run,
     who_note="a run's requester or an approver of its environment; a DR check's operators",
+    suggested=False,  # typed with the run id its card shows; Teams suggests at most 10
 )

@@ -14,19 +14,24 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from adapters.packages import Layout, PackageProblem, PackageStore
 from adapters.store.rows import Request
+from commands.bluegreen.lock import pair_busy
 from commands.cards.approval import POLICY_APPROVER, render_approval_card
 from commands.config import Environment
 from commands.context import Services, actor_fields
 from commands.drift import component_versions, drift_words, release_versions
 from commands.hosts import read_hosts
-from commands.plan import Exclusion, Kind, Plan, build_plan
+from commands.plan import Exclusion, Kind, Plan, ScriptBindError, build_plan
 from commands.registry import CommandCall
 from commands.target import NoTarget, resolve_target
 from commands.timefmt import show
 from commands.types import Reply
+
+if TYPE_CHECKING:
+    from commands.dr.checks import ActiveCheck
 
 EXCLUDE_FLAG = "--exclude"
 # A version and up to eight `--exclude HOST` pairs.
@@ -64,7 +69,10 @@ class Refusal:
 
 
 async def busy_refusal(services: Services, environment: str) -> Refusal | None:
-    """Who holds the environment, in words, or None when it is free."""
+    """Who holds the environment (a run, or a DR check), in words, or None when it is free."""
+    check = services.checks.active(environment)
+    if check is not None:
+        return check_running_refusal(check)
     lock = await services.store.lock_holder(environment)
     if lock is None or lock.holder_run_id is None:
         return None
@@ -76,6 +84,16 @@ async def busy_refusal(services: Services, environment: str) -> Refusal | None:
         f"is at step *{step}* (since {since}). Wait for it to finish, or `cancel "
         f"{lock.holder_run_id}`. Nothing was requested.",
         "busy",
+    )
+
+
+def check_running_refusal(check: ActiveCheck) -> Refusal:
+    doing = f", now {check.running.id}" if check.running else ""
+    return Refusal(
+        f"{check.environment} is busy: DR check `{check.run_id}` started by {check.actor.name} "
+        f"is testing it{doing}; changing it now would change the site under its tests. Wait "
+        f"for its card to finish, or `cancel {check.run_id}`. Nothing was requested.",
+        "check-running",
     )
 
 
@@ -200,11 +218,14 @@ async def request_change(call: CommandCall, kind: Kind, args: tuple[str, ...]) -
     busy = await busy_refusal(services, environment)
     if busy:
         return await refuse(busy)
+    held = await pair_busy(services, environment)
+    if held:
+        return await refuse(Refusal(held, "pair-busy"))
     exclude = tuple(Exclusion(h, "excluded by request (--exclude)") for h in parsed.exclude)
     plan = await make_plan(services, kind, environment, parsed.version, exclude)
     if isinstance(plan, Refusal):
         return await refuse(plan)
-    return await _create_request(call, plan)
+    return await create_request(call, plan)
 
 
 async def make_plan(
@@ -240,23 +261,30 @@ async def make_plan(
     problem = layout_problem(layout, env, target.version)
     if problem is not None:
         return Refusal(problem, "package-layout")
-    return build_plan(
-        kind,
-        environment,
-        env,
-        current_version=situation.current,
-        target_version=target.version,
-        sha256=target.package.sha256,
-        package=target.package.file_name,
-        source=target.source,
-        hosts=situation.hosts,
-        excluded=situation.excluded,
-        expanded_bytes=layout.expanded_bytes,
-        smoke_deadline_s=int(env.timeouts.smoke_s),
-    )
+    try:
+        return build_plan(
+            kind,
+            environment,
+            env,
+            current_version=situation.current,
+            target_version=target.version,
+            sha256=target.package.sha256,
+            package=target.package.file_name,
+            source=target.source,
+            hosts=situation.hosts,
+            excluded=situation.excluded,
+            expanded_bytes=layout.expanded_bytes,
+            smoke_deadline_s=int(env.timeouts.smoke_s),
+        )
+    except ScriptBindError as exc:
+        return Refusal(
+            f"{exc}: check its parameters under [environments.{environment}.scripts]. "
+            "Nothing was requested.",
+            "script-parameter",
+        )
 
 
-async def _create_request(call: CommandCall, plan: Plan) -> Reply:
+async def create_request(call: CommandCall, plan: Plan, origin: str | None = None) -> Reply:
     services, inv = call.services, call.invocation
     now = services.now()
     policy = services.config.environments[plan.environment].approval
@@ -276,6 +304,7 @@ async def _create_request(call: CommandCall, plan: Plan) -> Reply:
         version=plan.target_version,
         current_version=plan.current_version,
         required_approvals=policy.required_count,
+        origin=origin,
     )
     await services.store.create_request(request)
     await services.audit.append(

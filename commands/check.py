@@ -62,6 +62,13 @@ async def run(call: CommandCall) -> Reply:
     if not checks.accepting:
         return _refuse("shutting-down", "The bot is shutting down; try again after its restart.")
     # No await from here to start(): nothing can claim the environment in between.
+    changing = checks.changing(environment)
+    if changing is not None:
+        return _refuse(
+            "environment-busy",
+            f"{environment} is being changed by {changing}: a DR check now would test a "
+            "half-switched site. Run it when that run has ended. Nothing was run.",
+        )
     running = checks.active(environment)
     if running is not None:
         return _refuse(

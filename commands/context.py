@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from adapters.router.farm import TrafficRouter
     from adapters.store import Store
     from adapters.winrm.hostops import HostOps
+    from commands.bluegreen.flows import BlueGreenFlows
     from commands.dr.checks import DrChecks
 
 
@@ -59,6 +60,46 @@ class GroupMembership(Protocol):
         ...
 
 
+OnSent = Callable[[str], Awaitable[None]]
+
+
+class Reporter(Protocol):
+    """Where a run's or a DR check's card and messages go: the conversation it came from.
+
+    Nothing here waits for Teams: each call queues its message and returns; delivery —
+    paced, retried through 429 and 5xx, in order per conversation — goes on in the
+    background. Chat trouble can therefore never fail or delay a run; the audit is the
+    record.
+    """
+
+    async def post(
+        self,
+        conversation_id: str,
+        text: str,
+        card: dict[str, Any] | None,
+        *,
+        on_sent: OnSent | None = None,
+    ) -> str | None:
+        """Queue a new message and return at once with a handle `update` accepts (edits of
+        it queue behind it), or None when the conversation cannot be reached (no stored
+        reference). `on_sent(activity_id)` runs once Teams has the message."""
+        ...
+
+    async def update(
+        self,
+        conversation_id: str,
+        message: str,
+        text: str,
+        card: dict[str, Any],
+        *,
+        final: bool = False,
+    ) -> None:
+        """Queue an edit of `message` (a handle from `post`, or a stored Teams activity id);
+        coalesced unless final. A final edit always arrives: if the message itself never
+        reached Teams, the final state is posted as a new message."""
+        ...
+
+
 Probe = Callable[[Sequence[SmokeTarget]], Awaitable[list[CheckResult]]]
 HostFactory = Callable[[Host], "HostOps"]
 RouterFactory = Callable[[PairRouter], "TrafficRouter"]
@@ -83,6 +124,8 @@ class Services:
     checks: DrChecks
     # Entra groups of approvers: Microsoft Graph in teams mode, the config in local mode.
     groups: GroupMembership
+    # The blue/green flows running now (`bluegreen`, `switchback`, card #2, Switch back).
+    bluegreen: BlueGreenFlows
 
 
 def actor_fields(name: str, aad_object_id: str | None) -> dict[str, str | None]:

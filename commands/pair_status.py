@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Mapping
 
 from adapters.errors import RemoteError
 from adapters.router.farm import Farm
+from commands.bluegreen.lock import FLOW_WORDS, holding_flow
 from commands.cards import elements as cards
 from commands.config import Environment, Pair
 from commands.context import Services
@@ -65,6 +66,7 @@ async def pair_section(services: Services, name: str, reads: HostReads) -> list[
     environments = services.config.environments
     versions = {slot: slot_version(await reads[slot], environments[slot]) for slot in pair.slots}
     facts = [*await _live_facts(services, view, versions), ("Router", where)]
+    facts += await _flow_facts(services, name)
     body = [heading, cards.facts(facts)]
     if view.problems:
         lines = "\n".join(f"- {p}" for p in view.problems)
@@ -102,6 +104,29 @@ async def _live_facts(
         ("Standby slot", f"{standby} — {versions[standby]}"),
         ("Live since", f"{show(record.since, tz)} ({ago(record.since, now)}; {how})"),
     ]
+
+
+async def _flow_facts(services: Services, name: str) -> list[tuple[str, str]]:
+    """The blue/green flow holding the pair now, and whether Switch back is still offered."""
+    held = await holding_flow(services, name)
+    if held is not None:
+        stage = FLOW_WORDS.get(held.state, held.state)
+        return [
+            (
+                "Blue/green",
+                f"{held.id} → {held.version}, at {stage} (requested by "
+                f"{cards.plain(held.requester_name, 100)}); the pair is locked until it ends",
+            )
+        ]
+    latest = await services.store.latest_flow(name)
+    if latest is not None and latest.state in ("live", "interrupted") and not latest.switchback_by:
+        return [
+            (
+                "Switch back",
+                f"`switchback {name}` puts traffic back on {latest.from_slot} ({latest.id}, once)",
+            )
+        ]
+    return []
 
 
 def _farm_table(pair: Pair, farm: Farm, view: PairView) -> cards.Element:

@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from commands.config import Environment
+from commands.config.scripts import HOSTS
+from commands.dr.matrix import MATRIX
 
 Kind = Literal["rollback", "deploy"]
 
@@ -34,14 +36,12 @@ CHANGING_ACTIONS = frozenset(
         "stop_service",
         "deploy_package",
         "switch",
+        "script",
         "start_pool",
         "start_site",
         "start_service",
     }
 )
-# After this step passed the change is done and verified: what fails later (a record) does
-# not undo it.
-VERIFYING_ACTION = "smoke"
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,39 @@ class PlanService:
     start_order: int
 
 
+ScriptValue = str | int | bool
+
+
+@dataclass(frozen=True)
+class PlanScript:
+    """One of the team's scripts with its parameters bound for this plan (`at` = where it
+    runs; a notify script appears once per notify step, `event` being that step's)."""
+
+    name: str
+    path: str
+    at: str
+    runs_on: str
+    timeout_s: float
+    parameters: tuple[tuple[str, ScriptValue], ...]
+    event: str = ""
+
+    @property
+    def command(self) -> str:
+        """As an operator would type it: `notify-deploy.ps1 -EventType RolledBack ...`."""
+        words = [self.path.rsplit("\\", 1)[-1]]
+        for name, value in self.parameters:
+            if value is True:
+                words.append(f"-{name}")
+            elif value is False:
+                words.append(f"-{name}:$false")
+            elif isinstance(value, str) and (not value or " " in value):
+                words.append(f"-{name} '{value}'")
+            else:
+                words.append(f"-{name} {value}")
+        where = "on every host" if self.runs_on == HOSTS else f"on {self.runs_on}"
+        return f"{' '.join(words)} ({where})"
+
+
 @dataclass(frozen=True)
 class Exclusion:
     """A host the run leaves alone, and why (unreachable, or excluded by the requester)."""
@@ -106,6 +139,10 @@ class Plan:
     expanded_bytes: int = 0  # the package's uncompressed size (preflight's disk check)
     on_failure: str = "restore"
     restore_steps: tuple[PlanStep, ...] = field(default=())
+    # DR tests (matrix keys, matrix order) run after smoke; all must pass.
+    gates: tuple[str, ...] = ()
+    # The team's scripts, bound (their steps are in `steps`; notify ones run in the notify steps).
+    scripts: tuple[PlanScript, ...] = ()
 
     def binding(self) -> dict[str, object]:
         """The fields an approval binds to: `source` only explains, and of an exclusion only
@@ -134,7 +171,15 @@ class Plan:
         data["sites"] = tuple(PlanSite(**s) for s in data["sites"])
         data["services"] = tuple(PlanService(**s) for s in data["services"])
         data["excluded"] = tuple(Exclusion(**e) for e in data.get("excluded", ()))
+        data["gates"] = tuple(data.get("gates", ()))
+        data["scripts"] = tuple(
+            PlanScript(**{**p, "parameters": tuple((n, v) for n, v in p["parameters"])})
+            for p in data.get("scripts", ())
+        )
         return Plan(**data)
+
+    def scripts_at(self, at: str, event: str = "") -> tuple[PlanScript, ...]:
+        return tuple(p for p in self.scripts if p.at == at and p.event == event)
 
     @property
     def target_path(self) -> str:
@@ -212,23 +257,39 @@ def plan_steps(
     releases_root: str,
     target_version: str,
     smoke_deadline_s: int,
+    gates: tuple[str, ...] = (),
+    scripts: tuple[PlanScript, ...] = (),
+    sync_from: str | None = None,
 ) -> tuple[PlanStep, ...]:
-    """Playbook §6 for the whole release, Preflight first; deploy is the same flow forward.
+    """Playbook §6 for the whole release, Preflight first (only a package sync, which touches
+    no component, may come before it); deploy is the same flow forward.
 
     Stop order: sites, pools, services; start order: `start_sequence` (a site's pool
     before the site). Every step acts on every host of the plan at once.
     """
     target_path = f"{releases_root}\\{target_version}"
     pools = dict.fromkeys(s.app_pool for s in sites)
-    steps = [
+    steps = []
+    if sync_from is not None:
+        # Before the preflight, which then verifies every host's copy: it writes only the
+        # hosts' package folders (a verified copy renamed in), never a site or a service.
+        steps.append(
+            PlanStep.of(
+                "sync_package",
+                f"Sync package {target_version} from {sync_from} to every host's package "
+                "folder that lacks it, SHA-256 checked on the host",
+            )
+        )
+    steps += [
         PlanStep.of(
             "preflight",
             "Preflight on every host, read-only: reachable, components exist, release whole or "
             "package there with the right SHA-256, free disk",
         ),
         PlanStep.of("precheck", "Pre-check smoke (informational; all refused = service stopped)"),
-        PlanStep.of("notify_start", f"Notify {START_EVENT[kind]} (audit + channel)"),
+        _notify_step("notify_start", START_EVENT[kind], scripts),
     ]
+    steps += _script_steps(scripts, "before_stop")
     steps += [PlanStep.of("stop_site", f"Stop IIS site {s.name}", s.name) for s in sites]
     for pool in pools:
         if next(s.pool_action for s in sites if s.app_pool == pool) == "recycle":
@@ -250,6 +311,7 @@ def plan_steps(
             f"Switch {', '.join(switched)} to {target_path} and read each back",
         )
     )
+    steps += _script_steps(scripts, "after_switch")
     started: set[str] = set()
     for part in start_sequence(sites, services):
         if isinstance(part, PlanSite):
@@ -262,9 +324,14 @@ def plan_steps(
         else:
             title = f"Start service {part.name} and wait until Running"
             steps.append(PlanStep.of("start_service", title, part.name))
+    steps += _script_steps(scripts, "after_start")
     steps += [
         PlanStep.of("smoke", f"Smoke until every check passes (deadline {smoke_deadline_s} s)"),
-        PlanStep.of("notify_end", f"Notify {END_EVENT} (audit + channel)"),
+    ]
+    if gates:
+        steps.append(PlanStep.of("gates", f"DR gates {', '.join(gate_ids(gates))}: each must pass"))
+    steps += [
+        _notify_step("notify_end", END_EVENT, scripts),
         PlanStep.of("timeline", "Timeline line"),
     ]
     return tuple(steps)
@@ -280,6 +347,59 @@ RESTORE_STEPS: tuple[PlanStep, ...] = (
     ),
     PlanStep.of("restore_smoke", "Restore: smoke (must pass if it passed before the run)"),
 )
+
+
+def _notify_step(action: str, event: str, scripts: tuple[PlanScript, ...]) -> PlanStep:
+    calls = [p.command for p in scripts if p.at == "notify" and p.event == event]
+    return PlanStep.of(
+        action, f"Notify {event} (audit + channel{''.join('; ' + c for c in calls)})"
+    )
+
+
+def _script_steps(scripts: tuple[PlanScript, ...], at: str) -> list[PlanStep]:
+    return [PlanStep.of("script", f"Run {p.command}", p.name) for p in scripts if p.at == at]
+
+
+class ScriptBindError(ValueError):
+    """A script's parameter, bound for this plan, breaks its type or pattern."""
+
+
+def bind_scripts(
+    env: Environment,
+    kind: Kind,
+    environment: str,
+    current_version: str | None,
+    target_version: str,
+) -> tuple[PlanScript, ...]:
+    """Every configured script with its parameters bound (ScriptBindError names the one that
+    does not fit); a notify script once per notify event."""
+    out: list[PlanScript] = []
+    for script in env.scripts:
+        events = (START_EVENT[kind], END_EVENT) if script.at == "notify" else ("",)
+        for event in events:
+            values = {
+                "environment": environment,
+                "target_version": target_version,
+                "current_version": current_version or "",
+                "kind": kind,
+                "event": event,
+            }
+            try:
+                bound = tuple((p.name, p.bind(values)) for p in script.parameters)
+            except ValueError as exc:
+                raise ScriptBindError(f"script {script.name}: {exc}") from exc
+            out.append(
+                PlanScript(
+                    script.name, script.path, script.at, script.runs_on, script.timeout_s,
+                    bound, event,
+                )
+            )  # fmt: skip
+    return tuple(out)
+
+
+def gate_ids(gates: tuple[str, ...]) -> list[str]:
+    """`("smoke", "e2e")` → `["DR-SMOKE", "DR-E2E"]`."""
+    return [t.id for t in MATRIX if t.key in gates]
 
 
 def build_plan(
@@ -298,6 +418,8 @@ def build_plan(
     smoke_deadline_s: int = 120,
 ) -> Plan:
     sites, services = components_of(env)
+    gates = tuple(t.key for t in MATRIX if t.key in env.gates)
+    scripts = bind_scripts(env, kind, environment, current_version, target_version)
     return Plan(
         kind=kind,
         environment=environment,
@@ -310,7 +432,15 @@ def build_plan(
         releases_root=env.releases_root,
         smoke_deadline_s=smoke_deadline_s,
         steps=plan_steps(
-            kind, sites, services, env.releases_root, target_version, smoke_deadline_s
+            kind,
+            sites,
+            services,
+            env.releases_root,
+            target_version,
+            smoke_deadline_s,
+            gates,
+            scripts,
+            env.package_source_dir,
         ),
         sites=sites,
         services=services,
@@ -318,4 +448,6 @@ def build_plan(
         expanded_bytes=expanded_bytes,
         on_failure=env.on_failure,
         restore_steps=RESTORE_STEPS if env.on_failure == "restore" else (),
+        gates=gates,
+        scripts=scripts,
     )

@@ -48,6 +48,8 @@ class Command:
     run: Runner
     # Said after the role in help, e.g. that an approver must approve what this asks for.
     who_note: str = ""
+    # Suggested by Teams (manifest commandLists, at most 10); help lists every command.
+    suggested: bool = True
 
     @property
     def who(self) -> str:
@@ -85,13 +87,17 @@ def default_registry() -> Registry:
         cancel,
         check,
         deploy,
+        history,
+        preview,
         rollback,
+        run_card,
         smoke,
         status,
         subscribe,
         unsubscribe,
     )
     from commands import help as help_cmd
+    from commands.bluegreen.chat import BLUEGREEN, SWITCHBACK
 
     return Registry(
         [
@@ -99,9 +105,14 @@ def default_registry() -> Registry:
             status.COMMAND,
             smoke.COMMAND,
             check.COMMAND,
+            preview.COMMAND,
             rollback.COMMAND,
             deploy.COMMAND,
+            BLUEGREEN,
+            SWITCHBACK,
             cancel.COMMAND,
+            run_card.COMMAND,
+            history.COMMAND,
             subscribe.COMMAND,
             unsubscribe.COMMAND,
         ]

@@ -53,7 +53,15 @@ def render_smoke(
         cards.table(["Check", "Status", "Expected", "Latency ms", "Result"], rows, colors),
         cards.text(f"Ran {when}", subtle=True),
     ]
-    return Reply(f"Smoke {environment}: {summary}", card=cards.card(body))
+    checks = [
+        {"name": r.name, "status": r.status, "passed": r.passed, "latency_ms": r.latency_ms}
+        for r in results
+    ]
+    return Reply(
+        f"Smoke {environment}: {summary}",
+        card=cards.card(body),
+        extra={"passed": ok, "checks": checks},
+    )
 
 
 async def run_smoke(services: Services, environment: str) -> tuple[list[CheckResult], datetime]:

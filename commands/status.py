@@ -1,5 +1,6 @@
 """`status [ENVIRONMENT]` — per environment: every component's state and release on every
-host, drift in words, last smoke, the run in progress and whether the watcher is paused;
+host, drift in words, last smoke, the run in progress and whether the watcher is paused,
+whether each host's package share holds the rollback and deploy candidates (share_status.py);
 and per blue/green pair of those environments: the live slot as its router reports it.
 
 Hosts and routers are read concurrently, one WinRM round trip each, every host once; an
@@ -19,6 +20,7 @@ from commands.hosts import HostLine, read_hosts
 from commands.pair_status import pair_section
 from commands.registry import Command, CommandCall
 from commands.restore import is_up
+from commands.share_status import share_fact
 from commands.timefmt import ago, show
 from commands.types import Reply
 
@@ -65,6 +67,7 @@ async def _environment_section(
 ) -> list[cards.Element]:
     env = services.config.environments[name]
     tz, now = services.config.tz, services.now()
+    share = asyncio.ensure_future(share_fact(services, name, env))
     lines = await read
     per_host = {
         line.host: component_versions(line.state, env) for line in lines if line.state is not None
@@ -115,10 +118,14 @@ async def _environment_section(
         ("Run in progress", run_text),
         ("Watch", watch_text),
     ]
+    share_text, share_ok = await share
+    facts.append(("Package share", cards.plain(share_text, 1000)))
     body: list[cards.Element] = [
         cards.title(f"{name}" + (f" — {env.description}" if env.description else "")),
         cards.facts(facts),
     ]
+    if not share_ok:
+        body.append(cards.text(f"**Package {cards.plain(share_text, 1000)}**", color="Warning"))
     if drift:
         body.append(cards.text(f"**Drift:** {cards.plain(drift, 1000)}", color="Warning"))
     body.append(

@@ -45,4 +45,5 @@ COMMAND = Command(
     env_arg="required",
     max_extra_args=0,
     run=run,
+    suggested=False,  # subscribe is the one people look for; help lists both
 )

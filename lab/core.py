@@ -11,6 +11,7 @@ that loop and waits for the answer. Ports are ephemeral unless the specs fix the
 from __future__ import annotations
 
 import asyncio
+import shutil
 import threading
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from pathlib import Path
@@ -255,6 +256,28 @@ class Lab:
         "Action": "Stop"})`. Returns the JSON the script would print (POST /apply/{host}).
         """
         return self._call(lambda: self._runtime.apply(host, op, params))
+
+    def use_own_share(self, host: str, versions: Iterable[str]) -> Path:
+        """Give `host` a package share of its own holding only `versions` (copied from the
+        store, with their .sha256): a share that lags behind the store. Returns its folder."""
+        folder = self.root / "shares" / host
+        folder.mkdir(parents=True, exist_ok=True)
+        for version in versions:
+            zip_path = self.package_path(version)
+            for path in (zip_path, zip_path.with_name(zip_path.name + ".sha256")):
+                shutil.copyfile(path, folder / path.name)
+
+        async def go() -> None:
+            self._runtime.host(host).sim.packages_dir = folder
+
+        self._call(go)
+        return folder
+
+    def script_runs(self, host: str) -> list[dict[str, Any]]:
+        """Every operator script `host` ran (run-script), in order: {"script", "parameters"
+        (as bound, e.g. {"EventType": "RolledBack", "SkipBuild": true}), "ended",
+        "exit_code"}."""
+        return self._call_sync(lambda: [dict(r) for r in self._runtime.host(host).sim.script_runs])
 
     def set_dr_suite(self, host: str, suite: DrSuite | None) -> None:
         """Make `host` a DR runner host whose suite behaves as `suite` (None: no suite)."""

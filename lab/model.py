@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 if TYPE_CHECKING:
     from lab.farm import SimFarm
     from lab.runner import DrSuite
+    from lab.scripts import LabScript
 
 PORTAL_CHECKS: Final = ("health", "swagger", "kerberos")
 PORTAL_PAGES: Final = ("login", "releases")
@@ -34,6 +35,10 @@ FAULT_MODES: Final[dict[str, frozenset[str]]] = {
     "service": frozenset({"stuck", "registry_denied"}),
     "package": frozenset({"corrupt", "expand_fail"}),
     "disk": frozenset({"full"}),
+    # A host's package share (lab.share): a sync's copy arrives with one bit flipped.
+    "share": frozenset({"corrupt_copy"}),
+    # An operator's script run by run-script (lab.scripts): name = its file name.
+    "script": frozenset({"fail", "slow"}),
     "op": frozenset({"hold", "fail"}),
     "farm": frozenset({"config_locked"}),  # a router host's ARR farm (lab.arr)
     # The portal's HTML pages (lab.pages): "a11y" renders them with accessibility violations.
@@ -80,6 +85,8 @@ class LabHostSpec:
     releases_root: str = "D:\\MCMS\\releases"
     # The package store as this host sees it; the lab maps it onto its real packages_dir.
     package_dir: str = "D:\\MCMS\\packages"
+    # The package store as this host reaches it to copy from (sync-package): the lab's store.
+    package_source_dir: str = "\\\\files\\mcms\\offline"
     username: str = "lab-admin"
     password: str = "lab-password"  # noqa: S105  # demo credentials, never a real secret
     winrm_port: int = 0  # 0 = an ephemeral port
@@ -234,6 +241,8 @@ class SimHost:
     markers: dict[str, str] = field(default_factory=dict)
     # The real directory behind spec.package_dir (None: the host sees no packages).
     packages_dir: Path | None = None
+    # The real directory behind spec.package_source_dir: the lab's package store.
+    store_dir: Path | None = None
     faults: dict[str, Fault] = field(default_factory=dict)
     calls: list[ScriptCall] = field(default_factory=list)
     held: list[str] = field(default_factory=list)  # ops waiting at an "op" hold
@@ -245,6 +254,9 @@ class SimHost:
     farm: SimFarm | None = None
     # What run-dr-test finds installed on this host as a DR runner (lab.runner); None: nothing.
     dr_suite: DrSuite | None = None
+    # The operators' scripts installed here (lab.scripts), and every run of one, as bound.
+    scripts: tuple[LabScript, ...] = ()
+    script_runs: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def from_spec(cls, spec: LabHostSpec, packages_dir: Path | None = None) -> SimHost:
@@ -276,6 +288,7 @@ class SimHost:
             services=services,
             release_dirs=list(spec.releases),
             packages_dir=packages_dir,
+            store_dir=packages_dir,
         )
 
     @property

@@ -23,6 +23,8 @@ from lab.components import preflight, read_state, switch_release
 from lab.model import ScriptCall, ScriptError, SimHost
 from lab.releases import deploy_release
 from lab.runner import run_dr_test
+from lab.scripts import run_operator_script
+from lab.share import read_share, sync_package
 
 MAX_COMMAND_LINE: Final = 8191  # cmd.exe's limit on Windows
 _MARKER: Final = re.compile(r"^\s*# mcms-op: ([a-z][a-z-]*)\s*$", re.MULTILINE)
@@ -264,6 +266,9 @@ _OPS: Final[dict[str, Handler]] = {
     "arr-read-farm": arr.read_farm,
     "arr-set-server": arr.set_server,
     "run-dr-test": run_dr_test,
+    "run-script": run_operator_script,
+    "sync-package": sync_package,
+    "read-share": read_share,
 }
 _DEFERRED_OPS: Final[dict[str, DeferredHandler]] = {"arr-wait-drain": arr.wait_drain}
 

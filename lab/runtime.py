@@ -19,6 +19,7 @@ from lab.listener import Listener
 from lab.model import Fault, LabHostSpec, SimHost
 from lab.portal import check_of, make_portal_app
 from lab.powershell import apply_op
+from lab.scripts import PLAYBOOK_SCRIPTS
 from lab.wsman import WinRMEndpoint
 
 
@@ -27,6 +28,7 @@ class HostRuntime:
 
     def __init__(self, spec: LabHostSpec, bind: str, packages_dir: Path | None = None) -> None:
         self.sim = SimHost.from_spec(spec, packages_dir)
+        self.sim.scripts = PLAYBOOK_SCRIPTS  # the team's scripts, as every MCMS host has them
         self.winrm = WinRMEndpoint(self.sim, self.sync)
         self.winrm_listener = Listener(self.winrm.make_app, bind, spec.winrm_port)
         self.portals = {

@@ -41,6 +41,9 @@ INSTALL_HINT = (
 
 APPROVAL_TITLE = "Rollback Lab to 1.4.1?"
 PROGRESS_TITLE = "Rollback Lab 1.4.2 → 1.4.1:"
+BG_DEPLOY_TITLE = "Deploy InternalStage to 1.4.3?"
+BG_SWITCH_TITLE = "Switch production traffic from InternalProd (1.4.0) to InternalStage (1.4.3)?"
+BG_LIVE_TITLE = "Blue/green prod → 1.4.3: LIVE"
 # The README's "Try it locally", as the browser test walks it (tests/test_readme_trial.py
 # keeps the two the same).
 SCENARIO: list[dict[str, Any]] = [
@@ -59,6 +62,23 @@ SCENARIO: list[dict[str, Any]] = [
         "card": f"{PROGRESS_TITLE} succeeded",
         "count": PROGRESS_TITLE,
         "timeout_s": 60,
+    },
+    # Blue/green (BG-1..5): approval #1 deploys to the idle slot, its gates, card #2, the
+    # switch and the watch (shortened to a few seconds by bot_config) to LIVE.
+    {"id": "06-bluegreen-deploy-card", "say": "/bluegreen prod 1.4.3", "card": BG_DEPLOY_TITLE},
+    {
+        "id": "07-bluegreen-switch-card",
+        "click": "Approve",
+        "in_card": BG_DEPLOY_TITLE,
+        "card": BG_SWITCH_TITLE,
+        "timeout_s": 90,
+    },
+    {
+        "id": "08-bluegreen-live",
+        "click": "Approve switch",
+        "in_card": BG_SWITCH_TITLE,
+        "card": BG_LIVE_TITLE,
+        "timeout_s": 90,
     },
 ]
 
@@ -120,6 +140,8 @@ def bot_config(lab: Lab, root: Path, port: int) -> str:
             check["url"] = base + "/" + check["url"].split("/", 3)[3]
     point_pairs_at_lab(raw, lab)
     point_dr_at_lab(raw, lab)
+    # A blue/green watch of seconds, not the demo's 5 minutes: the browser run waits for it.
+    raw["pairs"]["prod"]["watch"] = {"window_minutes": 0.1, "interval_s": 1}
     raw["paths"] = {
         "database": str(root / "var" / "mcms-bot.db"),
         "audit_dir": str(root / "logs" / "deploy" / "notifications"),

@@ -27,9 +27,27 @@ RULES: dict[str, tuple[str, ...]] = {
     "commands": ("bot", "lab", "tests", "aiohttp", "botbuilder", "botframework"),
     "lab": ("bot", "commands", "adapters", "tests", "botbuilder"),
     "bot.ports": ("bot.teams", "bot.runs", "bot.watch", "botbuilder"),
-    "bot.teams": ("bot.runs", "bot.watch", "bot.server", "bot.services", "bot.cli", "bot.demo"),
+    "bot.teams": (
+        "bot.runs",
+        "bot.watch",
+        "bot.server",
+        "bot.services",
+        "bot.cli",
+        "bot.demo",
+        "bot.terminal",
+    ),
     "bot.runs": ("bot.teams", "bot.watch", "bot.server", "botbuilder", "botframework", "aiohttp"),
     "bot.watch": ("bot.runs", "bot.server", "bot.cli", "botbuilder", "botframework"),
+    # The break-glass CLI: another edge beside Teams, over the same runs and commands.
+    "bot.terminal": (
+        "bot.teams",
+        "bot.watch",
+        "bot.server",
+        "bot.cli",
+        "botbuilder",
+        "botframework",
+        "aiohttp",
+    ),
 }
 # botbuilder and botframework: only inside the Teams edge.
 SDK = ("botbuilder", "botframework")

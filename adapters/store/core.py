@@ -24,6 +24,7 @@ import aiosqlite
 from adapters.clock import Clock, utc_now
 from adapters.store.bookkeeping import ExecStore
 from adapters.store.db import Database, PostgresDatabase, SqliteDatabase
+from adapters.store.flows import FlowStore
 from adapters.store.pairs import PairStore
 from adapters.store.rows import (
     ConversationRef,
@@ -112,7 +113,7 @@ async def _open_postgres(url: str) -> Database:
     return PostgresDatabase(pool, shown)
 
 
-class Store(ExecStore, WatchStore, PairStore):
+class Store(ExecStore, WatchStore, PairStore, FlowStore):
     """One connection to the state database; open with `await Store.open(path)`."""
 
     @classmethod
@@ -122,17 +123,21 @@ class Store(ExecStore, WatchStore, PairStore):
         *,
         clock: Clock = utc_now,
         migrations: Sequence[Migration] = MIGRATIONS,
-        instance: str = "local",
+        owner: str = "local",
+        marks: Path | None = None,
         lease_s: float = 15.0,
     ) -> Store:
         """Open a SQLite file (a Path) or a PostgreSQL database (a `postgresql://` URL),
-        migrate it; StoreError if unusable. `instance` names this process among those
-        sharing the database; `lease_s` is how long its runs, locks and leases stay its own
-        without renewal (`renew_leases`)."""
+        migrate it; StoreError if unusable. `owner` is this process's token among those
+        sharing the database (adapters/store/owners.py); `marks` the database path whose
+        `owners/` directory holds this machine's owner lock files (a SQLite file's own path
+        when not given); `lease_s` is how long its runs, locks and leases stay its own
+        without renewal on PostgreSQL (`renew_leases`)."""
         if isinstance(where, str) and is_postgres_url(where):
             db: Database = await _open_postgres(where)
         else:
             db = await _open_sqlite(Path(where), migrations)
+            marks = marks or Path(where)
         try:
             await migrate(db, migrations)
         except (sqlite3.DatabaseError, _postgres_error()) as exc:
@@ -144,7 +149,7 @@ class Store(ExecStore, WatchStore, PairStore):
         except BaseException:
             await db.close()
             raise
-        return cls(db, clock, instance=instance, lease_s=lease_s)
+        return cls(db, clock, owner=owner, marks=marks, lease_s=lease_s)
 
     # --- smoke -----------------------------------------------------------------------------
 

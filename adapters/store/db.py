@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from functools import lru_cache
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol, Self
 
@@ -219,14 +220,26 @@ class PostgresDatabase:
 
 
 class StoreBase:
-    """The database, the clock and this instance's name; subclasses add the queries."""
+    """The database, the clock and this process's owner token; subclasses add the queries.
+
+    `owner` is written on the runs, locks and named leases this process holds (the token of
+    adapters/store/owners.py); `marks` is the database path whose `owners/` directory holds
+    this machine's owner lock files (None: judge owners by their lease only); `lease_s` is
+    how long a PostgreSQL lease holds without renewal."""
 
     def __init__(
-        self, db: Database, clock: Clock, *, instance: str = "local", lease_s: float = 15.0
+        self,
+        db: Database,
+        clock: Clock,
+        *,
+        owner: str = "local",
+        marks: Path | None = None,
+        lease_s: float = 15.0,
     ) -> None:
         self._db = db
         self._clock = clock
-        self.instance = instance
+        self.owner = owner
+        self.marks = marks
         self.lease_s = lease_s
 
     @property

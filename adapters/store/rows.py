@@ -107,6 +107,34 @@ class Request:
 
 
 @dataclass(frozen=True)
+class Flow:
+    """One blue/green flow (adapters/store/schema.py FLOW_STATES)."""
+
+    id: str
+    pair: str
+    version: str
+    from_slot: str
+    to_slot: str
+    from_version: str | None
+    state: str
+    active: bool
+    requester_name: str
+    requester_id: str | None
+    conversation_id: str | None
+    card_activity_id: str | None
+    deploy_request_id: str | None
+    switch_request_id: str | None
+    gates_json: str | None
+    step: str | None
+    note: str | None
+    switched_at: datetime | None
+    watch_ends_at: datetime | None
+    switchback_by: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
 class ApprovalTally:
     """What one approval did: `state` of the request after it; `recorded` False when this
     approver had approved already (or the request was no longer pending); `names` of every
@@ -142,9 +170,22 @@ class Run:
     restore: str | None = None  # schema.RESTORE_OUTCOMES; None while running and on success
     restore_note: str | None = None
     pre_state_json: str | None = None
-    # The instance running it, and until when its lease holds (renewed while it runs).
+    # The process running it (adapters/store/owners.py), and until when its lease holds
+    # (renewed while it runs, on PostgreSQL; None on SQLite, where the owner's lock file says).
     owner: str | None = None
     lease_until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A message for an environment's alert conversations, kept until Teams has it."""
+
+    id: int
+    environment: str
+    kind: str  # break-glass | run-failed
+    text: str
+    created_at: datetime
+    delivered_to: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

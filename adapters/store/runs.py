@@ -13,16 +13,19 @@ taken over — marked interrupted, its lock freed — by exactly one instance.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection
 from dataclasses import astuple, replace
 from datetime import datetime, timedelta
 
 from adapters.store.db import ConflictError, StoreBase, sql_value
+from adapters.store.owners import owner_state
 from adapters.store.rows import (
     ApprovalTally,
     DbRow,
     InterruptedRun,
     LockResult,
+    Notice,
     Request,
     Run,
     column_names,
@@ -49,8 +52,8 @@ class RunStore(StoreBase):
             await tx.execute(
                 "INSERT INTO env_locks (environment, run_id, holder_name, since, owner,"
                 " lease_until) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (environment) DO NOTHING",
-                (environment, run_id, holder, to_text(self._clock()), self.instance,
-                 self._lease_end()),
+                (environment, run_id, holder, to_text(self._clock()), self.owner,
+                 self._row_lease()),
             )  # fmt: skip
             row = await tx.fetchone("SELECT * FROM env_locks WHERE environment = ?", (environment,))
         assert row is not None
@@ -161,11 +164,14 @@ class RunStore(StoreBase):
         return [(r["approver_id"], r["approver_name"]) for r in rows]
 
     async def create_run(self, run: Run) -> bool:
-        """Insert the run, owned by this instance under a fresh lease; False if its request
-        already has one (one run each)."""
-        lease_until = self._clock() + timedelta(seconds=self.lease_s)
+        """Insert the run, owned by this process (under a fresh lease on PostgreSQL); False
+        if its request already has one (one run each)."""
+        lease = self._row_lease()
         try:
-            await self._insert("runs", replace(run, owner=self.instance, lease_until=lease_until))
+            await self._insert(
+                "runs",
+                replace(run, owner=self.owner, lease_until=from_text(lease) if lease else None),
+            )
         except ConflictError:
             return False
         return True
@@ -201,42 +207,51 @@ class RunStore(StoreBase):
                 await tx.execute("UPDATE runs SET current_step = ? WHERE id = ?", (name, run_id))
 
     async def mark_running_runs_interrupted(self) -> list[InterruptedRun]:
-        """At start, before the executor takes work: every `running` run this instance
-        owned (a restart of it), or whose owner's lease ran out, or that has no owner (made
-        before leases), becomes `interrupted` with its request and running step, and its
-        environment lock is released; so does every lock of those kinds. Another live
-        instance's runs and locks are left alone."""
+        """At start, before the executor takes work: every `running` run whose owner is gone
+        (`_owner_gone`) becomes `interrupted` with its request and running step, and its
+        environment lock is released; so does every lock whose owner is gone. A run or lock
+        whose owner lives — the break-glass CLI beside the bot, another instance renewing
+        its lease — is left alone."""
         return await self._take_over(at_start=True)
 
     async def take_over_expired_runs(self) -> list[InterruptedRun]:
-        """What `mark_running_runs_interrupted` does, for runs and locks whose owner's lease
-        ran out (an instance died): each taken over by exactly one caller cluster-wide."""
+        """What `mark_running_runs_interrupted` does, while running, for runs and locks of
+        other owners that are gone (an instance died): each taken over by exactly one caller
+        cluster-wide."""
         return await self._take_over(at_start=False)
+
+    def _owner_gone(
+        self, owner: str | None, lease_until: str | None, now: str, *, at_start: bool
+    ) -> bool:
+        """Has the process that owns a run or lock gone? One notion of owner — the process
+        token of `runs.owner` — judged two ways: its lock file on this machine (exact, at
+        once: adapters/store/owners.py) and, for PostgreSQL's instances on other machines,
+        its lease (renewed while it lives). A row without a lease (SQLite) has only the file."""
+        if owner is not None and owner == self.owner:
+            return at_start  # a process starting owns nothing yet: that was its past life
+        local = owner_state(self.marks, owner) if self.marks is not None else "unknown"
+        if local != "unknown":
+            return local == "gone"
+        return lease_until is None or lease_until < now
 
     async def _take_over(self, *, at_start: bool) -> list[InterruptedRun]:
         now = to_text(self._clock())
-        # At start: whatever this instance left (it is starting, so nothing of it runs), and
-        # what a dead one left; later: only another instance's, whose lease ran out.
-        if at_start:
-            dead = "(lease_until IS NULL OR lease_until < ? OR owner = ?)"
-        else:
-            dead = "(lease_until < ? AND owner <> ?)"
-        params = (now, self.instance)
         taken: list[DbRow] = []
         async with self._tx() as tx:
             for row in await tx.fetch(
-                "SELECT r.*, (SELECT name FROM steps s WHERE s.run_id = r.id AND"  # noqa: S608
+                "SELECT r.*, (SELECT name FROM steps s WHERE s.run_id = r.id AND"
                 " s.state = 'passed' ORDER BY s.idx DESC LIMIT 1) AS last_completed_step"
-                f" FROM runs r WHERE r.state = 'running' AND {dead}"
-                " ORDER BY r.started_at",
-                params,
+                " FROM runs r WHERE r.state = 'running' ORDER BY r.started_at"
             ):
-                # Re-checked in the UPDATE: of two instances taking over at once, the one
-                # that waited for the other's row lock finds it interrupted and skips it.
+                if not self._owner_gone(row["owner"], row["lease_until"], now, at_start=at_start):
+                    continue
+                # Compare-and-set on what was judged: of two instances taking over at once,
+                # the second finds it interrupted (or its lease renewed) and skips it.
                 if not await tx.execute(
-                    f"UPDATE runs SET state = 'interrupted', finished_at = ? WHERE id = ?"  # noqa: S608
-                    f" AND state = 'running' AND {dead}",
-                    (now, row["id"], *params),
+                    "UPDATE runs SET state = 'interrupted', finished_at = ? WHERE id = ?"
+                    " AND state = 'running' AND COALESCE(owner, '') = ?"
+                    " AND COALESCE(lease_until, '') = ?",
+                    (now, row["id"], row["owner"] or "", row["lease_until"] or ""),
                 ):
                     continue
                 taken.append(row)
@@ -250,7 +265,13 @@ class RunStore(StoreBase):
                     (row["request_id"],),
                 )
                 await tx.execute("DELETE FROM env_locks WHERE run_id = ?", (row["id"],))
-            await tx.execute(f"DELETE FROM env_locks WHERE {dead}", params)  # noqa: S608
+            for lock in await tx.fetch("SELECT * FROM env_locks"):
+                if self._owner_gone(lock["owner"], lock["lease_until"], now, at_start=at_start):
+                    await tx.execute(
+                        "DELETE FROM env_locks WHERE environment = ? AND run_id = ?"
+                        " AND COALESCE(lease_until, '') = ?",
+                        (lock["environment"], lock["run_id"], lock["lease_until"] or ""),
+                    )
         return [
             InterruptedRun(
                 run_id=r["id"],
@@ -271,6 +292,12 @@ class RunStore(StoreBase):
     def _lease_end(self) -> str:
         return to_text(self._clock() + timedelta(seconds=self.lease_s))
 
+    def _row_lease(self) -> str | None:
+        """A new run's or lock's lease: on PostgreSQL only. SQLite is one machine, where the
+        owner's lock file tells at once and exactly whether it lives; a lease nobody renews
+        (there is no lease loop there) would only keep a dead owner's run looking alive."""
+        return self._lease_end() if self.dialect == "postgresql" else None
+
     async def renew_leases(self) -> int:
         """Extend the lease of everything this instance owns (running runs, environment
         locks, named leases); how many rows were renewed."""
@@ -282,7 +309,7 @@ class RunStore(StoreBase):
             ):  # fmt: skip
                 renewed += await tx.execute(
                     f"UPDATE {table} SET lease_until = ? WHERE owner = ?{where}",  # noqa: S608
-                    (until, self.instance),
+                    (until, self.owner),
                 )
         return renewed
 
@@ -297,7 +324,81 @@ class RunStore(StoreBase):
                 " lease_until = excluded.lease_until, since = CASE WHEN leases.owner ="
                 " excluded.owner THEN leases.since ELSE excluded.since END"
                 " WHERE leases.owner = excluded.owner OR leases.lease_until < ?",
-                (name, self.instance, now, self._lease_end(), now),
+                (name, self.owner, now, self._lease_end(), now),
+            )
+            == 1
+        )
+
+    async def runs_of(self, environment: str, limit: int) -> list[tuple[Run, Request]]:
+        """The environment's last `limit` runs, newest first, each with its request."""
+        rows = await self._rows(
+            "SELECT id FROM runs WHERE environment = ? ORDER BY started_at DESC LIMIT ?",
+            (environment, limit),
+        )
+        found: list[tuple[Run, Request]] = []
+        for row in rows:
+            run = from_row(Run, await self._one("SELECT * FROM runs WHERE id = ?", row["id"]))
+            request = await self._row("SELECT * FROM requests WHERE id = ?", (run.request_id,))
+            if request is not None:
+                found.append((run, from_row(Request, request)))
+        return found
+
+    async def _one(self, sql: str, *params: object) -> DbRow:
+        row = await self._row(sql, params)
+        assert row is not None
+        return row
+
+    # --- notices for Teams, kept until delivered ------------------------------------------
+
+    async def add_notice(self, environment: str, kind: str, text: str) -> int:
+        """Keep a message for the environment's alert conversations; its id."""
+        async with self._tx() as tx:
+            row = await tx.fetchone(
+                "INSERT INTO notices (environment, kind, text, created_at) VALUES (?, ?, ?, ?)"
+                " RETURNING id",
+                (environment, kind, text, to_text(self._clock())),
+            )
+        assert row is not None
+        return int(row[0])
+
+    async def undelivered_notices(self) -> list[Notice]:
+        rows = await self._rows(
+            "SELECT id, environment, kind, text, created_at, delivered_to FROM notices"
+            " WHERE delivered_at IS NULL ORDER BY id"
+        )
+        return [
+            Notice(
+                r["id"],
+                r["environment"],
+                r["kind"],
+                r["text"],
+                from_text(r["created_at"]),
+                tuple(json.loads(r["delivered_to"])),
+            )
+            for r in rows
+        ]
+
+    async def notice_delivered(self, notice_id: int, conversation_id: str) -> None:
+        """Teams has the notice in `conversation_id`."""
+        async with self._tx() as tx:
+            row = await tx.fetchone(
+                f"SELECT delivered_to FROM notices WHERE id = ?{tx.for_update}",  # noqa: S608
+                (notice_id,),
+            )
+            if row is None:
+                return
+            done = [*json.loads(row["delivered_to"]), conversation_id]
+            await tx.execute(
+                "UPDATE notices SET delivered_to = ? WHERE id = ?",
+                (json.dumps(sorted(set(done))), notice_id),
+            )
+
+    async def close_notice(self, notice_id: int) -> bool:
+        """Every alert conversation has it: done (True for the one caller that closes it)."""
+        return (
+            await self._write(
+                "UPDATE notices SET delivered_at = ? WHERE id = ? AND delivered_at IS NULL",
+                (to_text(self._clock()), notice_id),
             )
             == 1
         )
@@ -305,9 +406,7 @@ class RunStore(StoreBase):
     async def release_lease(self, name: str) -> bool:
         """Give the named lease up (a clean stop), so another instance need not wait."""
         return (
-            await self._write(
-                "DELETE FROM leases WHERE name = ? AND owner = ?", (name, self.instance)
-            )
+            await self._write("DELETE FROM leases WHERE name = ? AND owner = ?", (name, self.owner))
             == 1
         )
 

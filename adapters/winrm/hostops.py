@@ -26,9 +26,13 @@ from adapters.winrm.hoststate import (
     HostState,
     PoolState,
     Preflight,
+    ScriptRan,
     ServiceState,
+    SharedPackage,
+    ShareState,
     SiteState,
     Switched,
+    Synced,
     same_path,
     version_key,
 )
@@ -37,10 +41,13 @@ from adapters.winrm.scripts import (
     OP_ECHO,
     OP_POOL,
     OP_PREFLIGHT,
+    OP_READ_SHARE,
     OP_READ_STATE,
+    OP_RUN_SCRIPT,
     OP_SERVICE,
     OP_SITE,
     OP_SWITCH,
+    OP_SYNC_PACKAGE,
     VERSION_PATTERN,
     JsonValue,
 )
@@ -271,6 +278,77 @@ class HostOps:
                 done.append(Switched(kind, name, before, after, not same_path(before, after)))
         return tuple(done)
 
+    async def read_share(
+        self, package_dir: str, versions: Sequence[str], *, timeout_s: float
+    ) -> ShareState:
+        """Which of `versions` the host's package folder holds, each hashed on the host."""
+        params: dict[str, JsonValue] = {"PackageDir": package_dir, "Versions": list(versions)}
+        reply = await self._shell.run(OP_READ_SHARE, params, timeout_s=timeout_s)
+        reachable = self._flag(reply, OP_READ_SHARE, "reachable")
+        raw = reply.get("packages")
+        # PowerShell 5.1 turns an empty array into null and unwraps a one-element one.
+        rows = [] if raw is None else [raw] if isinstance(raw, dict) else raw
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise self._bad(OP_READ_SHARE, "packages")
+        found: list[SharedPackage] = []
+        for row in rows:
+            version = self._field(row, OP_READ_SHARE, "version")
+            digest = row.get("sha256")
+            if version not in versions or not (digest is None or isinstance(digest, str)):
+                raise self._bad(OP_READ_SHARE, "packages")
+            found.append(SharedPackage(version, self._flag(row, OP_READ_SHARE, "present"), digest))
+        return ShareState(self.host, reachable, tuple(found))
+
+    async def sync_package(
+        self, version: str, sha256: str, source_dir: str, package_dir: str, *, timeout_s: float
+    ) -> Synced:
+        """Make the host's package folder hold `version` with `sha256` (copied from
+        `source_dir` and verified on the host, or kept when it already matches)."""
+        params: dict[str, JsonValue] = {
+            "Version": version,
+            "Sha256": sha256,
+            "SourceDir": source_dir,
+            "PackageDir": package_dir,
+            "TimeoutSec": max(1, int(timeout_s * _WAIT_SHARE)),
+        }
+        reply = await self._shell.run(OP_SYNC_PACKAGE, params, timeout_s=timeout_s)
+        if self._field(reply, OP_SYNC_PACKAGE, "version") != version:
+            raise self._bad(OP_SYNC_PACKAGE, "version")
+        if self._field(reply, OP_SYNC_PACKAGE, "sha256").lower() != sha256.lower():
+            raise self._bad(OP_SYNC_PACKAGE, "sha256")
+        return Synced(
+            self.host,
+            version,
+            self._flag(reply, OP_SYNC_PACKAGE, "copied"),
+            self._flag(reply, OP_SYNC_PACKAGE, "replaced"),
+        )
+
+    async def run_script(
+        self, path: str, parameters: Mapping[str, str | int | bool], *, timeout_s: float
+    ) -> ScriptRan:
+        """Run one of the operators' scripts with `parameters` splatted; stopped at the
+        deadline (the host's own bound comes first, so its verdict still comes back)."""
+        wait_s = max(1, int(timeout_s * _WAIT_SHARE))
+        params: dict[str, JsonValue] = {
+            "ScriptPath": path,
+            "ScriptParameters": dict(parameters),
+            "TimeoutSec": wait_s,
+        }
+        reply = await self._shell.run(OP_RUN_SCRIPT, params, timeout_s=timeout_s)
+        ended = self._field(reply, OP_RUN_SCRIPT, "ended")
+        code = reply.get("exit_code")
+        took = reply.get("duration_ms")
+        output = reply.get("output")
+        if ended not in ("exited", "timeout"):
+            raise self._bad(OP_RUN_SCRIPT, "ended")
+        if code is not None and (isinstance(code, bool) or not isinstance(code, int)):
+            raise self._bad(OP_RUN_SCRIPT, "exit_code")
+        if isinstance(took, bool) or not isinstance(took, int):
+            raise self._bad(OP_RUN_SCRIPT, "duration_ms")
+        return ScriptRan(
+            self.host, path, ended, code, took, output if isinstance(output, str) else ""
+        )
+
     async def start_site(self, name: str, *, timeout_s: float) -> ControlResult:
         return await self._control(OP_SITE, "Site", name, "Start", timeout_s)
 
@@ -365,6 +443,9 @@ __all__ = [
     "HostState",
     "Preflight",
     "RemoteShell",
+    "ScriptRan",
+    "ShareState",
     "Switched",
+    "Synced",
     "version_key",
 ]

@@ -175,3 +175,51 @@ class DeployResult:
     sha256_verified: bool
     removed: tuple[str, ...]  # pruned release folders, oldest first
     prune_errors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ScriptRan:
+    """One operator script's run on a host: how it ended, its exit code, its output's tail."""
+
+    host: str
+    script: str
+    ended: str  # exited | timeout
+    exit_code: int | None
+    duration_ms: int
+    output: str
+
+    @property
+    def ok(self) -> bool:
+        return self.ended == "exited" and self.exit_code == 0
+
+    def last_lines(self, count: int = 3) -> str:
+        lines = [line.strip() for line in self.output.splitlines() if line.strip()]
+        return " | ".join(lines[-count:])
+
+
+@dataclass(frozen=True)
+class SharedPackage:
+    """One package as a host's package folder holds it: present, and its SHA-256 there."""
+
+    version: str
+    present: bool
+    sha256: str | None
+
+
+@dataclass(frozen=True)
+class ShareState:
+    """What a host's package folder holds of the versions asked about."""
+
+    host: str
+    reachable: bool
+    packages: tuple[SharedPackage, ...]
+
+
+@dataclass(frozen=True)
+class Synced:
+    """A sync of one package to a host's folder: copied (and verified there) or kept."""
+
+    host: str
+    version: str
+    copied: bool
+    replaced: bool

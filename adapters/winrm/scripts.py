@@ -77,6 +77,13 @@ OP_ARR_READ: Final = "arr-read-farm"
 OP_ARR_SET: Final = "arr-set-server"
 OP_ARR_WAIT_DRAIN: Final = "arr-wait-drain"
 OP_DR_TEST: Final = "run-dr-test"
+OP_RUN_SCRIPT: Final = "run-script"
+OP_SYNC_PACKAGE: Final = "sync-package"
+OP_READ_SHARE: Final = "read-share"
+# A parameter of an operator's script: a PowerShell name; its value a string, int or switch.
+_SCRIPT_PARAM: Final = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,39}$")
+_SCRIPT_VALUE: Final = re.compile(r"^[ -~]{0,1024}$")
+_SCRIPT_FILE: Final = re.compile(r"^[A-Za-z]:\\[A-Za-z0-9 ._\\-]*\.ps1$", re.IGNORECASE)
 
 # Runs on the host's command line (as -EncodedCommand): read the composed script from stdin
 # and run it. Kept tiny and constant so the command line stays far below 8,191 characters.
@@ -172,6 +179,9 @@ SCRIPTS: Final[Mapping[str, ScriptSpec]] = {
         _load(OP_ARR_READ, ("FarmName",)),
         _load(OP_ARR_SET, ("FarmName", "ServerAddress", "Action", "TimeoutSec")),
         _load(OP_ARR_WAIT_DRAIN, ("FarmName", "ServerAddress", "TimeoutSec")),
+        _load(OP_SYNC_PACKAGE, ("Version", "Sha256", "SourceDir", "PackageDir", "TimeoutSec")),
+        _load(OP_READ_SHARE, ("PackageDir", "Versions")),
+        _load(OP_RUN_SCRIPT, ("ScriptPath", "ScriptParameters", "TimeoutSec", "MaxOutputBytes")),
         _load(
             OP_DR_TEST,
             (
@@ -220,6 +230,20 @@ def _check_param(host: str, spec: ScriptSpec, key: str, value: JsonValue) -> Non
     if not _PARAM_NAME.fullmatch(key) or key not in spec.params:
         raise _refuse(host, spec.op, repr(key), "is not declared by the script")
     lowered = key.lower()
+    if key == "ScriptParameters":
+        if not _script_parameters(value):
+            raise _refuse(
+                host,
+                spec.op,
+                key,
+                f"= {value!r} is not an object of parameter names to printable strings, "
+                "whole numbers or switches",
+            )
+        return
+    if key == "ScriptPath" and not (
+        isinstance(value, str) and _SCRIPT_FILE.fullmatch(value) and _no_up(value)
+    ):
+        raise _refuse(host, spec.op, key, f"= {value!r} is not the absolute path of a .ps1")
     if lowered.endswith(_NAMES_SUFFIXES):
         if not _list_of(value, lambda v: v.isascii() and NAME_PATTERN.fullmatch(v) is not None):
             raise _refuse(host, spec.op, key, f"= {value!r} is not a list of safe names")
@@ -278,6 +302,20 @@ def _check_param(host: str, spec: ScriptSpec, key: str, value: JsonValue) -> Non
             raise _refuse(host, spec.op, key, f"= {value!r} is not a whole number in 1..100")
     elif lowered == "action" and not (isinstance(value, str) and _ACTION.fullmatch(value)):
         raise _refuse(host, spec.op, key, f"= {value!r} is not an action word")
+
+
+def _script_parameters(value: JsonValue) -> bool:
+    if not isinstance(value, dict) or len(value) > 20:
+        return False
+    for name, item in value.items():
+        if not _SCRIPT_PARAM.fullmatch(name):
+            return False
+        if isinstance(item, str):
+            if not _SCRIPT_VALUE.fullmatch(item):
+                return False
+        elif not isinstance(item, (bool, int)) or isinstance(item, float):
+            return False
+    return True
 
 
 def _list_of(value: JsonValue, ok: Callable[[str], bool]) -> bool:

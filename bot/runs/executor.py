@@ -32,9 +32,9 @@ from bot.logs import bind_log_fields
 from bot.ports import Reporter, RunAlarm, RunFailure
 from bot.runs.record import RunRecord
 from bot.runs.runner import Outcome, Runner, RunTakenOver
-from commands.cards.approval import render_approval_card
+from commands.cards.approval import approver_words, render_approval_card
 from commands.cards.run import RunView, render_run_card, summary_text
-from commands.change import Refusal, make_plan
+from commands.change import Refusal, check_running_refusal, make_plan
 from commands.context import Services
 from commands.plan import Plan
 
@@ -51,7 +51,10 @@ def new_run_id() -> str:
 
 class Executor:
     def __init__(
-        self, services: Services, reporter: Reporter, alarm: RunAlarm | None = None
+        self,
+        services: Services,
+        reporter: Reporter,
+        alarm: RunAlarm | None = None,
     ) -> None:
         self._services = services
         self._reporter = reporter
@@ -95,6 +98,8 @@ class Executor:
             # Before the run existed (re-planning, voiding): nothing ran. A run, once
             # created, is always ended by _run itself.
             log.exception("executor failed")
+        # Its lock is released: a blue/green flow whose deploy this was goes on (or ends).
+        self._services.bluegreen.run_ended(request.id)
 
     # --- before the run --------------------------------------------------------------------
 
@@ -183,25 +188,58 @@ class Executor:
         if not created:
             log.info("the request already has a run; ignoring a second start")
             return
-        lock = await services.store.try_lock(request.environment, run_id, request.requester_name)
-        if not lock.acquired:
-            why = f"{request.environment} is busy with {lock.holder_run_id} ({lock.holder_name})"
-            await services.store.finish_run(run_id, "failed", services.now(), why)
-            await services.store.transition_request(request.id, ["approved"], "failed", reason=why)
-            await services.audit.append(
-                "Failed",
-                environment=request.environment,
-                request_id=request.id,
-                run_id=run_id,
-                status="busy",
-                detail={"reason": why},
+        check = services.checks.reserve_for_run(request.environment, run_id)
+        if check is not None:
+            why = check_running_refusal(check).message.replace(
+                "Nothing was requested.", "Nothing was run; ask again when it has ended."
             )
-            await self._update_approval_card(request.id)
+            await self._refuse_busy(request, run_id, why)
             return
         try:
-            await self._locked(request, approved, run_id, now)
+            lock = await services.store.try_lock(
+                request.environment, run_id, request.requester_name
+            )
+            if not lock.acquired:
+                why = (
+                    f"{request.environment} is busy with {lock.holder_run_id} ({lock.holder_name})"
+                )
+                await self._refuse_busy(request, run_id, why)
+                return
+            try:
+                # Still approved? Another process's start may have settled it meanwhile (an
+                # approval left without a run looks abandoned to it): then nothing runs.
+                if not await services.store.transition_request(request.id, ["approved"], "running"):
+                    why = "the request was settled elsewhere before its run began"
+                    await services.store.finish_run(run_id, "failed", services.now(), why)
+                    await services.audit.append(
+                        "Failed", environment=request.environment, request_id=request.id,
+                        run_id=run_id, status="not-approved", detail={"reason": why},
+                    )  # fmt: skip
+                    return
+                await self._locked(request, approved, run_id, now)
+            finally:
+                await self._release(request.environment, run_id)
         finally:
-            await self._release(request.environment, run_id)
+            services.checks.release_run(request.environment, run_id)
+
+    async def _refuse_busy(self, request: Request, run_id: str, why: str) -> None:
+        """The run could not start: the environment is busy; nothing was touched."""
+        services = self._services
+        await services.store.finish_run(run_id, "failed", services.now(), why)
+        await services.store.transition_request(request.id, ["approved"], "failed", reason=why)
+        await services.audit.append(
+            "Failed",
+            environment=request.environment,
+            request_id=request.id,
+            run_id=run_id,
+            status="busy",
+            detail={"reason": why},
+        )
+        await self._update_approval_card(request.id)
+        if request.conversation_id:
+            await self._reporter.post(
+                request.conversation_id, f"⚠️ {request.id} did not start: {why}", None
+            )
 
     # --- the run ---------------------------------------------------------------------------
 
@@ -212,8 +250,10 @@ class Executor:
         conversation = request.conversation_id or ""
         tz = services.config.tz
         approver = request.decided_by_name or "?"
+        # The card says how it was approved: a break glass in capitals, with its reason.
+        approved_by = approver_words(request)
         view = replace(
-            RunView.start(run_id, request.id, plan, request.requester_name, approver, started),
+            RunView.start(run_id, request.id, plan, request.requester_name, approved_by, started),
             watch_paused=env.watch.enabled,
         )
         progress: list[str | None] = [None]
@@ -228,7 +268,6 @@ class Executor:
         record = RunRecord(services, view, request.id, show)
         runner = Runner(services, self._reporter, request, plan, env, run_id, record, conversation)
         try:
-            await services.store.transition_request(request.id, ["approved"], "running")
             await services.audit.append(
                 "Started", environment=plan.environment, request_id=request.id, run_id=run_id,
                 actor={"name": approver, "aad_object_id": request.decided_by_id},

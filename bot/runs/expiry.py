@@ -9,9 +9,8 @@ import asyncio
 import logging
 
 from bot.ports import Reporter
-from commands.cards.approval import render_approval_card
+from commands.cards.requests import render_request_card
 from commands.context import Services
-from commands.plan import Plan
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +33,7 @@ async def expire_due(services: Services, reporter: Reporter) -> list[str]:
         )
         fresh = await services.store.get_request(request.id)
         if fresh and fresh.conversation_id and fresh.card_activity_id:
-            card = render_approval_card(
-                fresh, Plan.from_json(fresh.plan_json), services.config.tz, services.now()
-            )
+            card = render_request_card(fresh, services.config.tz, services.now())
             await reporter.update(
                 fresh.conversation_id,
                 fresh.card_activity_id,
@@ -44,6 +41,7 @@ async def expire_due(services: Services, reporter: Reporter) -> list[str]:
                 card,
                 final=True,
             )
+        services.bluegreen.request_decided(request.id)  # a flow waiting on it ends
     return expired
 
 

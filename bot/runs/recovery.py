@@ -21,6 +21,7 @@ from datetime import timedelta
 from adapters.store.rows import InterruptedRun, Request
 from adapters.winrm.hoststate import HostState
 from bot.ports import Reporter
+from commands.bluegreen.model import SWITCH_COMMAND
 from commands.cards.run import RunView, render_run_card
 from commands.context import Services
 from commands.hosts import read_hosts
@@ -31,10 +32,11 @@ log = logging.getLogger(__name__)
 
 
 def _cause(services: Services, run: InterruptedRun) -> str:
-    """What stopped the run: this instance's restart, or another instance's death."""
-    if run.owner is None or run.owner == services.store.instance:
+    """What stopped the run: a restart (one machine, SQLite), or the death of the process
+    that ran it, on this machine or another (PostgreSQL)."""
+    if run.owner is None or services.store.dialect == "sqlite":
         return "a bot restart"
-    return f"the loss of bot instance {run.owner} (it stopped renewing its lease)"
+    return f"the loss of bot process {run.owner}"
 
 
 async def _record_interrupted(services: Services, run: InterruptedRun) -> None:
@@ -49,7 +51,7 @@ async def _record_interrupted(services: Services, run: InterruptedRun) -> None:
         detail={
             "last_completed_step": run.last_completed_step or "none",
             "instance": run.owner or "unknown",
-            "taken_over_by": services.store.instance,
+            "taken_over_by": services.store.owner,
         },
     )
     if request is not None:
@@ -170,10 +172,15 @@ class Recovered:
                 log.exception("could not report an interrupted run", extra={"run_id": run.run_id})
         for request in self.requests:
             if request.conversation_id:
+                again = (
+                    f"bluegreen {request.environment} {request.version}"
+                    if request.command == SWITCH_COMMAND
+                    else f"{request.command} {request.environment}"
+                )
                 await reporter.post(
                     request.conversation_id,
                     f"⚠️ {request.id} was approved but the bot restarted before it ran; "
-                    f"nothing ran. Ask again with `{request.command} {request.environment}`.",
+                    f"nothing ran. Ask again with `{again}`.",
                     None,
                 )
 
@@ -186,13 +193,18 @@ async def take_over(services: Services) -> Recovered:
     return Recovered(interrupted, [])
 
 
-async def recover(services: Services) -> Recovered:
-    """Settle what a dead process left behind, before the executor takes any work."""
+async def recover(services: Services, *, settle_approved: bool = True) -> Recovered:
+    """Settle what a dead process left behind, before the executor takes any work: runs
+    whose owner process is gone; with `settle_approved` (the bot's start), also approvals
+    that never became a run. The break-glass CLI passes False: beside a running bot, an
+    approval without a run yet may be the bot's own, about to start."""
     store = services.store
     interrupted = await store.mark_running_runs_interrupted()
     for run in interrupted:
         await _record_interrupted(services, run)
-    never_ran = []
+    never_ran: list[Request] = []
+    if not settle_approved:
+        return Recovered(interrupted, never_ran)
     # Shared with other instances: one of them may be starting an approval right now.
     shared = store.dialect == "postgresql"
     settled = services.now() - timedelta(seconds=store.lease_s) if shared else None

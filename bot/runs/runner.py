@@ -111,7 +111,7 @@ class Runner:
             request.id,
             request.requester_name,
             request.decided_by_name or "?",
-            deadline_for(step.action, self._env),
+            deadline_for(step.action, self._env, step.target),
             self.memory,
             self.notify,
         )
@@ -130,6 +130,15 @@ class Runner:
                 self.memory.touched = True
             error = await self._step(index, step, STEPS, strict=True)
             if error is not None:
+                # A step that acts on a cancel itself (the DR gates stop their suite) fails
+                # because of it: the run was cancelled, not broken.
+                current = await self._services.store.get_run(self.run_id)
+                if current is not None and current.cancel_requested_by:
+                    note = (
+                        f"Cancelled by {current.cancel_requested_by} during step "
+                        f"'{step.title}': {error}"
+                    )
+                    return await self._end("cancelled", "Cancelled", note)
                 note = f"Failed at step {index + 1} '{step.title}': {error}"
                 return await self._end("failed", "Failed", note)
         return Outcome("succeeded", None, None)

@@ -16,11 +16,23 @@ from dataclasses import dataclass, field
 
 from adapters.smoke import NO_ANSWER, CheckResult
 from adapters.store.rows import HostSwitch
-from adapters.winrm.hoststate import ControlResult, HostState, Preflight, Switched, release_of
+from adapters.winrm.hoststate import (
+    ControlResult,
+    HostState,
+    Preflight,
+    ScriptRan,
+    Switched,
+    Synced,
+    release_of,
+)
 from bot.runs.farm import HostResult, StepError, on_hosts, verdict
 from commands.config import Environment, Host
+from commands.config.scripts import HOSTS
 from commands.context import Services
-from commands.plan import END_EVENT, START_EVENT, Plan
+from commands.dr.engine import open_run_folder, result_record, run_dr_tests
+from commands.dr.judge import DrResult, worst
+from commands.dr.matrix import MATRIX, DrTest
+from commands.plan import END_EVENT, START_EVENT, Plan, PlanScript
 from commands.smoke import run_smoke
 
 # How often the post-deploy smoke is retried while the app warms up.
@@ -108,6 +120,32 @@ async def preflight(ctx: StepContext, target: str) -> str:
     return verdict(results, words)
 
 
+async def sync_package(ctx: StepContext, target: str) -> str:
+    """The run's package onto every host's package folder that lacks it (or holds another
+    copy), from the store as the hosts reach it; each copy hashed on its host before it is
+    renamed in. All hosts at once, each with its own deadline; nothing else is touched."""
+    plan, env = ctx.plan, ctx.env
+    source = env.package_source_dir
+    if source is None:  # the plan has this step only when it is set
+        raise StepError("package_source_dir is not configured: a bug in the bot")
+
+    async def act(host: Host) -> Synced:
+        return await ctx.services.hosts(host).sync_package(
+            plan.target_version,
+            plan.sha256,
+            source,
+            env.host_package_dir,
+            timeout_s=ctx.deadline_s,
+        )
+
+    def words(done: Synced) -> str:
+        if not done.copied:
+            return "already there (SHA-256 matches)"
+        return "replaced a differing copy (verified)" if done.replaced else "copied (verified)"
+
+    return verdict(await on_hosts(ctx.hosts, ctx.deadline_s, act), words)
+
+
 async def precheck(ctx: StepContext, target: str) -> str:
     results, _ = await run_smoke(ctx.services, ctx.plan.environment)
     passed = sum(r.passed for r in results)
@@ -140,7 +178,47 @@ async def _notify(ctx: StepContext, event: str) -> str:
         f"**{event}** — {plan.environment}: {plan.current_version or '?'} → "
         f"{plan.target_version} ({ctx.run_id})"
     )
-    return f"{event} recorded; message queued"
+    ran = [await run_script(ctx, script) for script in plan.scripts_at("notify", event)]
+    return f"{event} recorded; message queued" + "".join(f"; {r}" for r in ran)
+
+
+async def run_script(ctx: StepContext, script: PlanScript) -> str:
+    """One of the team's scripts, its bound parameters splatted, on every host of the plan
+    at once (each its own deadline) or on its runner host; a non-zero exit, a timeout or an
+    unreachable host fails the step, with the last lines of its output."""
+    parameters = dict(script.parameters)
+
+    async def act(host: Host) -> ScriptRan:
+        ran = await ctx.services.hosts(host).run_script(
+            script.path, parameters, timeout_s=script.timeout_s
+        )
+        if ran.ended == "timeout":
+            raise StepError(
+                f"{script.command} did not finish within {script.timeout_s:g} s and was "
+                f"stopped; its output ends: {ran.last_lines() or '(none)'}"
+            )
+        if ran.exit_code != 0:
+            raise StepError(
+                f"{script.command} exited {ran.exit_code}: {ran.last_lines() or '(no output)'}"
+            )
+        return ran
+
+    def words(ran: ScriptRan) -> str:
+        return f"{script.name} exit 0 ({ran.duration_ms} ms): {ran.last_lines(1)}"
+
+    if script.runs_on == HOSTS:
+        return verdict(await on_hosts(ctx.hosts, script.timeout_s + 1, act), words)
+    runner = ctx.services.config.runner_host(script.runs_on)
+    if runner is None:  # the config refuses an unknown runs_on; a reload may not have
+        raise StepError(f"runner host {script.runs_on} of script {script.name} is not configured")
+    return verdict(await on_hosts([runner], script.timeout_s + 1, act), words)
+
+
+async def script(ctx: StepContext, target: str) -> str:
+    found = next((p for p in ctx.plan.scripts if p.name == target and p.at != "notify"), None)
+    if found is None:
+        raise StepError(f"the plan has no script step {target}: a bug in the bot")
+    return await run_script(ctx, found)
 
 
 async def notify_start(ctx: StepContext, target: str) -> str:
@@ -271,9 +349,91 @@ async def smoke(ctx: StepContext, target: str) -> str:
             f"smoke still failing at its deadline after {attempts} attempts "
             f"({failing_words(results)}); the new version runs but does not answer as expected"
         )
+    if not ctx.plan.gates:  # else the gates verify the change
+        await _verified(ctx)
+    return f"{len(results)}/{len(results)} checks pass (attempt {attempts})"
+
+
+async def _verified(ctx: StepContext) -> None:
     await ctx.services.store.mark_stable(ctx.plan.environment, ctx.plan.target_version)
     ctx.memory.verified = True
-    return f"{len(results)}/{len(results)} checks pass (attempt {attempts})"
+
+
+# How often a running gate looks for a `cancel` of its run (the run's cancel is in the store).
+GATE_CANCEL_POLL_S = 1.0
+
+
+async def gates(ctx: StepContext, target: str) -> str:
+    """The plan's DR tests against the new version; every one must pass (judged from its
+    report, as `check` does). Their logs and reports go to a DR run folder of their own."""
+    plan, services = ctx.plan, ctx.services
+    tests = tuple(t for t in MATRIX if t.key in plan.gates)
+    requested_by = {"name": ctx.approved_by, "aad_object_id": None}
+    folder = open_run_folder(
+        services, services.checks.dr_dir, plan.environment, tests, requested_by
+    )
+    folder.update_manifest(gate_of=ctx.run_id)
+    cancel = asyncio.Event()
+    watcher = asyncio.create_task(_watch_cancel(ctx, cancel))
+    try:
+        results = await run_dr_tests(
+            services, plan.environment, tests, folder, observer=_GateAudit(ctx), cancel=cancel
+        )
+    finally:
+        watcher.cancel()
+    words = "; ".join(_gate_words(r) for r in results)
+    if not all(r.passed for r in results):
+        raise StepError(f"a DR gate did not pass: {words}. Reports: {folder.path}")
+    await _verified(ctx)
+    return f"{words} ({folder.run_id})"
+
+
+def _gate_words(result: DrResult) -> str:
+    parts = [p for p in (result.counts, worst(result.findings) if result.findings else "") if p]
+    parts += [p for p in (result.why,) if p and not result.passed]
+    return f"{result.test.id} {result.outcome}" + (f" ({', '.join(parts)})" if parts else "")
+
+
+async def _watch_cancel(ctx: StepContext, cancel: asyncio.Event) -> None:
+    while not cancel.is_set():
+        await asyncio.sleep(GATE_CANCEL_POLL_S)
+        run = await ctx.services.store.get_run(ctx.run_id)
+        if run is not None and run.cancel_requested_by:
+            cancel.set()
+
+
+class _GateAudit:
+    """One `DrTest` audit line per gate as it ends, under the run's id."""
+
+    def __init__(self, ctx: StepContext) -> None:
+        self._ctx = ctx
+
+    async def started(self, test: DrTest) -> None:
+        return None
+
+    async def finished(self, result: DrResult) -> None:
+        ctx = self._ctx
+        await ctx.services.audit.append(
+            "DrTest",
+            environment=ctx.plan.environment,
+            request_id=ctx.request_id,
+            run_id=ctx.run_id,
+            actor={"name": ctx.approved_by, "aad_object_id": None},
+            step=result.test.id,
+            status=result.outcome,
+            duration_ms=int(result.duration_s * 1000),
+            detail=result_record(result),
+        )
+
+
+def gates_deadline_s(env: Environment) -> float:
+    """The gates step's bound: every suite's own timeout (each kills its run at it) and the
+    smoke checks', plus a margin; a suite's own timeout always comes first."""
+    total = sum(c.timeout_s for c in env.smoke) + 30.0
+    for key in env.gates:
+        runner = env.dr.runner(key) if env.dr is not None else None
+        total += runner.timeout_s + 30.0 if runner is not None else 0.0
+    return total
 
 
 async def timeline(ctx: StepContext, target: str) -> str:
@@ -287,6 +447,7 @@ async def timeline(ctx: StepContext, target: str) -> str:
 
 
 STEPS: dict[str, Step] = {
+    "sync_package": sync_package,
     "preflight": preflight,
     "precheck": precheck,
     "notify_start": notify_start,
@@ -296,10 +457,12 @@ STEPS: dict[str, Step] = {
     "stop_service": _control("stop_service", "service"),
     "deploy_package": deploy_package,
     "switch": switch,
+    "script": script,
     "start_pool": _control("start_pool", "app pool"),
     "start_site": _control("start_site", "site"),
     "start_service": _control("start_service", "service"),
     "smoke": smoke,
+    "gates": gates,
     "notify_end": notify_end,
     "timeline": timeline,
 }
@@ -307,6 +470,7 @@ STEPS: dict[str, Step] = {
 
 # Which timeout each step gets (each host its own); the records have a fixed bound.
 DEADLINES: dict[str, str] = {
+    "sync_package": "sync_s",
     "preflight": "preflight_s",
     "precheck": "precheck_s",
     "stop_site": "stop_s",
@@ -327,7 +491,15 @@ DEADLINES: dict[str, str] = {
 RECORD_S = 30.0  # notify and timeline: the audit and a file, no host
 
 
-def deadline_for(action: str, env: Environment) -> float:
+def deadline_for(action: str, env: Environment, target: str = "") -> float:
     """Each host's deadline for one step (seconds)."""
+    if action == "gates":
+        return gates_deadline_s(env)
+    # A script's own timeout comes first (its host stops it there), then the step's.
+    if action == "script":
+        found = next((s for s in env.scripts if s.name == target), None)
+        return (found.timeout_s if found else RECORD_S) + 5.0
+    if action in ("notify_start", "notify_end"):
+        return RECORD_S + sum(s.timeout_s + 5.0 for s in env.scripts if s.at == "notify")
     field = DEADLINES.get(action)
     return RECORD_S if field is None else float(getattr(env.timeouts, field))

@@ -17,9 +17,10 @@ from typing import Any
 from adapters.store.rows import Request
 from bot.ports import Reporter, RunSubmitter
 from bot.teams.activities import CardActionError, CardActionHandler, CardActionResult, CardReply
-from commands.approvals import VERBS, decide
+from commands.approvals import VERBS, approval_policy, decide
+from commands.bluegreen.model import SWITCHBACK_VERB
 from commands.cards.alert import ALERT_VERBS
-from commands.cards.approval import render_approval_card
+from commands.cards.requests import render_request_card
 from commands.context import Services
 from commands.types import Actor
 
@@ -56,6 +57,8 @@ class CardActions:
         reply_to_id: str | None,
         correlation_id: str,
     ) -> CardActionResult:
+        if verb == SWITCHBACK_VERB:
+            return await self._switch_back(data, actor, tenant_id, correlation_id)
         if verb in ALERT_VERBS and self._alert_actions is not None:
             return await self._alert_actions(
                 verb, data, actor, tenant_id, conversation_id, reply_to_id, correlation_id
@@ -69,21 +72,19 @@ class CardActions:
             )
             return CardActionError("BadRequest", "This button is not one I know; nothing was run.")
         decision = await decide(self._services, verb, data, actor, tenant_id)
-        request, plan = decision.request, decision.plan
-        environment = (
-            self._services.config.environments.get(request.environment) if request else None
-        )
+        request = decision.request
         card = (
-            render_approval_card(
+            render_request_card(
                 request,
-                plan,
                 self._services.config.tz,
                 self._services.now(),
-                break_glass=environment is not None and environment.approval.break_glass,
+                break_glass=approval_policy(self._services.config, request).break_glass,
             )
-            if request is not None and plan is not None
+            if request is not None
             else None
         )
+        if decision.outcome == "expired" and request is not None:
+            self._services.bluegreen.request_decided(request.id)  # a flow waiting on it ends
         if decision.outcome in ("refused", "expired"):
             if decision.outcome == "expired" and card is not None and request is not None:
                 await self._edit_for_everyone(
@@ -104,6 +105,8 @@ class CardActions:
             )
         if decision.break_glass and self._announce is not None:
             await self._announce(request)
+        if decision.outcome == "rejected":
+            self._services.bluegreen.request_decided(request.id)
         if decision.outcome == "approved" and not self._submit_run(request):
             return CardActionError(
                 "Unavailable",
@@ -112,6 +115,28 @@ class CardActions:
                 status_code=503,
             )
         return CardReply(card)
+
+    async def _switch_back(
+        self, data: dict[str, Any], actor: Actor, tenant_id: str | None, correlation_id: str
+    ) -> CardActionResult:
+        """The flow card's Switch back button: approvers of the pair, once (the flows decide)."""
+        flow_id = data.get("flow_id")
+        if tenant_id not in self._services.config.teams.allowed_tenants:
+            return CardActionError("Forbidden", "This bot is not enabled for your organization.")
+        if not isinstance(flow_id, str) or not flow_id.startswith("BG-") or len(flow_id) > 20:
+            await self._services.audit.append(
+                "DecisionRefused",
+                actor={"name": actor.name, "aad_object_id": actor.aad_object_id},
+                status="BadRequest",
+                detail={"verb": SWITCHBACK_VERB, "correlation_id": correlation_id},
+            )
+            return CardActionError(
+                "BadRequest", "This card's data is not valid (unknown or tampered); nothing ran."
+            )
+        answer = await self._services.bluegreen.switch_back(flow_id, actor, tenant_id)
+        if answer.card is None:
+            return CardActionError(answer.code, answer.text)
+        return CardReply(answer.card)
 
     async def _edit_for_everyone(
         self,

@@ -43,6 +43,7 @@ SCOPES = ("personal", "team", "groupChat")
 # Teams' documented limits. Schema v1.30 allows command titles of 128 and descriptions of
 # 4000 characters, but the documented (and older schemas') 32 / 128 fit every client.
 TITLE_MAX, DESCRIPTION_MAX = 32, 128
+COMMANDS_MAX = 10  # per command list, Teams' manifest schema
 # Schema v1.30 accepts http:// here; Teams refuses to publish an app whose pages are not https.
 URL_FIELDS = ("developer.websiteUrl", "developer.privacyUrl", "developer.termsOfUseUrl")
 ICON_SIZES = {"color": 192, "outline": 32}
@@ -148,7 +149,13 @@ def command_lists(registry: Registry) -> tuple[list[JsonObject], list[str]]:
     """One command list per scope, every registry command in each; and the problems."""
     problems: list[str] = []
     commands: list[JsonObject] = []
-    for command in registry.commands():
+    suggested = [c for c in registry.commands() if c.suggested]
+    if len(suggested) > COMMANDS_MAX:
+        problems.append(
+            f"commandLists: {len(suggested)} suggested commands (Teams allows {COMMANDS_MAX}); "
+            "set suggested=False on one in commands/"
+        )
+    for command in suggested:
         description = f"{command.usage} — {command.summary}" if command.usage else command.summary
         where = f"commandLists: command {command.name!r}"
         if len(command.name) > TITLE_MAX:

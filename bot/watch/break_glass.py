@@ -12,22 +12,15 @@ import logging
 
 from adapters.store.rows import Request
 from bot.watch.alerts import Alerter
-from commands.cards.elements import plain
+from commands.approvals import break_glass_notice
 from commands.context import Services
 
 log = logging.getLogger(__name__)
 
 
 def notice_text(request: Request) -> str:
-    """The announcement; the reason and the name are escaped (typed by a person)."""
-    who = plain(request.decided_by_name or "?", 100)
-    own = (request.requester_id or "").lower() == (request.decided_by_id or "").lower()
-    whose = "their own request" if own else f"{plain(request.requester_name, 100)}'s request"
-    return (
-        f"🚨 BREAK-GLASS approval in {request.environment}: {who} approved {whose} "
-        f"{request.id} ({request.command} to {request.version}) alone. Reason: "
-        f"{plain(request.reason or '', 300)}"
-    )
+    """The announcement (commands/approvals.py words it: the CLI leaves the same one)."""
+    return break_glass_notice(request)
 
 
 class BreakGlassNotice:

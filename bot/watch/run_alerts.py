@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 
+from adapters.store.rows import Flow
 from adapters.store.watch_rows import Alert
 from bot.ports import RunFailure
 from bot.watch.alerts import Alerter, new_alert_id
@@ -96,3 +97,28 @@ class RunAlerts:
             if resolved is not None:
                 await alerter.refresh_cards(resolved, final=True)
                 alerter.forward("resolved", resolved)
+
+
+class FlowAlerts:
+    """The blue/green flows' alarm (commands.bluegreen.flows.FlowAlarm): a switch back the
+    flow had to make on its own, or one that did not complete, is a run alert of the slot
+    that failed — P2 when the old slot serves users again, P1 when it does not."""
+
+    def __init__(self, runs: RunAlerts) -> None:
+        self._runs = runs
+
+    async def switched_back(self, flow: Flow, reason: str, router_now: str, back: bool) -> None:
+        await self._runs.run_failed(
+            RunFailure(
+                environment=flow.to_slot,
+                run_id=flow.id,
+                request_id=flow.switch_request_id or flow.deploy_request_id or "",
+                kind=f"bluegreen {flow.pair}",
+                target_version=flow.version,
+                state="failed",
+                note=f"{reason}; switched back to {flow.from_slot}" if back else reason,
+                outcome="restored" if back else "restore-failed",
+                hosts=(f"router: {router_now}",),
+                priority="P2" if back else "P1",
+            )
+        )

@@ -18,12 +18,22 @@ from zoneinfo import ZoneInfo
 
 from adapters.store.rows import Request
 from commands.cards import elements as cards
-from commands.plan import Plan
+from commands.plan import Plan, gate_ids
 from commands.timefmt import show
 
 REASON_INPUT = "reason"
 # decided_by_name of a request approved by `approval.required = false`, not by a person.
 POLICY_APPROVER = "policy"
+
+
+def approver_words(request: Request) -> str:
+    """Who approved, as the card says it: break glass in capitals, a policy, N approvers."""
+    name = request.decided_by_name or "?"
+    if request.break_glass:
+        return f"BREAK GLASS: {name} ({request.reason or 'no reason'})"
+    if request.required_approvals > 1 and request.approvers:
+        return request.approvers
+    return name
 
 
 def action_data(request: Request, plan: Plan, verb: str) -> dict[str, Any]:
@@ -41,7 +51,8 @@ def _button(request: Request, plan: Plan, verb: str, title: str, style: str) -> 
     return cards.execute_button(verb, title, action_data(request, plan, verb), style)
 
 
-def _banner(request: Request, tz: ZoneInfo) -> tuple[str, str]:
+def decided_banner(request: Request, tz: ZoneInfo) -> tuple[str, str]:
+    """Who decided the request and when, and the banner's color (pending: empty)."""
     who = cards.plain(request.decided_by_name or "?", 100)
     when = show(request.decided_at, tz) if request.decided_at else ""
     state = request.state
@@ -123,14 +134,16 @@ def render_approval_card(
     now: datetime,
     *,
     break_glass: bool = False,
+    preview: bool = False,
 ) -> cards.Card:
-    """The card for `request`; `break_glass`: the environment allows it (a third button)."""
+    """The card for `request`; `break_glass`: the environment allows it (a third button);
+    `preview`: the plan as `plan` shows it — the same card, no buttons, nothing requested."""
     title = "Rollback" if plan.kind == "rollback" else "Deploy"
     current = plan.current_version or "unknown"
     hosts = [f"{h} ✅ reachable" for h in plan.hosts]
     hosts += [f"{e.host} ❌ EXCLUDED — {cards.plain(e.reason, 300)}" for e in plan.excluded]
     pairs = [
-        ("Request", request.id),
+        ("Request", "none — a preview (`plan`): nothing was requested" if preview else request.id),
         ("Environment", plan.environment),
         ("Version", f"{current} → {plan.target_version}"),
         ("Chosen from", plan.source),
@@ -138,19 +151,38 @@ def render_approval_card(
         ("Components", f"{len(plan.sites)} site(s), {len(plan.services)} service(s): below"),
         ("Hosts", "; ".join(hosts)),
         (
-            "Requested by",
+            "Shown to" if preview else "Requested by",
             f"{cards.plain(request.requester_name, 100)} at {show(request.created_at, tz)}",
         ),
     ]
+    if plan.gates:
+        pairs.append(
+            (
+                "DR gates",
+                f"{', '.join(gate_ids(plan.gates))} after smoke: each must pass, or the run fails",
+            )
+        )
     if request.expires_at and request.state == "pending":
         pairs.append(("Expires", show(request.expires_at, tz)))
     if request.state == "pending" and request.required_approvals > 1:
         pairs.append(("Approvals", _tally(request)))
-    steps = "\n".join(f"{i}. {step.title}" for i, step in enumerate(plan.steps, start=1))
+    # Titles hold configured paths and script parameters: shown as typed, never as markdown.
+    steps = "\n".join(
+        f"{i}. {cards.plain(step.title)}" for i, step in enumerate(plan.steps, start=1)
+    )
     body: list[cards.Element] = [
         cards.title(f"{title} {plan.environment} to {plan.target_version}?"),
         cards.facts(pairs),
     ]
+    if request.origin and request.origin.startswith("bluegreen:"):
+        body.append(
+            cards.text(
+                f"**Blue/green {request.origin.removeprefix('bluegreen:')}, approval 1 of 2**: "
+                f"deploy to the idle slot {plan.environment} — it serves no user traffic. "
+                "Its gates run next; switching traffic is a second approval.",
+                color="Accent",
+            )
+        )
     if plan.excluded:
         body.append(
             cards.text(
@@ -167,9 +199,18 @@ def render_approval_card(
         cards.text(steps),
         cards.text(f"**If it fails** — {failure_words(plan)}"),
     ]
-    banner, color = _banner(request, tz)
+    banner, color = decided_banner(request, tz)
     actions: list[cards.Element] = []
-    if request.state == "pending":
+    if preview:
+        body.insert(
+            1,
+            cards.text(
+                f"**Preview: this is the plan `{plan.kind} {plan.environment}` would ask to "
+                "approve now. Nothing was requested; the hosts were only read.**",
+                color="Accent",
+            ),
+        )
+    elif request.state == "pending":
         body.append(
             {
                 "type": "Input.Text",

@@ -196,7 +196,7 @@ def render_run_card(view: RunView, tz: ZoneInfo) -> cards.Card:
     for step in view.steps:
         if step.error:
             error = cards.plain(step.error)  # what a host or the network said
-            body.append(cards.text(f"{step.title}: {error}", color="Attention"))
+            body.append(cards.text(f"{cards.plain(step.title)}: {error}", color="Attention"))
     if view.hosts_after:
         body.append(cards.text("**Hosts now**"))
         # The hosts' own words (states, paths, errors): escaped, so nothing becomes a link.
@@ -221,7 +221,9 @@ def render_run_card(view: RunView, tz: ZoneInfo) -> cards.Card:
 
 def _steps_table(steps: tuple[StepView, ...], first: int) -> cards.Element:
     rows = [
-        [str(i), s.title, ICONS.get(s.state, s.state), _duration(s.duration_ms)]
+        # Titles hold configured paths and script parameters: shown as typed (a UNC path's
+        # leading \\ would otherwise render as one backslash).
+        [str(i), cards.plain(s.title), ICONS.get(s.state, s.state), _duration(s.duration_ms)]
         for i, s in enumerate(steps, start=first)
     ]
     row_colors = [COLORS.get(s.state) for s in steps]

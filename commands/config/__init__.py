@@ -49,6 +49,7 @@ from commands.config.model import (
     secret,
 )
 from commands.config.pair import Pair, PairRouter, PairWatch
+from commands.config.scripts import ScriptParam, ScriptStep
 
 __all__ = [
     "ENV_NAME_PATTERN",
@@ -81,6 +82,8 @@ __all__ = [
     "QueueDepthCheck",
     "Retention",
     "Role",
+    "ScriptParam",
+    "ScriptStep",
     "Server",
     "Service",
     "Site",

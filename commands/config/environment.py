@@ -29,6 +29,7 @@ from commands.config.components import (
     check_components,
 )
 from commands.config.dr import DrTests
+from commands.config.scripts import ScriptStep
 
 
 class SmokeCheck(_Strict):
@@ -165,6 +166,8 @@ class Timeouts(_Strict):
     deploy_s: float = Field(default=600, gt=0, le=3600)
     smoke_s: float = Field(default=180, gt=0, le=3600)
     precheck_s: float = Field(default=30, gt=0, le=600)
+    # Copying a package to a host's share and hashing it there.
+    sync_s: float = Field(default=600, gt=0, le=3600)
     # Each restore step (switch back, states back, verify, smoke).
     restore_s: float = Field(default=180, gt=0, le=3600)
 
@@ -197,12 +200,20 @@ class Environment(_Strict):
     package_store: Path
     # ...and the same store as the hosts see it (a share or a synced local folder).
     host_package_dir: str = "D:\\MCMS\\packages"
+    # The package store as the hosts reach it to copy from (the Shared Drive, a UNC share):
+    # when set, every run first syncs its package to the hosts whose folder lacks it.
+    package_source_dir: str | None = None
     smoke: list[SmokeCheck] = Field(min_length=1)
     approval: Approval = Approval()
     watch: Watch = Watch()
     timeouts: Timeouts = Timeouts()
     # The DR test matrix (`check ENVIRONMENT`): DR-SMOKE always, the suites when configured.
     dr: DrTests | None = None
+    # DR tests a rollback/deploy runs after its smoke (e.g. ["smoke", "e2e"]): a failing gate
+    # fails the run, which then restores per on_failure. Each suite needs its runner in `dr`.
+    gates: list[Literal["smoke", "axe", "e2e", "zap"]] = Field(default_factory=list)
+    # The team's own scripts (notify-deploy.ps1, Deploy-CamService.ps1...) as plan steps.
+    scripts: list[ScriptStep] = Field(default_factory=list, max_length=20)
     # A run that fails or is cancelled after it changed something: "restore" puts every
     # component back as it was (and verifies it); "stop" leaves the hosts as they are.
     on_failure: Literal["restore", "stop"] = "restore"
@@ -218,6 +229,11 @@ class Environment(_Strict):
     @classmethod
     def _package_dir(cls, v: str) -> str:
         return _check_windows_dir(v, share_ok=True)
+
+    @field_validator("package_source_dir")
+    @classmethod
+    def _source_dir(cls, v: str | None) -> str | None:
+        return None if v is None else _check_windows_dir(v, share_ok=True)
 
     @property
     def components(self) -> Components:
@@ -241,11 +257,21 @@ class Environment(_Strict):
             )
         if legacy and (self.iis is None or self.worker is None):
             raise ValueError("iis and worker go together (or use sites + services)")
+        repeated = sorted({g for g in self.gates if self.gates.count(g) > 1})
+        if repeated:
+            raise ValueError(f"gates lists {', '.join(repeated)} more than once")
+        for gate in self.gates:
+            if gate != "smoke" and (self.dr is None or self.dr.runner(gate) is None):
+                raise ValueError(
+                    f'gates names "{gate}" but no runner is configured: add [dr.{gate}] to '
+                    "this environment, or remove it from gates"
+                )
         parts = self.components
         check_components(list(parts.sites), list(parts.services))
         for what, names in (
             ("host", [h.name for h in self.hosts]),
             ("smoke check", [c.name for c in self.smoke]),
+            ("script step", [s.name for s in self.scripts]),
         ):
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:

@@ -43,6 +43,7 @@ from commands.config.environment import (
     Host,
 )
 from commands.config.pair import Pair, pair_problems
+from commands.config.scripts import HOSTS
 
 
 class Person(_Strict):
@@ -53,6 +54,9 @@ class Person(_Strict):
     roles: list[Role] = Field(min_length=1)
     # Environment names, or ["*"] for all of them.
     environments: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    # The login on the bot's host that the break-glass CLI (`mcms-bot rollback ...`) maps to
+    # this person; "*" (any login on this machine) only in local mode, for the demo.
+    os_user: str | None = Field(default=None, pattern=r"^(\*|[A-Za-z0-9._\\@-]{1,64})$")
 
 
 class Teams(_Strict):
@@ -254,6 +258,15 @@ class Config(_Strict):
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
             errors.append(f"people: aad_object_id listed twice: {', '.join(dupes)}")
+        logins = [p.os_user.casefold() for p in self.people if p.os_user]
+        twice = sorted({u for u in logins if logins.count(u) > 1})
+        if twice:
+            errors.append(f"people: os_user listed twice: {', '.join(twice)}")
+        if "*" in logins and self.server.mode != "local":
+            errors.append(
+                'people: os_user = "*" (any login on this machine) is for the local-mode demo '
+                "only; name the login of each person who may use the break-glass CLI"
+            )
         opsgenie = self.alerts.opsgenie
         for env in opsgenie.priority if opsgenie else ():
             if env not in self.environments:
@@ -273,6 +286,13 @@ class Config(_Strict):
         if BOT_HOST in names or len(set(names)) != len(names):
             errors.append(f"runner_hosts: names must be unique and not {BOT_HOST!r}")
         for env_name, env in self.environments.items():
+            for script in env.scripts:
+                if script.runs_on != HOSTS and script.runs_on not in names:
+                    known = ", ".join([HOSTS, *names])
+                    errors.append(
+                        f"environments.{env_name}.scripts.{script.name}.runs_on: unknown "
+                        f"runner host (known: {known})"
+                    )
             if env.dr is None:
                 continue
             for key, runner in env.dr.runners().items():
@@ -314,6 +334,14 @@ class Config(_Strict):
             if p.aad_object_id.lower() == aad_object_id.lower():
                 return p
         return None
+
+    def person_for_login(self, login: str) -> Person | None:
+        """The person the break-glass CLI acts as for an OS login: named, else "*"."""
+        named = next(
+            (p for p in self.people if p.os_user and p.os_user.casefold() == login.casefold()),
+            None,
+        )
+        return named or next((p for p in self.people if p.os_user == "*"), None)
 
     def has_role(self, aad_object_id: str | None, role: Role, environment: str | None) -> bool:
         p = self.person(aad_object_id)

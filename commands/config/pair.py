@@ -81,8 +81,10 @@ class PairRouter(_Strict):
 class PairWatch(_Strict):
     """BG-4: after a switch, smoke through the public URL and the live slot's error rate."""
 
-    window_minutes: float = Field(default=5, ge=1, le=120)
-    interval_s: float = Field(default=15, ge=5, le=600)
+    # Fractions of a minute are allowed for drills and tests (0.05 = 3 s); production
+    # keeps the playbook's 5 minutes.
+    window_minutes: float = Field(default=5, ge=0.05, le=120)
+    interval_s: float = Field(default=15, ge=0.5, le=600)
     # The live slot's failed requests (router counters) over the window, in percent, above
     # which the watch fails and traffic goes back.
     max_error_rate_pct: float = Field(default=1.0, ge=0, le=100)
@@ -102,6 +104,9 @@ class Pair(_Strict):
     slots: list[str]
     router: PairRouter
     watch: PairWatch = PairWatch()
+    # BG-2: the DR tests run on the idle slot after its smoke, before approval card #2
+    # (their runners are configured per environment, [environments.NAME.dr.*]).
+    gates: list[Literal["axe", "e2e", "zap"]] = Field(default_factory=list, max_length=3)
     # Who may approve a switch (and the Switch back button) for this pair.
     approval: Approval = Approval()
 
@@ -112,6 +117,13 @@ class Pair(_Strict):
             raise ValueError(
                 'a pair has exactly two different slots, e.g. ["InternalProd", "InternalStage"]'
             )
+        return v
+
+    @field_validator("gates")
+    @classmethod
+    def _once_each(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("a gate is listed twice")
         return v
 
     def servers_of(self, slot: str) -> tuple[str, ...]:
@@ -149,6 +161,17 @@ def pair_problems(pairs: Mapping[str, Pair], environments: Mapping[str, Environm
                     f"{key}.slots[{i}]: {slot} is already a slot of pair {slot_of[slot]!r}; "
                     "an environment takes turns with one other at most"
                 )
+        for gate in pair.gates:
+            lacking = [
+                s
+                for s in pair.slots
+                if s in environments and not _has_runner(environments[s], gate)
+            ]
+            if lacking:
+                problems.append(
+                    f"{key}.gates: {gate!r} has no runner on {', '.join(lacking)} (add "
+                    f"[environments.{lacking[0]}.dr.{gate}]): either slot may be the idle one"
+                )
         for slot in pair.slots:
             if slot not in pair.router.servers:
                 problems.append(
@@ -162,3 +185,7 @@ def pair_problems(pairs: Mapping[str, Pair], environments: Mapping[str, Environm
                     f"({', '.join(pair.slots)})"
                 )
     return problems
+
+
+def _has_runner(env: Environment, test: str) -> bool:
+    return env.dr is not None and env.dr.runner(test) is not None

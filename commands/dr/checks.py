@@ -22,12 +22,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from adapters.dr.artifacts import RunFolder
 from commands.cards.dr import CheckRow, CheckView, render_check_card, summary_text
-from commands.context import Services, actor_fields
+from commands.context import Reporter, Services, actor_fields
 from commands.dr.engine import open_run_folder, result_record, run_dr_tests
 from commands.dr.judge import DrResult, worst
 from commands.dr.matrix import DrTest
@@ -36,24 +35,6 @@ from commands.types import Actor
 log = logging.getLogger(__name__)
 
 DEFAULT_PROGRESS_S = 5.0
-
-
-class Outbox(Protocol):
-    """Where a background job's card and messages go (bot/teams/reporter.py implements it)."""
-
-    async def post(
-        self, conversation_id: str, text: str, card: dict[str, Any] | None
-    ) -> str | None: ...
-
-    async def update(
-        self,
-        conversation_id: str,
-        activity_id: str,
-        text: str,
-        card: dict[str, Any],
-        *,
-        final: bool = False,
-    ) -> None: ...
 
 
 @dataclass
@@ -119,16 +100,34 @@ class DrChecks:
     def __init__(self, dr_dir: Path, *, progress_every_s: float = DEFAULT_PROGRESS_S) -> None:
         self.dr_dir = dr_dir
         self.progress_every_s = progress_every_s
-        self._outbox: Outbox | None = None
+        self._reporter: Reporter | None = None
         self._active: dict[str, ActiveCheck] = {}
+        self._changing: dict[str, str] = {}  # environment → the run about to change it
         self._accepting = True
 
-    def connect(self, outbox: Outbox) -> None:
+    def connect(self, reporter: Reporter) -> None:
         """Give the board its way to chat (the outbound queue exists after the app)."""
-        self._outbox = outbox
+        self._reporter = reporter
 
     def active(self, environment: str) -> ActiveCheck | None:
         return self._active.get(environment)
+
+    def reserve_for_run(self, environment: str, run_id: str) -> ActiveCheck | None:
+        """A run is about to change `environment`: the check running there (the run must not
+        start), or None, and then no check starts there until `release_run`. Synchronous, like
+        `start`: a check and a run of one environment can never both begin."""
+        check = self._active.get(environment)
+        if check is None:
+            self._changing[environment] = run_id
+        return check
+
+    def release_run(self, environment: str, run_id: str) -> None:
+        if self._changing.get(environment) == run_id:
+            del self._changing[environment]
+
+    def changing(self, environment: str) -> str | None:
+        """The run reserving `environment` (between its start and its end), if any."""
+        return self._changing.get(environment)
 
     def find(self, run_id: str) -> ActiveCheck | None:
         return next((c for c in self._active.values() if c.run_id == run_id), None)
@@ -228,10 +227,10 @@ class DrChecks:
             self._active.pop(check.environment, None)
         await self._record_end(services, check)
         await self.show(check, final=True)
-        if self._outbox is not None and check.conversation_id:
+        if self._reporter is not None and check.conversation_id:
             view = check.view(time.monotonic())
             try:
-                await self._outbox.post(check.conversation_id, summary_text(view), None)
+                await self._reporter.post(check.conversation_id, summary_text(view), None)
             except Exception:
                 log.exception("DR check %s: summary post failed", check.run_id)
 
@@ -257,11 +256,11 @@ class DrChecks:
 
     async def show(self, check: ActiveCheck, *, final: bool) -> None:
         """Edit the check's card to its current state (coalesced unless final)."""
-        if self._outbox is None or check.card_id is None or not check.conversation_id:
+        if self._reporter is None or check.card_id is None or not check.conversation_id:
             return
         view = check.view(time.monotonic())
         try:
-            await self._outbox.update(
+            await self._reporter.update(
                 check.conversation_id,
                 check.card_id,
                 f"DR check {check.environment}: {view.headline()}",

@@ -75,6 +75,26 @@ VALID_PARAMS: dict[str, dict[str, JsonValue]] = {
         "MaxReportBytes": 52428800,
         "MaxLogBytes": 262144,
     },
+    "sync-package": {
+        "Version": "1.4.1",
+        "Sha256": "ab" * 32,
+        "SourceDir": "\\\\files\\mcms\\offline",
+        "PackageDir": "D:\\MCMS\\packages",
+        "TimeoutSec": 600,
+    },
+    "read-share": {"PackageDir": "\\\\files\\D$\\packages", "Versions": ["1.4.1", "1.4.3"]},
+    "run-script": {
+        "ScriptPath": "D:\\MCMS\\scripts\\deploy\\notify-deploy.ps1",
+        "ScriptParameters": {
+            "EventType": "RolledBack",
+            "Environment": "Lab",
+            "SkipBuild": True,
+            "Retries": 3,
+            "Note": "".join(c for c in HOSTILE if " " <= c <= "~"),
+        },
+        "TimeoutSec": 60,
+        "MaxOutputBytes": 16384,
+    },
 }
 # The most awkward values the edge still lets through: each must compose into valid syntax.
 EDGE_PARAMS: list[tuple[str, dict[str, JsonValue]]] = [
@@ -174,6 +194,18 @@ def test_composed_script_with_edge_values_parses(op: str, params: dict[str, Json
         ("run-dr-test", "WorkingDir", HOSTILE),
         ("run-dr-test", "ReportPath", "D:\\src\\..\\Windows\\win.ini"),
         ("run-dr-test", "TimeoutSec", 7200),
+        ("sync-package", "SourceDir", HOSTILE),
+        ("sync-package", "SourceDir", "\\\\files\\..\\x"),
+        ("sync-package", "Version", "1.4.1; calc"),
+        ("read-share", "Versions", ["1.4.1", HOSTILE]),
+        ("run-script", "ScriptPath", "D:\\MCMS\\..\\Windows\\evil.ps1"),
+        ("run-script", "ScriptPath", "\\\\evil\\share\\x.ps1"),
+        ("run-script", "ScriptPath", "D:\\MCMS\\scripts\\notify.cmd"),
+        ("run-script", "ScriptParameters", {"Event Type": "x"}),
+        ("run-script", "ScriptParameters", {"EventType": "a\r\nb"}),
+        ("run-script", "ScriptParameters", {"EventType": ["a"]}),
+        ("run-script", "ScriptParameters", {"EventType": 1.5}),
+        ("run-script", "ScriptParameters", ["EventType"]),
     ],
     ids=lambda v: repr(v)[:20],
 )

@@ -571,8 +571,8 @@ async def test_switches_are_kept_per_host_and_a_restored_run_leaves_no_history(
 
 
 async def two_instances(target: Path | str, clock: ManualClock) -> tuple[Store, Store]:
-    first = await Store.open(target, clock=clock, instance="bot-a", lease_s=15)
-    second = await Store.open(target, clock=clock, instance="bot-b", lease_s=15)
+    first = await Store.open(target, clock=clock, owner="bot-a", lease_s=15)
+    second = await Store.open(target, clock=clock, owner="bot-b", lease_s=15)
     return first, second
 
 
@@ -587,11 +587,14 @@ async def running_on(
 
 
 async def test_a_live_instance_keeps_its_run_and_a_dead_ones_is_taken_over_once(
-    store_target: Path | str,
+    pg_url: str,
 ) -> None:
+    """Leases are PostgreSQL's (instances on other machines); SQLite's owners are judged by
+    their lock files (test_owners.py)."""
+    store_target = pg_url
     clock = ManualClock(T0)
     a, b = await two_instances(store_target, clock)
-    c = await Store.open(store_target, clock=clock, instance="bot-c", lease_s=15)
+    c = await Store.open(store_target, clock=clock, owner="bot-c", lease_s=15)
     try:
         await running_on(a)
         clock.advance(timedelta(seconds=10))
@@ -616,15 +619,14 @@ async def test_a_live_instance_keeps_its_run_and_a_dead_ones_is_taken_over_once(
             await s.close()
 
 
-async def test_a_restarted_instance_takes_its_own_runs_back_at_once(
-    store_target: Path | str,
-) -> None:
+async def test_a_restarted_instance_takes_its_own_runs_back_at_once(pg_url: str) -> None:
+    store_target = pg_url
     clock = ManualClock(T0)
     a, b = await two_instances(store_target, clock)
     try:
         await running_on(a)
         await running_on(b, "q2", "run-2", "InternalStage")
-        again = await Store.open(store_target, clock=clock, instance="bot-a", lease_s=15)
+        again = await Store.open(store_target, clock=clock, owner="bot-a", lease_s=15)
         interrupted = await again.mark_running_runs_interrupted()
         await again.close()
         assert [r.run_id for r in interrupted] == ["run-1"]

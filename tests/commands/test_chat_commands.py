@@ -46,7 +46,12 @@ async def test_help_lists_every_command_with_usage_and_who_may_run_it(chat: Chat
         "check ENVIRONMENT [smoke|axe|e2e|zap|all]",
         "rollback ENVIRONMENT [VERSION] [--exclude HOST]",
         "deploy ENVIRONMENT VERSION [--exclude HOST]",
+        "bluegreen PAIR VERSION",
+        "switchback PAIR",
         "cancel RUN-ID",
+        "plan [rollback|deploy] ENV [VERSION]",
+        "history ENVIRONMENT [N]",
+        "run RUN-ID",
         "subscribe ENVIRONMENT",
         "unsubscribe ENVIRONMENT",
     }
@@ -57,6 +62,7 @@ async def test_help_lists_every_command_with_usage_and_who_may_run_it(chat: Chat
         "a run's requester or an approver of its environment; a DR check's operators"
     )
     assert by_usage["help"][2] == "anyone in an allowed tenant"
+    assert by_usage["switchback PAIR"][2] == "approvers of the pair"
     assert reply.path.endswith("/activities/" + reply.body["replyToId"])
     assert chat.winrm_requests() == 0
 

@@ -207,21 +207,24 @@ def test_the_one_site_one_worker_shape_stays_valid_as_one_component_of_each(
     assert any("not both" in p for p in info.value.problems)
 
 
+LAB_APPROVAL = (
+    "approval = { required = true, self_approval = true, ttl_minutes = 15, break_glass = true }"
+)
+
+
 def test_on_failure_and_start_order_are_per_environment(tmp_path: Path) -> None:
     path = _broken(
         tmp_path,
-        "approval = { required = true, self_approval = true, ttl_minutes = 15 }",
-        "approval = { required = true, self_approval = true, ttl_minutes = 15 }\n"
-        'on_failure = "stop"',
+        LAB_APPROVAL,
+        LAB_APPROVAL + '\non_failure = "stop"',
     )
     env = load_config(path).environments["Lab"]
     assert env.on_failure == "stop"
     assert load_config(DEMO).environments["Lab"].on_failure == "restore"
     bad = _broken(
         tmp_path,
-        "approval = { required = true, self_approval = true, ttl_minutes = 15 }",
-        "approval = { required = true, self_approval = true, ttl_minutes = 15 }\n"
-        'on_failure = "pray"',
+        LAB_APPROVAL,
+        LAB_APPROVAL + '\non_failure = "pray"',
     )
     with pytest.raises(ConfigError) as info:
         load_config(bad)
@@ -254,3 +257,26 @@ def test_a_store_url_without_a_password_is_taken(tmp_path: Path) -> None:
     path.write_text(DEMO.read_text() + f'\n[store]\nurl = "{url}"\ninstance_id = "bot-1"\n')
     store = load_config(path).store
     assert (store.url, store.instance_id, store.lease_s) == (url, "bot-1", 15.0)
+
+
+def test_os_users_map_logins_to_people_and_any_login_only_in_local_mode(tmp_path: Path) -> None:
+    demo = load_config(DEMO)
+    alex = demo.person_for_login("whoever-runs-make-run")
+    assert alex is not None and alex.name == "Alex Wilber" and "break_glass" in alex.roles
+    assert demo.environments["Lab"].approval.break_glass
+    assert not demo.environments["InternalProd"].approval.break_glass
+
+    named = _broken(tmp_path, '\nos_user = "*"\n', '\nos_user = "alex"\n')
+    config = load_config(named)
+    assert config.person_for_login("ALEX") is not None and config.person_for_login("eve") is None
+
+    anywhere = _broken(tmp_path, 'mode = "local"', 'mode = "teams"')
+    with pytest.raises(ConfigError, match=r'os_user = "\*" \(any login on this machine\)'):
+        load_config(anywhere)
+    text = DEMO.read_text().replace(
+        'roles = ["operator"]\n', 'roles = ["operator"]\nos_user = "*"\n', 1
+    )
+    twice = tmp_path / "twice.toml"
+    twice.write_text(text)
+    with pytest.raises(ConfigError, match=r"os_user listed twice: \*"):
+        load_config(twice)

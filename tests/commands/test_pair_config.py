@@ -186,3 +186,14 @@ def test_a_config_without_pairs_is_still_valid(tmp_path: Path) -> None:
     path = tmp_path / "nopairs.toml"
     path.write_text(text[: text.index("# Blue/green")])
     assert load_config(path).pairs == {}
+
+
+def test_a_gate_needs_its_runner_on_both_slots(tmp_path: Path) -> None:
+    text = DEMO.read_text(encoding="utf-8").replace("gates = []", 'gates = ["zap"]')
+    path = tmp_path / "bot.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert "pairs.prod.gates: 'zap' has no runner on InternalProd, InternalStage" in str(
+        caught.value
+    )

@@ -114,4 +114,7 @@ async def test_status_reads_each_slot_host_once_for_its_section_and_its_pair(cha
     texts = card_texts(chat.cards[-1])
     assert texts[0].startswith("Pair prod") and any(t.startswith("InternalStage") for t in texts)
     for host in (PROD, STAGE):
-        assert [c.op for c in chat.lab.calls(host)] == ["read-state"]
+        assert [c.op for c in chat.lab.calls(host) if c.op == "read-state"] == ["read-state"]
+    # The package share line hashes packages: only for the environments shown, once each.
+    assert [c.op for c in chat.lab.calls(STAGE) if c.op == "read-share"] == ["read-share"]
+    assert [c.op for c in chat.lab.calls(PROD) if c.op == "read-share"] == []

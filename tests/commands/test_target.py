@@ -93,7 +93,7 @@ def test_every_planned_step_has_an_implementation_and_a_deadline() -> None:
     from bot.runs.restore import RESTORE
     from bot.runs.steps import DEADLINES, STEPS
     from commands.config import load_config
-    from commands.plan import RESTORE_STEPS, components_of, plan_steps
+    from commands.plan import RESTORE_STEPS, PlanScript, components_of, plan_steps
     from tests.conftest import DEMO_CONFIG
 
     config = load_config(DEMO_CONFIG)
@@ -101,13 +101,23 @@ def test_every_planned_step_has_an_implementation_and_a_deadline() -> None:
     for env in config.environments.values():
         sites, services = components_of(env)
         for kind in ("rollback", "deploy"):
-            steps = plan_steps(kind, sites, services, env.releases_root, "1.4.1", 60)
+            gates, share = ("smoke", "e2e"), "\\\\files\\mcms\\offline"
+            cam = PlanScript("cam", "D:\\s\\Deploy-CamService.ps1", "after_switch", "hosts", 60, ())
+            steps = plan_steps(
+                kind, sites, services, env.releases_root, "1.4.1", 60, gates, (cam,), share
+            )
             keys = [s.key for s in steps]
             assert len(keys) == len(set(keys))
-            assert steps[0].action == "preflight", "nothing may stop before the preflight"
+            # Only the package sync (it writes the hosts' package folders, no component)
+            # comes before the preflight.
+            assert [s.action for s in steps[:2]] == ["sync_package", "preflight"]
             actions |= {s.action for s in steps}
     assert actions == set(STEPS)
     assert {s.action for s in RESTORE_STEPS} == set(RESTORE)
     records = {"notify_start", "notify_end", "timeline"}
-    assert actions - records <= set(DEADLINES) and not records & set(DEADLINES)
+    # The gates' deadline is their suites' own timeouts added up (steps.gates_deadline_s), a
+    # script's its own timeout.
+    assert actions - records - {"gates", "script"} <= set(DEADLINES) and not records & set(
+        DEADLINES
+    )
     assert set(RESTORE) <= set(DEADLINES)

@@ -6,8 +6,9 @@ huge arrays, deep nesting), forged card verbs and request ids, foreign or mismat
 tenants, other channels. Sent with the fake connector as serviceUrl (or a forbidden one),
 so whatever the bot answers lands on loopback.
 
-Message texts never name a configured environment: a command that reaches a host or
-changes state on purpose (`status Lab`, `subscribe Lab`) is not an attack, and the
+Message texts never name a configured environment, and a command word never stands alone:
+a command that reaches a host or changes state on purpose (`status Lab`, a bare `status`,
+`subscribe Lab`) is not an attack, and the
 campaign asserts that nothing reaches a host and nothing changes.
 """
 
@@ -122,7 +123,9 @@ message_texts = st.one_of(
                 "approve",
             ]
         ),
-        safe_text,
+        # Never nothing after the word: a bare `status` reads every host on purpose (a
+        # legitimate read, not an attack), and the campaign counts every WinRM request.
+        safe_text.filter(lambda t: t.strip() != ""),
     ).map(" ".join),
     oversized,
 )

@@ -88,7 +88,7 @@ async def test_rollback_lab_end_to_end(chat: Chat) -> None:
     assert any(
         t.startswith("**If it fails** — ") and "R1. switch every component back" in t for t in texts
     )
-    assert [a["title"] for a in card["actions"]] == ["Approve", "Reject"]
+    assert [a["title"] for a in card["actions"]] == ["Approve", "Reject", "Break glass"]
     before = chat.lab.state(host)
     assert before["sites"]["MCMS.Portal"]["physical_path"].endswith("\\1.4.2\\Portal")
 

@@ -5,6 +5,7 @@ and touches no host again — the lab shows it."""
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from adapters.store import Store
@@ -17,19 +18,22 @@ if TYPE_CHECKING:
 
 
 async def test_a_run_taken_over_by_another_instance_stops_before_its_next_step(
-    chat: Chat,
+    chat: Chat, tmp_path: Path
 ) -> None:
     host = chat.lab.host_for("Lab")
     run_id = await start_and_hold(chat, "pool-control", Action="Recycle", AppPool=PORTAL)
     store = chat.runtime.store
-    # Another instance on the same database, whose clock is past this one's lease.
+    # Another instance on the same database, on another machine (it sees none of this one's
+    # owner lock files: `marks` elsewhere), whose clock is past this one's lease.
     later = chat.clock() + timedelta(seconds=store.lease_s + 60)
-    other = await Store.open(store.where, instance="elsewhere", clock=lambda: later)
+    other = await Store.open(
+        store.where, owner="elsewhere", marks=tmp_path / "elsewhere" / "db", clock=lambda: later
+    )
     try:
         (taken,) = await other.take_over_expired_runs()
     finally:
         await other.close()
-    assert taken.run_id == run_id and taken.owner == store.instance
+    assert taken.run_id == run_id and taken.owner == store.owner
     held_until = len(chat.lab.calls(host))
 
     chat.lab.release(host)  # the held recycle finishes; the runner reaches its next step

@@ -126,7 +126,8 @@ async def test_the_survivor_reports_a_run_whose_instance_was_killed_mid_step(
                 )
 
             (run,) = await wait_for("the run reached its deploy", at_deploy, 60, a, b)
-            assert run["owner"] == "bot-a"
+            # The owner is bot-a's process: its instance id, process id and a nonce.
+            assert run["owner"].startswith("bot-a-"), run["owner"]
             a.kill()
             killed_at = asyncio.get_running_loop().time()
             lab.clear_faults(HOST)  # the held deploy finishes on the host, its caller dead
@@ -165,7 +166,7 @@ async def test_the_survivor_reports_a_run_whose_instance_was_killed_mid_step(
                 return rows if rows and rows[0]["state"] != "running" else []
 
             (second,) = await wait_for("the second run ended", second_ended, 120, b)
-            assert (second["state"], second["owner"]) == ("succeeded", "bot-b")
+            assert second["state"] == "succeeded" and second["owner"].startswith("bot-b-")
         finally:
             await asyncio.gather(a.stop(), b.stop())
 
@@ -187,7 +188,7 @@ async def test_the_watcher_moves_to_the_survivor_and_an_incident_is_alerted_once
 
             (alert,) = await wait_for("an alert", alerted, 60, a, b)
             (lease,) = await fetch(pg_url, "SELECT owner FROM leases WHERE name = 'watch:Ha'")
-            holder = lease["owner"]
+            holder = "bot-a" if lease["owner"].startswith("bot-a-") else "bot-b"
             survivor_name = "bot-b" if holder == "bot-a" else "bot-a"
             bots[holder].kill()
             (before,) = await fetch(pg_url, "SELECT last_run_at FROM watch_state")
@@ -195,7 +196,7 @@ async def test_the_watcher_moves_to_the_survivor_and_an_incident_is_alerted_once
             async def moved() -> bool:
                 rows = await fetch(pg_url, "SELECT owner FROM leases WHERE name = 'watch:Ha'")
                 (state,) = await fetch(pg_url, "SELECT last_run_at FROM watch_state")
-                return rows[0]["owner"] == survivor_name and state[0] > before[0]
+                return rows[0]["owner"].startswith(f"{survivor_name}-") and state[0] > before[0]
 
             # The lease runs out (LEASE_S), then the survivor's next tick (one interval).
             await wait_for("the survivor watches", moved, LEASE_S + 5 + 15, bots[survivor_name])

@@ -22,11 +22,12 @@ import pytest
 
 from bot.teams.png import read_png
 from commands.registry import default_registry
-from lab.core import Lab
-from lab.demo import demo_hosts, demo_routers
+from lab.demo import demo_lab
 from tests.browser_stack import (
     APPROVAL_TITLE,
     ARTIFACTS,
+    BG_LIVE_TITLE,
+    BG_SWITCH_TITLE,
     INSTALL_HINT,
     PROGRESS_TITLE,
     SCENARIO,
@@ -80,9 +81,7 @@ def browser_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserRun
     ARTIFACTS.mkdir(parents=True)
     root = tmp_path_factory.mktemp("browser")
     started = time.monotonic()
-    with Lab(
-        demo_hosts(fixed_ports=False), root / "lab", routers=demo_routers(fixed_ports=False)
-    ) as lab:
+    with demo_lab(root / "lab") as lab:  # with 1.4.3 in the store, for the blue/green release
         stack = start_stack(lab, root)
         try:
             report = drive(stack, SCENARIO, ARTIFACTS)
@@ -112,7 +111,7 @@ def test_smoke_lab_answers_with_the_check_table(browser_run: BrowserRun) -> None
 def test_rollback_approved_in_the_browser_runs_to_success(browser_run: BrowserRun) -> None:
     approval = browser_run.lines("03-approval-card")
     assert approval[0] == APPROVAL_TITLE and "1.4.2 → 1.4.1" in approval
-    assert approval[-2:] == ["Approve", "Reject"]
+    assert approval[-3:] == ["Approve", "Reject", "Break glass"]
     decided = browser_run.lines("04-approved")
     assert decided[1].startswith("Approved by Alex Wilber") and "Approve" not in decided
 
@@ -129,9 +128,10 @@ def test_rollback_approved_in_the_browser_runs_to_success(browser_run: BrowserRu
 
 
 def test_second_approve_click_changes_nothing(browser_run: BrowserRun) -> None:
-    # Both clicks reached the bot, and both were answered with the one decided card.
-    assert [(i["verb"], i["status"]) for i in browser_run.invokes] == [("approve", 200)] * 2
-    for invoke in browser_run.invokes:
+    # Both clicks reached the bot, and both were answered with the one decided card (the
+    # two after them are the blue/green release's two approvals).
+    assert [(i["verb"], i["status"]) for i in browser_run.invokes] == [("approve", 200)] * 4
+    for invoke in browser_run.invokes[:2]:
         assert "Approved by Alex Wilber" in invoke["body"], invoke["body"][:300]
     events = browser_run.events(browser_run.request_id())
     assert events.count("Approved") == 1
@@ -146,6 +146,27 @@ def test_second_approve_click_changes_nothing(browser_run: BrowserRun) -> None:
     assert browser_run.steps["05-finished-run"]["counted"] == 1, "one progress card, one run"
 
 
+def test_bluegreen_in_the_browser_goes_live_after_two_approvals(browser_run: BrowserRun) -> None:
+    deploy = browser_run.lines("06-bluegreen-deploy-card")
+    assert any("approval 1 of 2" in line for line in deploy)
+    switch = browser_run.lines("07-bluegreen-switch-card")
+    assert switch[0] == BG_SWITCH_TITLE
+    assert any("DR-SMOKE passed" in line for line in switch)
+    assert switch[-2:] == ["Approve switch", "Reject"]
+    live = browser_run.lines("08-bluegreen-live")
+    assert live[0] == BG_LIVE_TITLE
+    assert "Switch back to InternalProd" in live
+    # The lab says so too: the router sends users to InternalStage, which runs 1.4.3.
+    lab = browser_run.stack.lab
+    servers = lab.farm(lab.router_for("prod"))["servers"]
+    assert {s["address"]: (s["enabled"], s["state"]) for s in servers} == {
+        "prod-web01": (False, "Unavailable"),
+        "stage-web01": (True, "Available"),
+    }
+    stage = lab.state(lab.host_for("InternalStage"))
+    assert {s["release"] for s in stage["sites"].values()} == {"1.4.3"}
+
+
 def test_every_stage_is_screenshotted(browser_run: BrowserRun) -> None:
     for step in SCENARIO:
         browser_run.text(step["id"])
@@ -153,4 +174,5 @@ def test_every_stage_is_screenshotted(browser_run: BrowserRun) -> None:
         card = read_png((ARTIFACTS / f"{step['id']}-card.png").read_bytes())
         assert (page.width, page.height) == (1280, 1800)
         assert card.width > 300 and card.height > 100
-    assert browser_run.seconds < 90, f"the browser suite took {browser_run.seconds:.0f} s"
+    # The rollback, then a blue/green release with its deploy, gates, switch and watch.
+    assert browser_run.seconds < 180, f"the browser suite took {browser_run.seconds:.0f} s"

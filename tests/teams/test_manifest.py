@@ -224,7 +224,7 @@ def test_zip_holds_the_manifest_and_two_icons_at_its_root(cli_zip: Path) -> None
 
 def test_command_lists_are_the_registry_in_each_scope(cli_zip: Path) -> None:
     lists = zipped_manifest(cli_zip)["bots"][0]["commandLists"]
-    registry = default_registry().commands()
+    registry = [c for c in default_registry().commands() if c.suggested]
     assert [cl["scopes"] for cl in lists] == [["personal"], ["team"], ["groupChat"]]
     for command_list in lists:
         assert [c["title"] for c in command_list["commands"]] == [c.name for c in registry]
@@ -235,12 +235,26 @@ def test_command_lists_are_the_registry_in_each_scope(cli_zip: Path) -> None:
 
 def test_a_new_command_in_the_registry_appears_in_the_manifest() -> None:
     extra = Command("uptime", "ENVIRONMENT", "How long it has run.", None, "required", 0, _run)
-    manifest = build(registry=Registry([*default_registry().commands(), extra]))
+    # Teams suggests at most 10 commands: the new one takes the last suggested one's place.
+    known = [c for c in default_registry().commands() if c.suggested][:9]
+    manifest = build(registry=Registry([*known, extra]))
     for command_list in manifest["bots"][0]["commandLists"]:
         assert command_list["commands"][-1] == {
             "title": "uptime",
             "description": "ENVIRONMENT — How long it has run.",
         }
+
+
+def test_more_than_ten_suggested_commands_is_a_clear_error() -> None:
+    extra = Command("uptime", "ENVIRONMENT", "How long it has run.", None, "required", 0, _run)
+    with pytest.raises(ManifestError, match="11 suggested commands"):
+        build(registry=Registry([*default_registry().commands(), extra]))
+
+
+def test_a_command_not_suggested_is_left_out_of_the_lists_but_not_out_of_help() -> None:
+    lists = build()["bots"][0]["commandLists"]
+    assert all("switchback" not in [c["title"] for c in cl["commands"]] for cl in lists)
+    assert default_registry().get("switchback") is not None
 
 
 def test_same_inputs_give_the_same_zip_bytes() -> None:

@@ -67,7 +67,7 @@ async def test_start_rollback_posts_the_approval_card_in_the_alert_conversation(
 
     call, approval = await wait_for_card(chat, ROLLBACK_TITLE)
     assert call.conversation_id == PERSONAL_CONVERSATION
-    assert [a["title"] for a in approval["actions"]] == ["Approve", "Reject"]
+    assert [a["title"] for a in approval["actions"]] == ["Approve", "Reject", "Break glass"]
     again = await chat.click("start_rollback", card)
     assert again["value"]["code"] == "AlreadyRequested"
     assert "approval card" in again["value"]["message"]

@@ -1,0 +1,200 @@
+"""What main's later features keep in the store — blue/green flows and their pair lock,
+notices kept until Teams has them, a run's owner and a run's history — on both backends
+(`store_target`), so neither drifts; and on SQLite, an owner judged by its lock file."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from adapters.clock import ManualClock
+from adapters.store import Run, Store
+from adapters.store.owners import OWNERS_DIR, ProcessMark
+from adapters.store.rows import Flow
+from tests.adapters.test_store import T0, pending, read
+
+
+@pytest.fixture
+async def store(store_target: Path | str) -> AsyncIterator[Store]:
+    async with await Store.open(store_target, clock=ManualClock(T0)) as s:
+        yield s
+
+
+def flow(flow_id: str, pair: str = "Shop", state: str = "deploy-pending") -> Flow:
+    return Flow(
+        id=flow_id,
+        pair=pair,
+        version="2.0.0",
+        from_slot="blue",
+        to_slot="green",
+        from_version="1.9.0",
+        state=state,
+        active=True,
+        requester_name="Kim",
+        requester_id="0000-aaaa",
+        conversation_id="conv-1",
+        card_activity_id=None,
+        deploy_request_id=f"q-{flow_id}",
+        switch_request_id=None,
+        gates_json=None,
+        step=None,
+        note=None,
+        switched_at=None,
+        watch_ends_at=None,
+        switchback_by=None,
+        created_at=T0,
+        updated_at=T0,
+    )
+
+
+# --- blue/green flows ------------------------------------------------------------------------
+
+
+async def test_one_active_flow_per_pair_even_when_ten_start_at_once(
+    store_target: Path | str,
+) -> None:
+    stores = [await Store.open(store_target, clock=ManualClock(T0)) for _ in range(2)]
+    try:
+        made = await asyncio.gather(*(stores[i % 2].create_flow(flow(f"f{i}")) for i in range(10)))
+        assert sum(m is not None for m in made) == 1
+        winner = next(m for m in made if m is not None)
+        active = await stores[1].active_flow("Shop")
+        assert active is not None and active.id == winner.id and active.active is True
+        assert await stores[0].create_flow(flow("other", pair="Books")) is not None
+        assert {f.pair for f in await stores[0].active_flows()} == {"Shop", "Books"}
+    finally:
+        for s in stores:
+            await s.close()
+
+
+async def test_a_flow_moves_once_and_frees_its_pair_when_it_ends(store: Store) -> None:
+    assert await store.create_flow(flow("f1")) is not None
+    moves = await asyncio.gather(
+        *(store.move_flow("f1", ["deploy-pending"], "deploying") for _ in range(5))
+    )
+    assert moves.count(True) == 1
+    assert not await store.move_flow("f1", ["deploy-pending"], "stopped")
+    await store.set_flow("f1", step="deploy green", switched_at=T0 + timedelta(minutes=1))
+    got = await store.get_flow("f1")
+    assert got is not None and (got.state, got.step) == ("deploying", "deploy green")
+    assert got.switched_at == T0 + timedelta(minutes=1)
+    assert (await store.flow_of_request("q-f1")) == got
+
+    assert await store.move_flow("f1", ["deploying"], "live")
+    assert await store.active_flow("Shop") is None, "a live flow no longer holds its pair"
+    assert await store.create_flow(flow("f2", state="deploy-pending")) is not None
+    latest = await store.latest_flow("Shop")
+    assert latest is not None and latest.id == "f2"
+    # f1 is no longer its pair's newest flow: its Switch back cannot be claimed, and moving
+    # it back to an active state is refused while f2 holds the pair.
+    assert not await store.claim_switchback("f1", "Kim", ["live"], "switching-back")
+    assert not await store.move_flow("f1", ["live"], "switching-back")
+
+
+async def test_a_switch_back_is_claimed_once(store: Store) -> None:
+    assert await store.create_flow(flow("f1")) is not None
+    assert await store.move_flow("f1", ["deploy-pending"], "live")
+    claims = await asyncio.gather(
+        *(store.claim_switchback("f1", f"op{i}", ["live"], "switching-back") for i in range(6))
+    )
+    assert claims.count(True) == 1
+    got = await store.get_flow("f1")
+    assert got is not None and got.state == "switching-back" and got.active
+    assert got.switchback_by is not None and got.switchback_by.startswith("op")
+
+
+# --- notices ---------------------------------------------------------------------------------
+
+
+async def test_a_notice_is_kept_until_every_conversation_has_it_and_closed_once(
+    store: Store, store_target: Path | str
+) -> None:
+    first = await store.add_notice("Lab", "break-glass", "Kim ran rollback Lab from the CLI")
+    second = await store.add_notice("Lab", "run-failed", "run-9 failed")
+    assert second > first > 0, "ids number notices in order on both databases"
+    pending_now = await store.undelivered_notices()
+    assert [(n.id, n.kind, n.created_at) for n in pending_now] == [
+        (first, "break-glass", T0),
+        (second, "run-failed", T0),
+    ]
+    await asyncio.gather(
+        store.notice_delivered(first, "conv-b"), store.notice_delivered(first, "conv-a")
+    )
+    await store.notice_delivered(first, "conv-a")
+    (kept, _) = await store.undelivered_notices()
+    assert kept.delivered_to == ("conv-a", "conv-b"), "both kept, none twice"
+    closes = await asyncio.gather(*(store.close_notice(first) for _ in range(4)))
+    assert closes.count(True) == 1
+    assert [n.id for n in await store.undelivered_notices()] == [second]
+    assert await read(store_target, "SELECT COUNT(*) FROM notices") == [(2,)]
+
+
+# --- runs: owner and history -----------------------------------------------------------------
+
+
+async def test_a_run_records_its_owner_and_the_history_lists_runs_newest_first(
+    store_target: Path | str,
+) -> None:
+    clock = ManualClock(T0)
+    async with await Store.open(store_target, clock=clock, owner="bot-a-1-ab") as store:
+        for n in (1, 2, 3):
+            await store.create_request(pending(f"q{n}"))
+            at = T0 + timedelta(minutes=n)
+            assert await store.create_run(Run(f"run-{n}", f"q{n}", "Lab", "running", at))
+        await store.create_request(pending("q9", "InternalStage"))
+        assert await store.create_run(Run("run-9", "q9", "InternalStage", "running", T0))
+        runs = await store.runs_of("Lab", 2)
+        assert [(run.id, request.id) for run, request in runs] == [
+            ("run-3", "q3"),
+            ("run-2", "q2"),
+        ]
+        assert {run.owner for run, _ in runs} == {"bot-a-1-ab"}
+        leased = {run.lease_until for run, _ in runs}
+        if store.dialect == "postgresql":
+            assert leased == {T0 + timedelta(seconds=store.lease_s)}
+        else:
+            assert leased == {None}, "SQLite's owners are judged by their lock files"
+
+
+async def test_on_sqlite_a_live_owners_run_is_kept_and_a_dead_ones_taken(tmp_path: Path) -> None:
+    """One machine: the owner's lock file says at once whether it lives — the break-glass
+    CLI's run survives the bot's start, a killed process's run does not."""
+    path = tmp_path / "var" / "mcms-bot.db"
+    live = ProcessMark(path, "cli")
+    dead = ProcessMark(path, "bot")
+    try:
+        for name, mark in (("live", live), ("dead", dead)):
+            async with await Store.open(path, clock=ManualClock(T0), owner=mark.token) as s:
+                await s.create_request(pending(f"q-{name}", f"Env-{name}"))
+                assert await s.transition_request(f"q-{name}", ["pending"], "running")
+                assert await s.create_run(Run(f"run-{name}", f"q-{name}", f"Env-{name}",
+                                              "running", T0))  # fmt: skip
+                assert (await s.try_lock(f"Env-{name}", f"run-{name}", "Kim")).acquired
+        # The dead one's process ends without cleaning up: its file stays, unlocked.
+        dead_file = path.parent / OWNERS_DIR / f"{dead.token}.lock"
+        fd = dead._fd
+        assert fd is not None
+        os.close(fd)
+        dead._fd = None
+        assert dead_file.exists()
+
+        starting = ProcessMark(path, "bot")
+        try:
+            async with await Store.open(path, owner=starting.token) as bot:
+                taken = await bot.mark_running_runs_interrupted()
+                assert [(t.run_id, t.owner) for t in taken] == [("run-dead", dead.token)]
+                kept = await bot.get_run("run-live")
+                assert kept is not None and kept.state == "running"
+                assert await bot.lock_holder("Env-dead") is None
+                assert await bot.lock_holder("Env-live") is not None
+        finally:
+            starting.close()
+        assert not dead_file.exists(), "the dead owner's stale file is cleared"
+    finally:
+        live.close()
+        dead.close()

@@ -1,0 +1,147 @@
+"""Ctrl-C during a CLI run asks whether to cancel; it never leaves the run without its
+process. A real CLI process, held by the lab at its deploy step, gets SIGINT (or SIGTERM);
+what the hosts are left in is read from the lab.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from lab.core import Lab
+from tests.lab_fixtures import write_lab_config
+from tests.terminal.cli_process import REASON, start_cli
+from tests.terminal.cli_process import cli as cli_run
+from tests.terminal.test_shared_lock import db_rows, releases, until_held
+
+pytest_plugins = ["tests.lab_fixtures"]
+pytestmark = pytest.mark.slow
+
+
+def result(log: Path) -> dict[str, object]:
+    lines = [json.loads(ln) for ln in log.read_text().splitlines() if ln.startswith("{")]
+    found = [e for e in lines if e.get("event") == "result"]
+    assert found, log.read_text()
+    return found[-1]
+
+
+async def held_cli(lab: Lab, tmp_path: Path) -> tuple[subprocess.Popen[str], Path, Path]:
+    config = write_lab_config(lab, tmp_path / "bot", port=0)
+    lab.hold(lab.host_for("Lab"), "deploy-release")
+    log = tmp_path / "cli.out"
+    process = start_cli(config, "rollback", "Lab", "--reason", REASON, "--json", log=log)
+    await until_held(lab, config.parent / "var" / "mcms-bot.db", "the CLI's run")
+    return process, config, log
+
+
+async def finish(process: subprocess.Popen[str]) -> int:
+    try:
+        return await asyncio.to_thread(process.wait, 120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        assert process.stdin is not None
+        process.stdin.close()
+
+
+async def until_asked(log: Path) -> None:
+    for _ in range(300):
+        if "Cancel the run?" in log.read_text():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("Ctrl-C did not ask:\n" + log.read_text())
+
+
+async def test_ctrl_c_answered_yes_cancels_and_the_hosts_are_restored(
+    lab: Lab, tmp_path: Path
+) -> None:
+    process, config, log = await held_cli(lab, tmp_path)
+    process.send_signal(signal.SIGINT)
+    await until_asked(log)
+    assert process.stdin is not None
+    process.stdin.write("y\n")
+    process.stdin.flush()
+    for _ in range(300):  # the cancel is recorded before the held step goes on
+        (run,) = db_rows(config.parent / "var" / "mcms-bot.db", "SELECT * FROM runs")
+        if run["cancel_requested_by"]:
+            break
+        await asyncio.sleep(0.05)
+    assert run["cancel_requested_by"] == "Alex Wilber"
+    assert process.poll() is None  # still there: it waits for the run's end
+    lab.release(lab.host_for("Lab"))
+
+    assert await finish(process) == 1, log.read_text()
+    assert result(log)["state"] == "cancelled" and result(log)["restore"] == "restored"
+    # The lab runs what it ran before, every component started.
+    state = lab.state(lab.host_for("Lab"))
+    assert releases(lab) == {"1.4.2"}
+    assert {s["state"] for s in state["sites"].values()} == {"Started"}
+    assert state["services"]["MCMS.Worker"]["state"] == "Running"
+    db = config.parent / "var" / "mcms-bot.db"
+    assert db_rows(db, "SELECT * FROM env_locks") == []
+
+
+async def test_ctrl_c_answered_no_lets_the_run_finish(lab: Lab, tmp_path: Path) -> None:
+    process, _config, log = await held_cli(lab, tmp_path)
+    process.send_signal(signal.SIGINT)
+    await until_asked(log)
+    assert process.stdin is not None
+    process.stdin.write("n\n")
+    process.stdin.flush()
+    for _ in range(300):
+        if "Not cancelled" in log.read_text():
+            break
+        await asyncio.sleep(0.05)
+    lab.release(lab.host_for("Lab"))
+
+    assert await finish(process) == 0, log.read_text()
+    assert result(log)["state"] == "succeeded"
+    assert releases(lab) == {"1.4.1"}
+
+
+async def test_sigterm_cancels_without_asking_and_waits_for_the_restore(
+    lab: Lab, tmp_path: Path
+) -> None:
+    process, _config, log = await held_cli(lab, tmp_path)
+    process.send_signal(signal.SIGTERM)
+    for _ in range(300):
+        if "Cancel requested" in log.read_text():
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError(log.read_text())
+    lab.release(lab.host_for("Lab"))
+
+    assert await finish(process) == 1, log.read_text()
+    assert result(log)["restore"] == "restored"
+    assert releases(lab) == {"1.4.2"}
+
+
+async def test_a_cli_killed_mid_run_leaves_its_run_to_the_next_start_never_locked_forever(
+    lab: Lab, tmp_path: Path
+) -> None:
+    process, config, _log = await held_cli(lab, tmp_path)
+    db = config.parent / "var" / "mcms-bot.db"
+    (dead,) = db_rows(db, "SELECT * FROM runs")
+    process.kill()  # SIGKILL: nothing of the CLI runs any more
+    await finish(process)
+    lab.release(lab.host_for("Lab"))
+    assert len(db_rows(db, "SELECT * FROM env_locks")) == 1  # held by a dead owner
+
+    again = await asyncio.to_thread(
+        cli_run, config, "rollback", "Lab", "--reason", REASON, "--json"
+    )
+    assert again.code == 0, again.out + again.err
+    assert f"{dead['id']} (Lab) was left running by a process that died" in again.out
+    (settled,) = db_rows(db, "SELECT state FROM runs WHERE id = ?", dead["id"])
+    assert settled["state"] == "interrupted"
+    assert db_rows(db, "SELECT * FROM env_locks") == []
+    state = lab.state(lab.host_for("Lab"))
+    assert releases(lab) == {"1.4.1"}
+    assert {s["state"] for s in state["sites"].values()} == {"Started"}

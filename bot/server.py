@@ -181,6 +181,8 @@ def build_app(
         for run in recovered.runs:
             log.warning("marked interrupted at start", extra={"run_id": run.run_id})
         teller = asyncio.create_task(recovered.tell(services, reporter))
+        # Final card states a dead process of this bot kept but never delivered.
+        finals = asyncio.create_task(reporter.resume_finals())
         # Blue/green flows left mid-way: interrupted, told with the router read now.
         flows_told = asyncio.create_task(services.bluegreen.recover())
         resumer = asyncio.create_task(alerter.resume())
@@ -195,7 +197,7 @@ def build_app(
         notices = asyncio.create_task(notice_loop(services, alerter, notice_every_s))
         # Instances sharing a PostgreSQL store keep their leases and take over a dead one's.
         leases = (
-            asyncio.create_task(lease_loop(services, reporter))
+            asyncio.create_task(lease_loop(services, reporter, reporter.resume_finals))
             if services.store.dialect == "postgresql"
             else None
         )
@@ -206,6 +208,7 @@ def build_app(
         notices.cancel()
         sweeper.cancel()
         teller.cancel()
+        finals.cancel()
         flows_told.cancel()
         resumer.cancel()
         pruner.cancel()

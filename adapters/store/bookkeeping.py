@@ -70,6 +70,21 @@ class ExecStore(RunStore):
             == 1
         )
 
+    async def set_interrupted_restore(
+        self, run_id: str, restore: str, restore_note: str | None
+    ) -> bool:
+        """What settling an interrupted run did about its hosts (RESTORE_OUTCOMES)."""
+        if restore not in RESTORE_OUTCOMES:
+            raise ValueError(f"unknown restore outcome {restore!r}")
+        return (
+            await self._write(
+                "UPDATE runs SET restore = ?, restore_note = ? WHERE id = ?"
+                " AND state = 'interrupted'",
+                (restore, restore_note, run_id),
+            )
+            == 1
+        )
+
     async def set_pre_state(self, run_id: str, pre_state_json: str) -> None:
         """Keep each host's pre-run state (read by the preflight) with the run."""
         await self._write(

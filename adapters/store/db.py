@@ -20,13 +20,14 @@ import asyncio
 import re
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol, Self
 
 from adapters.clock import Clock
+from adapters.store.owners import owner_state
 from adapters.store.rows import DbRow as Row
 from adapters.store.rows import to_text
 
@@ -245,6 +246,29 @@ class StoreBase:
     @property
     def where(self) -> str:
         return self._db.where
+
+    def _lease_end(self) -> str:
+        return to_text(self._clock() + timedelta(seconds=self.lease_s))
+
+    def _row_lease(self) -> str | None:
+        """A new run's or lock's lease: on PostgreSQL only. SQLite is one machine, where the
+        owner's lock file tells at once and exactly whether it lives; a lease nobody renews
+        (there is no lease loop there) would only keep a dead owner's run looking alive."""
+        return self._lease_end() if self.dialect == "postgresql" else None
+
+    def _owner_gone(
+        self, owner: str | None, lease_until: str | None, now: str, *, at_start: bool
+    ) -> bool:
+        """Has the process that owns a run or lock gone? One notion of owner — the process
+        token of `runs.owner` — judged two ways: its lock file on this machine (exact, at
+        once: adapters/store/owners.py) and, for PostgreSQL's instances on other machines,
+        its lease (renewed while it lives). A row without a lease (SQLite) has only the file."""
+        if owner is not None and owner == self.owner:
+            return at_start  # a process starting owns nothing yet: that was its past life
+        local = owner_state(self.marks, owner) if self.marks is not None else "unknown"
+        if local != "unknown":
+            return local == "gone"
+        return lease_until is None or lease_until < now
 
     @property
     def dialect(self) -> str:

@@ -37,12 +37,24 @@ class FlowStore(StoreBase):
         marks = ", ".join(["?"] * len(names))
         try:
             await self._write(
-                f"INSERT INTO bluegreen ({', '.join(names)}) VALUES ({marks})",  # noqa: S608
-                [sql_value(v) for v in astuple(flow)],
+                f"INSERT INTO bluegreen ({', '.join(names)}, owner, lease_until)"  # noqa: S608
+                f" VALUES ({marks}, ?, ?)",
+                [*(sql_value(v) for v in astuple(flow)), self.owner, self._row_lease()],
             )
         except ConflictError:
             return None
         return flow
+
+    async def gone_flow_ids(self, *, at_start: bool) -> set[str]:
+        """Active flows whose owner — the process that last moved them — is gone (a flow
+        another live process is driving is not this one's to interrupt)."""
+        now = to_text(self._clock())
+        rows = await self._rows("SELECT id, owner, lease_until FROM bluegreen WHERE active = 1")
+        return {
+            r["id"]
+            for r in rows
+            if self._owner_gone(r["owner"], r["lease_until"], now, at_start=at_start)
+        }
 
     async def get_flow(self, flow_id: str) -> Flow | None:
         row = await self._row("SELECT * FROM bluegreen WHERE id = ?", (flow_id,))
@@ -81,8 +93,12 @@ class FlowStore(StoreBase):
         not an active state. False (nothing written) when the flow was elsewhere."""
         if to_state not in FLOW_STATES:
             raise ValueError(f"unknown flow state {to_state!r}")
-        sets = ["state = ?", "active = ?", "updated_at = ?"]
-        params: list[object] = [to_state, int(to_state in ACTIVE_FLOW_STATES), self._now()]
+        # Whoever moves a flow drives it from here on: it owns it (and renews its lease).
+        sets = ["state = ?", "active = ?", "updated_at = ?", "owner = ?", "lease_until = ?"]
+        params: list[object] = [
+            to_state, int(to_state in ACTIVE_FLOW_STATES), self._now(), self.owner,
+            self._row_lease(),
+        ]  # fmt: skip
         for name, value in fields.items():
             if name not in _SETTABLE:
                 raise ValueError(f"flow field {name!r} cannot be set")
@@ -120,12 +136,16 @@ class FlowStore(StoreBase):
         again when that is active). False when any of that does not hold."""
         marks = ", ".join(["?"] * len(from_states))
         sql = (
-            "UPDATE bluegreen SET switchback_by = ?, state = ?, active = ?, updated_at = ?"  # noqa: S608
+            "UPDATE bluegreen SET switchback_by = ?, state = ?, active = ?, updated_at = ?,"  # noqa: S608
+            " owner = ?, lease_until = ?"
             f" WHERE id = ? AND switchback_by IS NULL AND state IN ({marks})"
             " AND NOT EXISTS (SELECT 1 FROM bluegreen AS newer WHERE newer.pair ="
             " bluegreen.pair AND newer.created_at > bluegreen.created_at)"
         )
-        params = [by, to_state, int(to_state in ACTIVE_FLOW_STATES), self._now(), flow_id]
+        params = [
+            by, to_state, int(to_state in ACTIVE_FLOW_STATES), self._now(), self.owner,
+            self._row_lease(), flow_id,
+        ]  # fmt: skip
         try:
             changed = await self._write(sql, [*params, *from_states])
         except ConflictError:

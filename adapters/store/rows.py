@@ -177,6 +177,18 @@ class Run:
 
 
 @dataclass(frozen=True)
+class PendingFinal:
+    """A final card state Teams has not taken yet (adapters/store/runs.py, `keep_final`)."""
+
+    id: int
+    conversation_id: str
+    activity_id: str | None  # None: post it as a new message
+    text: str
+    card_json: str | None
+    owner: str
+
+
+@dataclass(frozen=True)
 class Notice:
     """A message for an environment's alert conversations, kept until Teams has it."""
 

@@ -19,13 +19,13 @@ from dataclasses import astuple, replace
 from datetime import datetime, timedelta
 
 from adapters.store.db import ConflictError, StoreBase, sql_value
-from adapters.store.owners import owner_state
 from adapters.store.rows import (
     ApprovalTally,
     DbRow,
     InterruptedRun,
     LockResult,
     Notice,
+    PendingFinal,
     Request,
     Run,
     column_names,
@@ -60,10 +60,14 @@ class RunStore(StoreBase):
         return _lock_result(row, acquired=row["run_id"] == run_id)
 
     async def release_lock(self, environment: str, run_id: str) -> bool:
-        """Release the lock if `run_id` holds it; False when it did not."""
+        """Release the lock if `run_id` holds it for this process; False when it did not —
+        a run another process took over keeps its lock until that one has settled the hosts
+        (a stalled process that wakes up must not free it under a restore)."""
         return (
             await self._write(
-                "DELETE FROM env_locks WHERE environment = ? AND run_id = ?", (environment, run_id)
+                "DELETE FROM env_locks WHERE environment = ? AND run_id = ?"
+                " AND (owner = ? OR owner IS NULL)",
+                (environment, run_id, self.owner),
             )
             == 1
         )
@@ -96,11 +100,15 @@ class RunStore(StoreBase):
         if unknown or bad_fields or not from_states:
             raise ValueError(f"bad transition: states {unknown or '-'}, fields {bad_fields or '-'}")
         sets = "".join(f", {name} = ?" for name in fields)
+        values = [sql_value(v) for v in fields.values()]
+        if to_state == "approved":
+            # The process that approved it starts its run (`orphaned_approvals`).
+            sets, values = sets + ", approved_by_owner = ?", [*values, self.owner]
         marks = ", ".join("?" for _ in from_states)
         return (
             await self._write(
                 f"UPDATE requests SET state = ?{sets} WHERE id = ? AND state IN ({marks})",  # noqa: S608
-                (to_state, *map(sql_value, fields.values()), request_id, *from_states),
+                (to_state, *values, request_id, *from_states),
             )
             == 1
         )
@@ -150,10 +158,10 @@ class RunStore(StoreBase):
                 if decided:
                     await tx.execute(
                         "UPDATE requests SET state = 'approved', decided_by_name = ?,"
-                        " decided_by_id = ?, decided_at = ?, reason = ?, break_glass = ?"
-                        " WHERE id = ? AND state = 'pending'",
+                        " decided_by_id = ?, decided_at = ?, reason = ?, break_glass = ?,"
+                        " approved_by_owner = ? WHERE id = ? AND state = 'pending'",
                         (approver_name, approver_id, at_text, break_glass_reason,
-                         int(break_glass_reason is not None), request_id),
+                         int(break_glass_reason is not None), self.owner, request_id),
                     )  # fmt: skip
                     state = "approved"
         return ApprovalTally(state, recorded, len(names), needed, names)
@@ -209,7 +217,8 @@ class RunStore(StoreBase):
     async def mark_running_runs_interrupted(self) -> list[InterruptedRun]:
         """At start, before the executor takes work: every `running` run whose owner is gone
         (`_owner_gone`) becomes `interrupted` with its request and running step, and its
-        environment lock is released; so does every lock whose owner is gone. A run or lock
+        environment lock passes to this process (to be released once the hosts are settled:
+        bot/runs/recovery.py); every other lock whose owner is gone is released. A run or lock
         whose owner lives — the break-glass CLI beside the bot, another instance renewing
         its lease — is left alone."""
         return await self._take_over(at_start=True)
@@ -219,20 +228,6 @@ class RunStore(StoreBase):
         other owners that are gone (an instance died): each taken over by exactly one caller
         cluster-wide."""
         return await self._take_over(at_start=False)
-
-    def _owner_gone(
-        self, owner: str | None, lease_until: str | None, now: str, *, at_start: bool
-    ) -> bool:
-        """Has the process that owns a run or lock gone? One notion of owner — the process
-        token of `runs.owner` — judged two ways: its lock file on this machine (exact, at
-        once: adapters/store/owners.py) and, for PostgreSQL's instances on other machines,
-        its lease (renewed while it lives). A row without a lease (SQLite) has only the file."""
-        if owner is not None and owner == self.owner:
-            return at_start  # a process starting owns nothing yet: that was its past life
-        local = owner_state(self.marks, owner) if self.marks is not None else "unknown"
-        if local != "unknown":
-            return local == "gone"
-        return lease_until is None or lease_until < now
 
     async def _take_over(self, *, at_start: bool) -> list[InterruptedRun]:
         now = to_text(self._clock())
@@ -264,8 +259,16 @@ class RunStore(StoreBase):
                     "UPDATE requests SET state = 'interrupted' WHERE id = ? AND state = 'running'",
                     (row["request_id"],),
                 )
-                await tx.execute("DELETE FROM env_locks WHERE run_id = ?", (row["id"],))
+                # The lock passes to this process: no other run may start on the hosts
+                # until they are settled (restored or read); `release_lock` then frees it.
+                await tx.execute(
+                    "UPDATE env_locks SET owner = ?, lease_until = ? WHERE run_id = ?",
+                    (self.owner, self._row_lease(), row["id"]),
+                )
+            held = {row["id"] for row in taken}
             for lock in await tx.fetch("SELECT * FROM env_locks"):
+                if lock["run_id"] in held:
+                    continue
                 if self._owner_gone(lock["owner"], lock["lease_until"], now, at_start=at_start):
                     await tx.execute(
                         "DELETE FROM env_locks WHERE environment = ? AND run_id = ?"
@@ -289,15 +292,6 @@ class RunStore(StoreBase):
 
     # --- leases ----------------------------------------------------------------------------
 
-    def _lease_end(self) -> str:
-        return to_text(self._clock() + timedelta(seconds=self.lease_s))
-
-    def _row_lease(self) -> str | None:
-        """A new run's or lock's lease: on PostgreSQL only. SQLite is one machine, where the
-        owner's lock file tells at once and exactly whether it lives; a lease nobody renews
-        (there is no lease loop there) would only keep a dead owner's run looking alive."""
-        return self._lease_end() if self.dialect == "postgresql" else None
-
     async def renew_leases(self) -> int:
         """Extend the lease of everything this instance owns (running runs, environment
         locks, named leases); how many rows were renewed."""
@@ -305,7 +299,8 @@ class RunStore(StoreBase):
         renewed = 0
         async with self._tx() as tx:
             for table, where in (
-                ("runs", " AND state = 'running'"), ("env_locks", ""), ("leases", "")
+                ("runs", " AND state = 'running'"), ("env_locks", ""), ("leases", ""),
+                ("pending_finals", ""), ("bluegreen", " AND active = 1"),
             ):  # fmt: skip
                 renewed += await tx.execute(
                     f"UPDATE {table} SET lease_until = ? WHERE owner = ?{where}",  # noqa: S608
@@ -347,6 +342,90 @@ class RunStore(StoreBase):
         row = await self._row(sql, params)
         assert row is not None
         return row
+
+    # --- approvals whose process died before their run began ----------------------------
+
+    def process_lease(self, owner: str | None = None) -> str:
+        """The named lease a process holds while it lives (PostgreSQL: `renew_leases`)."""
+        return f"process:{owner or self.owner}"
+
+    async def orphaned_approvals(self) -> list[Request]:
+        """Requests approved by a process that is gone and never started: their run will
+        not begin. A process is gone when its lock file here is free, or its process lease
+        ran out (or it never had one). Requests approved before owners were recorded count
+        when decided more than a lease ago."""
+        now = self._clock()
+        rows = await self._rows(
+            "SELECT q.*, l.lease_until AS process_until FROM requests q"
+            " LEFT JOIN leases l ON l.name = 'process:' || q.approved_by_owner"
+            " WHERE q.state = 'approved'"
+            " AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.request_id = q.id)"
+        )
+        stale = to_text(now - timedelta(seconds=self.lease_s))
+        found = []
+        for row in rows:
+            owner = row["approved_by_owner"]
+            if owner is None:
+                gone = row["decided_at"] is not None and row["decided_at"] < stale
+            else:
+                until = row["process_until"]
+                gone = self._owner_gone(owner, until or "", to_text(now), at_start=False)
+            if gone:
+                found.append(from_row(Request, row))
+        return found
+
+    # --- final card states for Teams, kept until delivered ------------------------------
+
+    async def keep_final(
+        self, conversation_id: str, activity_id: str | None, text: str, card_json: str | None
+    ) -> int:
+        """Keep a final card state this process is about to send; its id (`final_sent`
+        drops it once Teams has it). An earlier kept state of the same message is dropped:
+        the newest final state wins, as in the outbound queue."""
+        async with self._tx() as tx:
+            if activity_id is not None:
+                await tx.execute(
+                    "DELETE FROM pending_finals WHERE conversation_id = ? AND activity_id = ?",
+                    (conversation_id, activity_id),
+                )
+            row = await tx.fetchone(
+                "INSERT INTO pending_finals (conversation_id, activity_id, text, card_json,"
+                " owner, lease_until, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (conversation_id, activity_id, text, card_json, self.owner, self._row_lease(),
+                 to_text(self._clock())),
+            )  # fmt: skip
+        assert row is not None
+        return int(row[0])
+
+    async def final_sent(self, final_id: int) -> None:
+        await self._write("DELETE FROM pending_finals WHERE id = ?", (final_id,))
+
+    async def claim_orphaned_finals(self) -> list[PendingFinal]:
+        """The kept final states whose owner is gone, now this process's to deliver (each
+        claimed by exactly one process: a compare-and-set on the owner and lease)."""
+        now = to_text(self._clock())
+        claimed: list[PendingFinal] = []
+        async with self._tx() as tx:
+            for row in await tx.fetch("SELECT * FROM pending_finals ORDER BY id"):
+                if not self._owner_gone(row["owner"], row["lease_until"], now, at_start=False):
+                    continue
+                if await tx.execute(
+                    "UPDATE pending_finals SET owner = ?, lease_until = ? WHERE id = ?"
+                    " AND owner = ? AND COALESCE(lease_until, '') = ?",
+                    (self.owner, self._row_lease(), row["id"], row["owner"],
+                     row["lease_until"] or ""),
+                ):  # fmt: skip
+                    claimed.append(
+                        PendingFinal(
+                            row["id"],
+                            row["conversation_id"],
+                            row["activity_id"],
+                            row["text"],
+                            row["card_json"],
+                            row["owner"],
+                        )
+                    )
+        return claimed
 
     # --- notices for Teams, kept until delivered ------------------------------------------
 

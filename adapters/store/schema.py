@@ -305,18 +305,39 @@ _V6 = (
 # migration 6's `runs.owner`, now also on the lock) holds them — a lease the owning process
 # renews while it lives; another instance takes over what an expired lease left. Named
 # leases (one watcher per environment cluster-wide); an approval's place in its request,
-# which both databases keep (SQLite's rowid has no PostgreSQL twin).
+# which both databases keep (SQLite's rowid has no PostgreSQL twin). Pending finals: a
+# run's final card edit that Teams has not taken yet, kept until delivered so that a
+# surviving instance (or this one, restarted) sends it when its owner is gone.
 _V7 = (
     "ALTER TABLE runs ADD COLUMN lease_until TEXT",
     "ALTER TABLE env_locks ADD COLUMN owner TEXT",
     "ALTER TABLE env_locks ADD COLUMN lease_until TEXT",
     "CREATE INDEX runs_by_owner ON runs (state, owner)",
     "ALTER TABLE approvals ADD COLUMN seq INTEGER",
+    # The process that approved a request starts its run; if it dies first, another
+    # instance settles the request (adapters/store/runs.py orphaned_approvals).
+    "ALTER TABLE requests ADD COLUMN approved_by_owner TEXT",
+    # A blue/green flow's owner: the process that last moved it (a start elsewhere leaves a
+    # flow alone while its owner lives).
+    "ALTER TABLE bluegreen ADD COLUMN owner TEXT",
+    "ALTER TABLE bluegreen ADD COLUMN lease_until TEXT",
     """CREATE TABLE leases (
         name TEXT PRIMARY KEY,
         owner TEXT NOT NULL,
         since TEXT NOT NULL,
         lease_until TEXT NOT NULL
+    )""",
+    """CREATE TABLE pending_finals (
+        id INTEGER PRIMARY KEY,
+        conversation_id TEXT NOT NULL,
+        -- The Teams id of the message to edit; NULL when its post never reached Teams
+        -- (then the final state goes out as a new message).
+        activity_id TEXT,
+        text TEXT NOT NULL,
+        card_json TEXT,
+        owner TEXT NOT NULL,
+        lease_until TEXT,
+        created_at TEXT NOT NULL
     )""",
 )
 
@@ -329,7 +350,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(5, "blue/green flows; one active flow per pair", _V5),
     Migration(6, "run owners (which process runs it); notices kept until Teams has them", _V6),
-    Migration(7, "leases of run and lock owners, named leases, approval order", _V7),
+    Migration(
+        7, "leases of run and lock owners, named leases, approval order, pending finals", _V7
+    ),
 )
 
 

@@ -7,12 +7,16 @@ step and each host's state read fresh over WinRM (and, when the preflight had re
 what each host was before the run, so the operator sees what a manual restore means); an
 approval that never became a run is marked `interrupted` too. While the bot runs, the same
 path settles a run whose instance stopped renewing its lease (`take_over`): exactly one
-surviving instance does it, without waiting for the dead one to come back. Nothing is
-restored automatically: the hosts may be mid-change, and only a person should decide.
+surviving instance does it, without waiting for the dead one to come back. Then the hosts
+are settled the way the run's own failure would have settled them (`restore_decision`):
+with `on_failure = "restore"` the restore steps run — by the process that settles it, under
+the environment lock it took over — and the outcome (restored, restore-failed, not-restored,
+unchanged, kept) is recorded on the run, the card and in the conversation.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import dataclass
@@ -21,12 +25,13 @@ from datetime import timedelta
 from adapters.store.rows import InterruptedRun, Request
 from adapters.winrm.hoststate import HostState
 from bot.ports import Reporter
+from bot.runs.record import RunRecord
+from bot.runs.runner import Runner
+from bot.runs.steps import RunMemory
 from commands.bluegreen.model import SWITCH_COMMAND
 from commands.cards.run import RunView, render_run_card
 from commands.context import Services
-from commands.hosts import read_hosts
 from commands.plan import Plan
-from commands.restore import host_words
 
 log = logging.getLogger(__name__)
 
@@ -61,39 +66,28 @@ async def _record_interrupted(services: Services, run: InterruptedRun) -> None:
         )
 
 
-def _note(services: Services, run: InterruptedRun) -> str:
+# What happened to the hosts, by restore outcome (schema.RESTORE_OUTCOMES), for the note.
+_AFTER = {
+    "restored": "The restore steps ran (on_failure = restore): every host is back as it was "
+    "before the run, read back — see below.",
+    "restore-failed": "The restore steps ran (on_failure = restore) but did not bring every "
+    "host back: check the hosts below (read just now) and `status {env}` before retrying.",
+    "not-restored": "Nothing was restored automatically (on_failure = {on_failure}): check "
+    "the hosts below (read just now) and `status {env}` before retrying.",
+    "unchanged": "No host had been changed yet: nothing to restore.",
+    "kept": "The change had been verified (smoke passed) before that: it is kept.",
+}
+
+
+def _note(services: Services, run: InterruptedRun, plan: Plan, restore: str) -> str:
+    after = _AFTER.get(restore, _AFTER["not-restored"]).format(
+        env=run.environment, on_failure=plan.on_failure
+    )
     return (
         f"Interrupted by {_cause(services, run)} during step "
         f"'{run.current_step or 'starting'}' "
         f"(last completed: {run.last_completed_step or 'none'}). The {run.environment} lock "
-        "is released. Nothing was restored automatically: check the hosts below (read just "
-        f"now) and `status {run.environment}` before retrying."
-    )
-
-
-async def hosts_now(services: Services, run: InterruptedRun, plan: Plan) -> tuple[str, ...]:
-    """Each host of the run in words, read fresh, compared with its pre-run state."""
-    env = services.config.environments.get(run.environment)
-    if env is None:
-        return ()
-    before: dict[str, HostState] = {}
-    if run.pre_state_json:
-        try:
-            before = {h: HostState.from_json(s) for h, s in json.loads(run.pre_state_json).items()}
-        except (ValueError, KeyError, TypeError):
-            log.warning("unreadable pre-run state of %s", run.run_id)
-    changed = changed_anything(plan, run.current_step)
-    return tuple(
-        host_words(
-            env,
-            plan,
-            line.host,
-            line.state,
-            before.get(line.host),
-            changed=changed,
-            error=line.error,
-        )
-        for line in await read_hosts(services, env, plan.hosts)
+        f"is released. {after}"
     )
 
 
@@ -106,22 +100,18 @@ def changed_anything(plan: Plan, current_step: str | None) -> bool:
     return any(s.changes_hosts for s in plan.steps[: keys.index(current_step) + 1])
 
 
-async def _tell_interrupted(services: Services, reporter: Reporter, run: InterruptedRun) -> None:
-    request = await services.store.get_request(run.request_id)
-    if request is None:
-        return
-    plan = Plan.from_json(request.plan_json)
-    hosts = await hosts_now(services, run, plan)
-    await services.audit.append(
-        "HostsAfterInterrupt",
-        environment=run.environment,
-        request_id=run.request_id,
-        run_id=run.run_id,
-        status="interrupted",
-        detail={"hosts": list(hosts)},
-    )
-    if not run.conversation_id:
-        return
+def _pre_state(run: InterruptedRun) -> dict[str, HostState]:
+    if not run.pre_state_json:
+        return {}
+    try:
+        return {h: HostState.from_json(s) for h, s in json.loads(run.pre_state_json).items()}
+    except (ValueError, KeyError, TypeError):
+        log.warning("unreadable pre-run state of %s", run.run_id)
+        return {}
+
+
+async def _view(services: Services, run: InterruptedRun, request: Request, plan: Plan) -> RunView:
+    """The run's card as its recorded steps say (restore steps included, if it had begun)."""
     stored = await services.store.get_run(run.run_id)
     view = RunView.start(
         run.run_id,
@@ -137,7 +127,73 @@ async def _tell_interrupted(services: Services, reporter: Reporter, run: Interru
     for index, state, duration_ms, error in recorded:
         if index < len(view.steps):
             view = view.with_step(index, state=state, duration_ms=duration_ms, error=error)
-    view = view.finish("interrupted", services.now(), _note(services, run), hosts)
+    return view
+
+
+async def _restore(
+    services: Services,
+    reporter: Reporter,
+    run: InterruptedRun,
+    request: Request,
+    plan: Plan,
+    view: RunView,
+) -> tuple[str, tuple[str, ...], RunView]:
+    """What the run's own failure path would have done about the hosts, done now by the
+    process that settles it: the same decision (`restore_decision`) and, when the
+    environment says `on_failure = "restore"`, the same restore steps (each on every host,
+    recorded, shown on the card). Returns the outcome, each host in words, the card."""
+    env = services.config.environments.get(run.environment)
+    if env is None:
+        return "not-restored", ("the environment is no longer configured",), view
+    forward = {s.key: s.state for s in view.steps[: view.restore_at or len(view.steps)]}
+    memory = RunMemory(
+        before=_pre_state(run),
+        touched=changed_anything(plan, run.current_step),
+        # The target's smoke passed: the change was done (what the smoke step concludes).
+        verified=forward.get("smoke") == "passed" and view.restore_at is None,
+    )
+    conversation = run.conversation_id or ""
+
+    async def show(current: RunView, final: bool) -> None:
+        if conversation and run.progress_activity_id:
+            await reporter.update(
+                conversation, run.progress_activity_id, f"{run.run_id}: restoring",
+                render_run_card(current, services.config.tz), final=final,
+            )  # fmt: skip
+
+    record = RunRecord(services, view, request.id, show)
+    runner = Runner(services, reporter, request, plan, env, run.run_id, record, conversation)
+    runner.memory = memory
+    outcome = await runner.settle_interrupted()
+    return outcome.restore or "unchanged", outcome.hosts, record.view
+
+
+async def _settle_interrupted(services: Services, reporter: Reporter, run: InterruptedRun) -> None:
+    """Restore (per on_failure), release the lock the run held, record and tell."""
+    try:
+        request = await services.store.get_request(run.request_id)
+        if request is None:
+            return
+        plan = Plan.from_json(request.plan_json)
+        view = await _view(services, run, request, plan)
+        restore, hosts, view = await _restore(services, reporter, run, request, plan, view)
+    finally:
+        # Held (by this process) from the takeover until the hosts are settled, so no new
+        # run starts on hosts a restore is putting back.
+        await services.store.release_lock(run.environment, run.run_id)
+    await services.store.set_interrupted_restore(run.run_id, restore, "; ".join(hosts) or None)
+    await services.audit.append(
+        "HostsAfterInterrupt",
+        environment=run.environment,
+        request_id=run.request_id,
+        run_id=run.run_id,
+        status="interrupted",
+        detail={"hosts": list(hosts), "restore": restore},
+    )
+    if not run.conversation_id:
+        return
+    note = _note(services, run, plan, restore)
+    view = view.finish("interrupted", services.now(), note, hosts, restore)
     if run.progress_activity_id:
         card = render_run_card(view, services.config.tz)
         await reporter.update(
@@ -150,7 +206,7 @@ async def _tell_interrupted(services: Services, reporter: Reporter, run: Interru
     await reporter.post(
         run.conversation_id,
         f"⚠️ {run.run_id} ({plan.kind} {run.environment} → {plan.target_version}): "
-        f"{_note(services, run)} "
+        f"{note} Restore: {restore}. "
         f"Hosts now: {' | '.join(hosts) or 'not read'}",
         None,
     )
@@ -162,14 +218,27 @@ class Recovered:
 
     runs: list[InterruptedRun]
     requests: list[Request]
+    # Why the requests never ran, for their conversations.
+    why: str = "the bot restarted before it ran"
+
+    async def release_locks(self, services: Services) -> None:
+        """Free the runs' environment locks without settling their hosts (the break-glass
+        CLI, which reports the runs itself and leaves the hosts to the operator)."""
+        for run in self.runs:
+            await services.store.release_lock(run.environment, run.run_id)
 
     async def tell(self, services: Services, reporter: Reporter) -> None:
-        """Tell each conversation; slow or failing chat must not hold up the bot's start."""
-        for run in self.runs:
+        """Settle each run's hosts (restore per on_failure), release its lock and tell its
+        conversation; slow hosts or failing chat must not hold up the bot's start."""
+
+        async def settle(run: InterruptedRun) -> None:
             try:
-                await _tell_interrupted(services, reporter, run)
+                await _settle_interrupted(services, reporter, run)
             except Exception:
-                log.exception("could not report an interrupted run", extra={"run_id": run.run_id})
+                log.exception("could not settle an interrupted run", extra={"run_id": run.run_id})
+
+        # Each run holds its own environment's lock: their hosts are settled side by side.
+        await asyncio.gather(*(settle(run) for run in self.runs))
         for request in self.requests:
             if request.conversation_id:
                 again = (
@@ -179,18 +248,52 @@ class Recovered:
                 )
                 await reporter.post(
                     request.conversation_id,
-                    f"⚠️ {request.id} was approved but the bot restarted before it ran; "
-                    f"nothing ran. Ask again with `{again}`.",
+                    f"⚠️ {request.id} was approved but {self.why}; nothing ran. "
+                    f"Ask again with `{again}`.",
                     None,
                 )
 
 
 async def take_over(services: Services) -> Recovered:
-    """Settle the runs of instances whose lease ran out (each by exactly one instance)."""
+    """Settle the runs of instances whose lease ran out (each by exactly one instance), and
+    the approvals they took but never started: those are not started here — the approver
+    saw an approval card, not a handover, and the instance's death may be the incident —
+    but refused with a message to ask again (each by exactly one instance: the
+    transition out of `approved` is the guard)."""
     interrupted = await services.store.take_over_expired_runs()
     for run in interrupted:
         await _record_interrupted(services, run)
-    return Recovered(interrupted, [])
+    return Recovered(
+        interrupted,
+        await _settle_approved(services, orphaned=True),
+        "the bot instance that took the approval stopped before the run began",
+    )
+
+
+async def _settle_approved(services: Services, *, orphaned: bool) -> list[Request]:
+    """Approved requests that will never start, marked interrupted; those this call did."""
+    store = services.store
+    if orphaned:
+        candidates = await store.orphaned_approvals()
+        why = "the bot process that took the approval stopped before the run began"
+    else:
+        # At start. Shared with other instances: one may be starting an approval right now.
+        shared = store.dialect == "postgresql"
+        settled = services.now() - timedelta(seconds=store.lease_s) if shared else None
+        candidates = await store.approved_without_run(settled)
+        why = "bot restarted before the run began"
+    never_ran: list[Request] = []
+    for request in candidates:
+        if await store.transition_request(request.id, ["approved"], "interrupted", reason=why):
+            never_ran.append(request)
+            await services.audit.append(
+                "Interrupted",
+                environment=request.environment,
+                request_id=request.id,
+                status="interrupted",
+                detail={"note": f"approved, but {why}; nothing ran"},
+            )
+    return never_ran
 
 
 async def recover(services: Services, *, settle_approved: bool = True) -> Recovered:
@@ -202,22 +305,7 @@ async def recover(services: Services, *, settle_approved: bool = True) -> Recove
     interrupted = await store.mark_running_runs_interrupted()
     for run in interrupted:
         await _record_interrupted(services, run)
-    never_ran: list[Request] = []
     if not settle_approved:
-        return Recovered(interrupted, never_ran)
-    # Shared with other instances: one of them may be starting an approval right now.
-    shared = store.dialect == "postgresql"
-    settled = services.now() - timedelta(seconds=store.lease_s) if shared else None
-    for request in await store.approved_without_run(settled):
-        if await services.store.transition_request(
-            request.id, ["approved"], "interrupted", reason="bot restarted before the run began"
-        ):
-            never_ran.append(request)
-            await services.audit.append(
-                "Interrupted",
-                environment=request.environment,
-                request_id=request.id,
-                status="interrupted",
-                detail={"note": "approved, but the bot restarted before it began; nothing ran"},
-            )
+        return Recovered(interrupted, [])
+    never_ran = await _settle_approved(services, orphaned=False)
     return Recovered(interrupted, never_ran)

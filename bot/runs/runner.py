@@ -163,6 +163,12 @@ class Runner:
             ref,
         )
 
+    async def settle_interrupted(self) -> Outcome:
+        """The run's process died (this one settles it for the dead one): what a failure
+        does about the hosts — `restore_decision`, then the restore steps if it says so —
+        with `memory` as the dead process's records left it."""
+        return await self._end("interrupted", "Interrupted", "")
+
     async def _step(
         self, index: int, step: PlanStep, table: dict[str, Step], *, strict: bool
     ) -> str | None:

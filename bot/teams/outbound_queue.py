@@ -45,7 +45,7 @@ OnSent = Callable[[str], Awaitable[None]]
 # Message keys handed out by enqueue_post and still resolvable by a later edit; a run edits
 # its progress card for minutes, far fewer than this many posts later.
 KEYS_KEPT = 10_000
-_KEY_PREFIX = "queued:"
+KEY_PREFIX = "queued:"
 
 
 class QueueClosed(RuntimeError):
@@ -113,6 +113,7 @@ class _Edit:
     card: dict[str, Any] | None
     final: bool
     version: int = 0  # bumped on every merge; each version is either sent or superseded
+    on_sent: OnSent | None = None  # told the Teams id once a final state is delivered
 
 
 @dataclass
@@ -181,7 +182,7 @@ class OutboundQueue:
         result: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         result.add_done_callback(_ignore_unretrieved)
         lane = self._lane(ref_json)
-        key = f"{_KEY_PREFIX}{next(self._counter)}"
+        key = f"{KEY_PREFIX}{next(self._counter)}"
         self._keys[key] = result
         while len(self._keys) > KEYS_KEPT:
             self._keys.popitem(last=False)
@@ -197,19 +198,22 @@ class OutboundQueue:
         card: dict[str, Any] | None = None,
         *,
         final: bool = False,
+        on_sent: OnSent | None = None,
     ) -> None:
         """Queue an edit of message `activity_id` (a Teams id, or a key from enqueue_post);
         it replaces an older undelivered non-final one.
 
-        Returns at once; `flush()` waits for delivery, `on_failure` hears of a failure.
+        Returns at once; `flush()` waits for delivery, `on_failure` hears of a failure,
+        `on_sent` (a final edit's) hears of its delivery.
         """
         lane = self._lane(ref_json)
         edit = lane.open_edits.get(activity_id)
         if edit is None:
-            edit = _Edit(ref_json, activity_id, text, card, final)
+            edit = _Edit(ref_json, activity_id, text, card, final, on_sent=on_sent)
             lane.jobs.append(edit)
         else:
             edit.ref_json, edit.text, edit.card, edit.final = ref_json, text, card, final
+            edit.on_sent = on_sent
             edit.version += 1
         if final:
             lane.open_edits.pop(activity_id, None)  # a final state is never overwritten
@@ -314,11 +318,21 @@ class OutboundQueue:
         self._callbacks.add(task)
         task.add_done_callback(self._callbacks.discard)
 
+    def delivered_id(self, message: str) -> str | None:
+        """The Teams id of `message` (a Teams id, or a key from enqueue_post); None while
+        its post has not reached Teams (or never will)."""
+        posted = self._keys.get(message)
+        if posted is None:
+            return None if message.startswith(KEY_PREFIX) else message
+        if not posted.done() or posted.cancelled() or posted.exception() is not None:
+            return None
+        return posted.result()
+
     def _target(self, edit: _Edit) -> str | None:
         """The Teams id an edit goes to; None when its message was never delivered."""
         posted = self._keys.get(edit.activity_id)
         if posted is None:
-            return None if edit.activity_id.startswith(_KEY_PREFIX) else edit.activity_id
+            return None if edit.activity_id.startswith(KEY_PREFIX) else edit.activity_id
         # Its post was earlier in this lane, so it has finished by now.
         if not posted.done() or posted.cancelled() or posted.exception() is not None:
             return None
@@ -332,7 +346,9 @@ class OutboundQueue:
                 result: asyncio.Future[str] = asyncio.get_running_loop().create_future()
                 result.add_done_callback(_ignore_unretrieved)
                 self._finish_edit(lane, edit, 1, failed=False)
-                await self._send_post(lane, _Post(edit.ref_json, edit.text, edit.card, result))
+                await self._send_post(
+                    lane, _Post(edit.ref_json, edit.text, edit.card, result, edit.on_sent)
+                )
             else:
                 self._finish_edit(lane, edit, 0, failed=True)
             return
@@ -360,6 +376,8 @@ class OutboundQueue:
             sent += 1
             if edit.version == version:
                 self._finish_edit(lane, edit, sent, failed=False)
+                if edit.on_sent is not None:
+                    self._background(edit.on_sent(target), lane)
                 return
             # Newer content merged in while this attempt was on the wire: it goes out next.
             failures, give_up_at = 0, None

@@ -5,13 +5,19 @@ spoke to the bot (stored by the Teams edge). Every call only queues: a post retu
 queue key at once and edits of it queue behind it. A conversation with no stored
 reference, or a message that cannot be delivered, is logged — a run never fails, nor
 waits, because chat is down.
+
+A final card state (a run's end) is also kept in the store until Teams has it
+(`keep_final`): the queue lives in this process, and if the process dies while Teams is
+down, another instance — or this one, restarted — delivers it (`resume_finals`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
+from adapters.store.rows import PendingFinal
 from bot.ports import OnSent
 from bot.teams.outbound_queue import OutboundQueue, QueueClosed
 from commands.context import Services
@@ -60,7 +66,64 @@ class QueueReporter:
         ref = await self._ref(conversation_id)
         if ref is None:
             return
+        on_sent = None
+        if final:
+            on_sent = await self._keep(conversation_id, message, text, card)
         try:
-            self._queue.update(ref, message, text, card, final=final)
+            self._queue.update(ref, message, text, card, final=final, on_sent=on_sent)
         except QueueClosed as exc:
             log.error("could not edit %s in %s: %s", message, conversation_id, exc)
+
+    async def _keep(
+        self, conversation_id: str, message: str, text: str, card: dict[str, Any] | None
+    ) -> OnSent | None:
+        """Keep the final state in the store until delivered; None if the store failed
+        (the queue still sends it — only a death of this process would lose it then)."""
+        # A queue key names a post of this process: another process can edit it only by
+        # the Teams id it got; one not delivered yet would go out as a new message.
+        activity_id = self._queue.delivered_id(message)
+        store = self._services.store
+        try:
+            kept = await store.keep_final(
+                conversation_id, activity_id, text, json.dumps(card) if card else None
+            )
+        except Exception:
+            log.exception("could not keep a final card state in the store")
+            return None
+
+        async def sent(_: str) -> None:
+            await store.final_sent(kept)
+
+        return sent
+
+    async def resume_finals(self) -> int:
+        """Deliver the final card states a dead process left undelivered (claimed from the
+        store, each by one process); how many were queued."""
+        finals = await self._services.store.claim_orphaned_finals()
+        for final in finals:
+            await self._resend(final)
+        return len(finals)
+
+    async def _resend(self, final: PendingFinal) -> None:
+        ref = await self._ref(final.conversation_id)
+        if ref is None:
+            return
+        store = self._services.store
+        card = json.loads(final.card_json) if final.card_json else None
+
+        async def sent(_: str) -> None:
+            await store.final_sent(final.id)
+
+        log.info(
+            "delivering a final card state left by %s", final.owner,
+            extra={"conversation_id": final.conversation_id},
+        )  # fmt: skip
+        try:
+            if final.activity_id is None:
+                self._queue.enqueue_post(ref, final.text, card, on_sent=sent)
+            else:
+                self._queue.update(
+                    ref, final.activity_id, final.text, card, final=True, on_sent=sent
+                )
+        except QueueClosed as exc:
+            log.error("could not deliver a kept final state: %s", exc)

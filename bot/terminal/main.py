@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from adapters.store.rows import Request
+from bot.runs.leases import renew_loop
 from bot.runs.recovery import recover
 from bot.services import AuditKeyMissing, Runtime, open_runtime
 from bot.terminal.display import Display, make_display
@@ -203,6 +204,7 @@ async def run_change(terminal: Terminal, order: ChangeOrder) -> int:
         )
         return USAGE
     recovered = await recover(services, settle_approved=False)
+    await recovered.release_locks(services)
     for run in recovered.runs:
         display.message(
             f"⚠️ {run.run_id} ({run.environment}) was left running by a process that died: "
@@ -328,10 +330,19 @@ async def session(config: Config, json_output: bool, act: Callable[[Terminal], A
         return USAGE
     display: Display = make_display(json_output)
     terminal = Terminal(runtime, actor, login, display)
+    # Beside bot instances on PostgreSQL, this process's runs and locks stay its own only
+    # while it renews their leases.
+    renewing = (
+        asyncio.create_task(renew_loop(runtime.store))
+        if runtime.store.dialect == "postgresql"
+        else None
+    )
     try:
         status: int = await act(terminal)
         return status
     finally:
+        if renewing is not None:
+            renewing.cancel()
         display.close()
         await runtime.close()
 

@@ -265,7 +265,11 @@ class BlueGreenFlows:
         conversation is told what the router says now. Returns their ids."""
         services = self._need()
         told = []
+        # Instances sharing PostgreSQL: a flow another live process drives is its own.
+        gone = await services.store.gone_flow_ids(at_start=True)
         for flow in await services.store.active_flows():
+            if flow.id not in gone:
+                continue
             if flow.state in ("deploy-pending", "switch-pending"):
                 await settle_stale(services, flow)  # a dead request ends it; else it waits
                 continue

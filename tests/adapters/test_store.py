@@ -404,6 +404,10 @@ async def test_restart_marks_running_runs_interrupted_and_frees_their_locks(
     run = interrupted[0]
     assert (run.current_step, run.last_completed_step) == ("deploy package", "stop site")
     assert (run.conversation_id, run.progress_activity_id) == ("c", "a")
+    # The lock stays with the run until the process settling its hosts releases it.
+    held = await store.lock_holder("Lab")
+    assert held is not None and held.holder_run_id == "run-1"
+    assert await store.release_lock("Lab", "run-1")
     assert await store.lock_holder("Lab") is None
     request = await store.get_request("q1")
     assert request is not None and request.state == "interrupted"
@@ -610,6 +614,12 @@ async def test_a_live_instance_keeps_its_run_and_a_dead_ones_is_taken_over_once(
         assert sorted(len(t) for t in taken) == [0, 1], "exactly one instance takes it over"
         (only,) = taken[0] or taken[1]
         assert (only.run_id, only.owner, only.current_step) == ("run-1", "bot-a", "stop site")
+        # The lock passed to the instance that took the run over, under its own lease,
+        # until it has settled the hosts.
+        taker = b if taken[0] else c
+        assert await read(store_target, "SELECT owner FROM env_locks") == [(taker.owner,)]
+        assert await a.renew_leases() == 0, "a late renewal cannot bring the run back"
+        assert await taker.release_lock("Lab", "run-1")
         assert await b.lock_holder("Lab") is None
         assert await read(store_target, "SELECT state FROM requests") == [("interrupted",)]
         assert await read(store_target, "SELECT state FROM steps") == [("interrupted",)]
@@ -632,7 +642,8 @@ async def test_a_restarted_instance_takes_its_own_runs_back_at_once(pg_url: str)
         assert [r.run_id for r in interrupted] == ["run-1"]
         run = await b.get_run("run-2")
         assert run is not None and run.state == "running"
-        assert await b.lock_holder("Lab") is None
+        held = await b.lock_holder("Lab")
+        assert held is not None and held.holder_run_id == "run-1", "until its hosts are settled"
         held = await b.lock_holder("InternalStage")
         assert held is not None and held.holder_run_id == "run-2"
     finally:

@@ -190,7 +190,15 @@ async def test_on_sqlite_a_live_owners_run_is_kept_and_a_dead_ones_taken(tmp_pat
                 assert [(t.run_id, t.owner) for t in taken] == [("run-dead", dead.token)]
                 kept = await bot.get_run("run-live")
                 assert kept is not None and kept.state == "running"
-                assert await bot.lock_holder("Env-dead") is None
+                # The dead run's lock passes to the process settling its hosts, which
+                # frees it once they are settled; the live one's stays its own.
+                held = await bot.lock_holder("Env-dead")
+                assert held is not None and held.holder_run_id == "run-dead"
+                assert await read(path, "SELECT owner FROM env_locks ORDER BY environment") == [
+                    (starting.token,),
+                    (live.token,),
+                ]
+                assert await bot.release_lock("Env-dead", "run-dead")
                 assert await bot.lock_holder("Env-live") is not None
         finally:
             starting.close()
@@ -198,3 +206,65 @@ async def test_on_sqlite_a_live_owners_run_is_kept_and_a_dead_ones_taken(tmp_pat
     finally:
         live.close()
         dead.close()
+
+
+# --- approvals a dead instance never started (PostgreSQL: instances on other machines) -------
+
+
+async def test_an_approval_is_orphaned_only_once_its_approvers_process_lease_ran_out(
+    pg_url: str,
+) -> None:
+    clock = ManualClock(T0)
+    a = await Store.open(pg_url, clock=clock, owner="bot-a-1-aa", lease_s=15)
+    b = await Store.open(pg_url, clock=clock, owner="bot-b-2-bb", lease_s=15)
+    try:
+        assert await a.hold_lease(a.process_lease())
+        for request_id in ("q1", "q2"):
+            await a.create_request(pending(request_id, f"Env-{request_id}"))
+            assert await a.transition_request(request_id, ["pending"], "approved", decided_at=T0)
+        # q2's run began: it is the run's to settle, not an approval's.
+        assert await a.create_run(Run("run-2", "q2", "Env-q2", "running", T0))
+        assert await b.orphaned_approvals() == [], "a lives: its approvals are its own"
+        assert await a.orphaned_approvals() == []
+
+        clock.advance(timedelta(seconds=10))
+        await a.renew_leases()
+        clock.advance(timedelta(seconds=10))
+        assert await b.orphaned_approvals() == [], "renewed: still alive"
+
+        clock.advance(timedelta(seconds=6))  # a died after its renewal
+        (orphan,) = await b.orphaned_approvals()
+        assert orphan.id == "q1"
+        moved = await asyncio.gather(
+            *(s.transition_request("q1", ["approved"], "interrupted") for s in (a, b, b))
+        )
+        assert moved.count(True) == 1
+        assert await b.orphaned_approvals() == []
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_flow_driven_by_a_live_process_is_not_another_ones_to_interrupt(
+    pg_url: str,
+) -> None:
+    clock = ManualClock(T0)
+    a = await Store.open(pg_url, clock=clock, owner="bot-a-1-aa", lease_s=15)
+    b = await Store.open(pg_url, clock=clock, owner="bot-b-2-bb", lease_s=15)
+    try:
+        assert await a.create_flow(flow("f1")) is not None
+        assert await b.gone_flow_ids(at_start=True) == set(), "a drives it and lives"
+        clock.advance(timedelta(seconds=10))
+        assert await a.move_flow("f1", ["deploy-pending"], "gating")
+        clock.advance(timedelta(seconds=10))
+        assert await b.gone_flow_ids(at_start=True) == set(), "moving it renewed the lease"
+        clock.advance(timedelta(seconds=10))
+        await a.renew_leases()
+        clock.advance(timedelta(seconds=16))  # a died after its renewal
+        assert await b.gone_flow_ids(at_start=True) == {"f1"}
+        # b drives it now (the Switch back clicked on b): it is b's.
+        assert await b.move_flow("f1", ["gating"], "switch-pending")
+        assert await a.gone_flow_ids(at_start=False) == set()
+    finally:
+        await a.close()
+        await b.close()

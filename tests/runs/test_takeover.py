@@ -43,6 +43,9 @@ async def test_a_run_taken_over_by_another_instance_stops_before_its_next_step(
     assert after == [], f"the runner went on after the takeover: {after}"
     run = await store.get_run(run_id)
     assert run is not None and run.state == "interrupted" and run.restore is None
-    assert await store.lock_holder("Lab") is None
+    # The lock is the taker's until it has settled the hosts: the stalled runner's end
+    # did not free it under the taker's restore.
+    held = await store.lock_holder("Lab")
+    assert held is not None and held.holder_run_id == run_id
     request = await store.get_request(taken.request_id)
     assert request is not None and request.state == "interrupted"

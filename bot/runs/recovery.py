@@ -149,8 +149,10 @@ async def _restore(
     memory = RunMemory(
         before=_pre_state(run),
         touched=changed_anything(plan, run.current_step),
-        # The target's smoke passed: the change was done (what the smoke step concludes).
-        verified=forward.get("smoke") == "passed" and view.restore_at is None,
+        # The change was verified before the process died: its smoke passed, or with DR
+        # gates, the gates (what those steps conclude: bot/runs/steps.py `_verified`).
+        verified=view.restore_at is None
+        and forward.get("gates" if plan.gates else "smoke") == "passed",
     )
     conversation = run.conversation_id or ""
 

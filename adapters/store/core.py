@@ -22,6 +22,7 @@ import aiosqlite
 from adapters.clock import Clock, utc_now
 from adapters.store.bookkeeping import ExecStore
 from adapters.store.flows import FlowStore
+from adapters.store.freezes import FreezeStore
 from adapters.store.pairs import PairStore
 from adapters.store.rows import (
     ConversationRef,
@@ -45,7 +46,7 @@ BUSY_TIMEOUT_MS = 5000
 _DEPLOYMENT = "SELECT * FROM deployments WHERE environment = ?"
 
 
-class Store(ExecStore, WatchStore, PairStore, FlowStore):
+class Store(ExecStore, WatchStore, PairStore, FlowStore, FreezeStore):
     """One connection to the state database; open with `await Store.open(path)`."""
 
     @classmethod

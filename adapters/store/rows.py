@@ -181,6 +181,17 @@ class Notice:
 
 
 @dataclass(frozen=True)
+class Freeze:
+    """An environment frozen by an approver: no new rollback/deploy but by break glass."""
+
+    environment: str
+    reason: str
+    frozen_by: str
+    frozen_by_id: str | None
+    since: datetime
+
+
+@dataclass(frozen=True)
 class InterruptedRun:
     """A run found `running` at start: now `interrupted`; what to tell, and where."""
 

@@ -298,6 +298,18 @@ _V6 = (
     "CREATE INDEX notices_undelivered ON notices (delivered_at, id)",
 )
 
+# Freezes (`lock ENV REASON`): one row per frozen environment, deleted by `unlock`; who
+# froze it and when is kept in the audit and the timeline. One portable CREATE TABLE.
+_FREEZES = (
+    """CREATE TABLE freezes (
+        environment TEXT PRIMARY KEY,
+        reason TEXT NOT NULL,
+        frozen_by TEXT NOT NULL,
+        frozen_by_id TEXT,
+        since TEXT NOT NULL
+    )""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "requests, runs, steps, deployments, conversations, watcher, locks, smoke", _V1),
     Migration(2, "since when each blue/green pair's live slot is live", _V2),
@@ -307,6 +319,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(5, "blue/green flows; one active flow per pair", _V5),
     Migration(6, "run owners (which process runs it); notices kept until Teams has them", _V6),
+    Migration(7, "freezes: an environment locked against new changes by an approver", _FREEZES),
 )
 
 

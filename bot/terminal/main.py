@@ -29,7 +29,7 @@ from bot.services import AuditKeyMissing, Runtime, open_runtime
 from bot.terminal.display import Display, make_display
 from bot.terminal.session import Terminal, cli_actor, os_login, setup_cli_logging
 from commands.approvals import MIN_REASON, break_glass_notice, decide
-from commands.cards.approval import action_data
+from commands.cards.approval import action_data, frozen_words
 from commands.cards.run import render_run_card
 from commands.config import Config
 from commands.plan import Plan
@@ -208,7 +208,7 @@ async def run_change(terminal: Terminal, order: ChangeOrder) -> int:
             f"⚠️ {run.run_id} ({run.environment}) was left running by a process that died: "
             f"marked interrupted, its lock released. `run {run.run_id}` shows where it stopped."
         )
-    reply = await terminal.say(order.words())
+    reply = await terminal.say(order.words(), break_glass=True)
     display.card(reply.card, reply.text, final=False)
     if reply.refused:
         display.result({"refused": True, "reason": reply.extra.get("reason"), "text": reply.text})
@@ -250,11 +250,21 @@ async def _break_glass(terminal: Terminal, request: Request, order: ChangeOrder)
         display.message(f"Refused: {why} ({request.id} withdrawn; nothing ran.)")
         display.result({"refused": True, "reason": decision.code, "text": why})
         return REFUSED
-    text = break_glass_notice(decision.request) + f" — from the break-glass CLI ({terminal.where})."
+    freeze = await services.store.freeze_of(request.environment)
+    overrides = (
+        f" It overrides the freeze: {request.environment} is "
+        f"{frozen_words(freeze, services.config.tz)}."
+        if freeze
+        else ""
+    )
+    text = (
+        break_glass_notice(decision.request)
+        + f" — from the break-glass CLI ({terminal.where}).{overrides}"
+    )
     await services.store.add_notice(request.environment, "break-glass", text)
     display.message(
         f"🚨 BREAK GLASS: {request.id} approved by {terminal.actor.name} ({order.reason}). "
-        "Audited; the alert conversations are told as soon as the bot reaches Teams."
+        f"Audited; the alert conversations are told as soon as the bot reaches Teams.{overrides}"
     )
     return None
 
@@ -383,4 +393,8 @@ def operator_words(args: Any) -> list[str]:
         return ["history", args.environment, *count]
     if command == "cancel":
         return ["cancel", args.run_id]
+    if command == "lock":
+        return ["lock", args.environment, *args.reason.split()]
+    if command == "unlock":
+        return ["unlock", args.environment]
     raise ValueError(f"not an operator command: {command}")

@@ -112,8 +112,10 @@ class Terminal:
             owner=runtime.owner_token,
         )
 
-    async def say(self, text: str) -> Reply:
-        """One command line through the chat's dispatcher (parse, roles, audit)."""
+    async def say(self, text: str, *, break_glass: bool = False) -> Reply:
+        """One command line through the chat's dispatcher (parse, roles, audit);
+        `break_glass`: what it requests is approved by break glass only (a freeze lets the
+        request through; the approval still checks the role, the reason and the policy)."""
         invocation = Invocation(
             text=text,
             actor=self.actor,
@@ -121,5 +123,6 @@ class Terminal:
             conversation_id=self.conversation_id,
             conversation_type="personal",
             correlation_id=f"cli-{secrets.token_hex(6)}",
+            break_glass=break_glass,
         )
         return await self.dispatcher.handle(invocation)

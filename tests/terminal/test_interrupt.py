@@ -17,7 +17,7 @@ from lab.core import Lab
 from tests.lab_fixtures import write_lab_config
 from tests.terminal.cli_process import REASON, start_cli
 from tests.terminal.cli_process import cli as cli_run
-from tests.terminal.test_shared_lock import db_rows, releases, until_held
+from tests.terminal.test_shared_lock import db_rows, mutating_calls, releases, until_held
 
 pytest_plugins = ["tests.lab_fixtures"]
 pytestmark = pytest.mark.slow
@@ -145,3 +145,43 @@ async def test_a_cli_killed_mid_run_leaves_its_run_to_the_next_start_never_locke
     state = lab.state(lab.host_for("Lab"))
     assert releases(lab) == {"1.4.1"}
     assert {s["state"] for s in state["sites"].values()} == {"Started"}
+
+
+async def until_in(log: Path, words: str) -> None:
+    for _ in range(400):
+        if words in log.read_text():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never said {words!r}:\n" + log.read_text())
+
+
+async def test_ctrl_c_before_the_run_exists_starts_nothing_and_exits_cleanly(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """SIGINT while the plan reads the hosts: no traceback, exit 130, the request it made
+    withdrawn (never left pending), no run, nothing changed on the host."""
+    config = write_lab_config(lab, tmp_path / "bot", port=0)
+    host = lab.host_for("Lab")
+    lab.hold(host, "read-state")
+    log = tmp_path / "cli.out"
+    process = start_cli(config, "rollback", "Lab", "--reason", REASON, "--json", log=log)
+    for _ in range(600):
+        if lab.held(host):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the CLI never read the host:\n" + log.read_text())
+    process.send_signal(signal.SIGINT)
+    await until_in(log, "stopping before the run starts")
+    lab.release(host)
+
+    assert await finish(process) == 130, log.read_text()
+    text = log.read_text()
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text
+    assert result(log)["interrupted"] is True
+    db = config.parent / "var" / "mcms-bot.db"
+    requests = db_rows(db, "SELECT * FROM requests")
+    assert [r["state"] for r in requests] == ["rejected"]
+    assert requests[0]["id"] == result(log)["request_id"]
+    assert db_rows(db, "SELECT * FROM runs") == [] and db_rows(db, "SELECT * FROM env_locks") == []
+    assert mutating_calls(lab) == 0 and releases(lab) == {"1.4.2"}

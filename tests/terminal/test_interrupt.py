@@ -228,6 +228,45 @@ class Screen:
         raise AssertionError(f"the terminal never showed {words!r}:\n{self.text[-3000:]}")
 
 
+def on_a_pty(config: Path, *args: str) -> tuple[subprocess.Popen[bytes], Screen, int]:
+    """The CLI with a terminal of 160 columns as stdin, stdout and stderr."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 160, 0, 0))
+    process = subprocess.Popen(
+        cli_argv(config, *args),
+        cwd=ROOT,
+        env=cli_env(TERM="xterm-256color"),
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+    )
+    os.close(slave)
+    return process, Screen(master), master
+
+
+async def test_ctrl_c_at_the_break_glass_question_withdraws_and_starts_nothing(
+    lab: Lab, tmp_path: Path
+) -> None:
+    config = write_lab_config(lab, tmp_path / "bot", port=0)
+    db = config.parent / "var" / "mcms-bot.db"
+    process, screen, master = on_a_pty(config, "rollback", "Lab", "--reason", REASON)
+    try:
+        await screen.until("Break glass: approve")
+        process.send_signal(signal.SIGINT)
+        code = await asyncio.to_thread(process.wait, 60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(master)
+    assert code == 130, screen.text[-3000:]
+    assert "Interrupted before the run started: nothing ran" in screen.text
+    assert "Traceback" not in screen.text
+    assert [r["state"] for r in db_rows(db, "SELECT * FROM requests")] == ["rejected"]
+    assert db_rows(db, "SELECT * FROM runs") == [] and mutating_calls(lab) == 0
+
+
 async def test_on_a_terminal_ctrl_c_asks_over_the_live_display_and_yes_restores(
     lab: Lab, tmp_path: Path
 ) -> None:
@@ -238,19 +277,7 @@ async def test_on_a_terminal_ctrl_c_asks_over_the_live_display_and_yes_restores(
     db = config.parent / "var" / "mcms-bot.db"
     host = lab.host_for("Lab")
     lab.hold(host, "deploy-release")
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 160, 0, 0))
-    process = subprocess.Popen(
-        cli_argv(config, "rollback", "Lab", "--reason", REASON),
-        cwd=ROOT,
-        env=cli_env(TERM="xterm-256color"),
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        start_new_session=True,
-    )
-    os.close(slave)
-    screen = Screen(master)
+    process, screen, master = on_a_pty(config, "rollback", "Lab", "--reason", REASON)
     try:
         await screen.until("Break glass: approve")
         assert "Rollback Lab to 1.4.1?" in screen.text  # the plan, drawn before the question

@@ -150,7 +150,7 @@ async def run_lock(call: CommandCall) -> Reply:
         f"🧊 {env} is frozen since {show(freeze.since, tz)}: no rollback or deploy will be "
         f"requested or approved until an approver types `unlock {env}` — except by break "
         f"glass. The watcher and `smoke` keep running.{waiting}",
-        extra={"frozen": True, "environment": env, "pending": [r.id for r in pending]},
+        extra={"freeze_changed": env, "pending": [r.id for r in pending]},
     )
 
 
@@ -186,7 +186,7 @@ async def run_unlock(call: CommandCall) -> Reply:
     )
     return Reply(
         f"{env} is unfrozen (it was {was}): rollbacks and deploys can be requested again.",
-        extra={"frozen": False, "environment": env},
+        extra={"freeze_changed": env},
     )
 
 

@@ -38,6 +38,15 @@ async def requests_of(chat: Chat) -> int:
         return int(conn.execute("SELECT count(*) FROM requests").fetchone()[0])
 
 
+def latest(chat: Chat, card: dict[str, Any]) -> dict[str, Any]:
+    """The newest edit of a posted card (or the card, never edited)."""
+    puts = chat.puts(chat.card_message_id(card))
+    if not puts:
+        return card
+    content: dict[str, Any] = puts[-1].body["attachments"][0]["content"]
+    return content
+
+
 def releases(chat: Chat) -> set[str]:
     state = chat.lab.state(chat.lab.host_for("Lab"))
     return {s["release"] for s in state["sites"].values()}
@@ -121,7 +130,17 @@ async def test_a_pending_request_is_not_approved_while_frozen_but_break_glass_is
     chat: Chat,
 ) -> None:
     card, request_id = await request_rollback(chat, "rollback Lab")
-    await chat.say(f"lock Lab {WHY}")
+    lock = await chat.say(f"lock Lab {WHY}")
+    assert f"Pending request(s) {request_id} cannot be approved" in lock.text
+    # Everyone's copy of the pending card says why it cannot be approved, before a click.
+    await chat.settle()
+    line = next(t for t in card_texts(latest(chat, card)) if "frozen by" in t)
+    assert shown(line).startswith("**🧊 Lab is frozen by Alex Wilber since ") and WHY in line
+    assert [a["verb"] for a in latest(chat, card)["actions"]] == [
+        "approve",
+        "reject",
+        "break_glass",
+    ]
 
     answer = await chat.click("approve", card)
     assert answer["value"]["code"] == "Frozen"
@@ -130,12 +149,6 @@ async def test_a_pending_request_is_not_approved_while_frozen_but_break_glass_is
     assert await runs_of(chat, request_id) == 0 and mutations(chat) == []
     request = await chat.store.get_request(request_id)
     assert request is not None and request.state == "pending"
-    # Everyone's copy of the pending card now says why it cannot be approved.
-    await chat.settle()
-    edited = chat.puts(chat.card_message_id(card))[-1].body["attachments"][0]["content"]
-    line = next(t for t in card_texts(edited) if "frozen by" in t)
-    assert shown(line).startswith("**🧊 Lab is frozen by Alex Wilber since ") and WHY in line
-    assert [a["verb"] for a in edited["actions"]] == ["approve", "reject", "break_glass"]
 
     data = {**card["actions"][2]["data"], "reason": BREAK}
     glass = await chat.click("break_glass", card, data=data)
@@ -149,10 +162,14 @@ async def test_a_pending_request_is_not_approved_while_frozen_but_break_glass_is
     assert await chat.store.freeze_of("Lab") is not None  # break glass does not unlock
 
 
-async def test_a_request_made_after_unlock_is_approved_as_usual(chat: Chat) -> None:
-    await chat.say(f"lock Lab {WHY}")
-    await chat.say("unlock Lab")
+async def test_unlock_redraws_the_pending_card_and_approve_works_again(chat: Chat) -> None:
     card, request_id = await request_rollback(chat, "rollback Lab")
+    await chat.say(f"lock Lab {WHY}")
+    await chat.settle()
+    assert any("frozen by" in t for t in card_texts(latest(chat, card)))
+    await chat.say("unlock Lab")
+    await chat.settle()
+    assert not any("frozen by" in t for t in card_texts(latest(chat, card)))
     await chat.click("approve", card)
     done = await chat.wait_request(request_id, "succeeded", "failed")
-    assert done.state == "succeeded" and releases(chat) == {"1.4.1"}
+    assert done.state == "succeeded" and not done.break_glass and releases(chat) == {"1.4.1"}

@@ -174,7 +174,7 @@ class Notice:
 
     id: int
     environment: str
-    kind: str  # break-glass | run-failed
+    kind: str  # break-glass | run-failed | freeze
     text: str
     created_at: datetime
     delivered_to: tuple[str, ...] = ()

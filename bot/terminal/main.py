@@ -254,6 +254,11 @@ async def run_change(terminal: Terminal, order: ChangeOrder) -> int:
             return request_id
         approved = await terminal.services.store.get_request(request_id)
         assert approved is not None
+        if stop.requested:
+            terminal.display.message(
+                f"Ctrl-C came while {request_id} was being approved: it is approved, so the run "
+                "starts now — press Ctrl-C again to cancel it (a cancel restores what it changed)."
+            )
         if not terminal.executor.submit(approved):
             return REFUSED
         submitted = True

@@ -2,7 +2,7 @@
 the audit, build the Teams app package.
 
 mcms-bot [run] [--config FILE] [--log-level LEVEL]   serve /api/messages (default command)
-mcms-bot status|smoke|plan|rollback|deploy|cancel|history|run RUN-ID ...
+mcms-bot status|smoke|plan|rollback|deploy|cancel|history|lock|unlock|run RUN-ID ...
                                                      the operator commands, as in chat (below)
 mcms-bot check-config [--config FILE]                exit 0, or 1 listing every problem by key
 mcms-bot audit verify [--dir DIR | --config FILE] [--against PUBLISHED] [--key-env NAME]
@@ -137,22 +137,37 @@ def _app_id_from_config(given: str | None) -> str:
     return app_id
 
 
-OPERATOR_COMMANDS = ("status", "smoke", "plan", "rollback", "deploy", "cancel", "history")
+OPERATOR_COMMANDS = (
+    "status",
+    "smoke",
+    "plan",
+    "rollback",
+    "deploy",
+    "cancel",
+    "history",
+    "lock",
+    "unlock",
+)
 OPERATOR_EPILOG = """\
 operator commands (the break-glass CLI): the same commands, plans, locks, executor, audit
 and timeline as chat, on the bot's host, whether the bot runs or not. You act as the person
 whose [[people]] os_user is your OS login. rollback/deploy are approved by break glass only:
 --reason is required, you need the break_glass role, the environment must allow break
 glass; it is marked in the audit and timeline and announced in the alert conversations
-when the bot reaches Teams. Ctrl-C during a run asks whether to cancel it (a cancel puts
-back what the run changed); the command always waits for the run's end.
+when the bot reaches Teams. A freeze (`lock`) does not stop them — they are break glass —
+but they say they overrode it. lock/unlock need the approver role. Ctrl-C during a run asks
+whether to cancel it (a cancel puts back what the run changed); the command always waits
+for the run's end. Ctrl-C before the run exists (preflight, plan, the approval question)
+stops the command: nothing was started, so there is nothing to cancel (exit status 130).
 
 exit status (operator commands):
   0  succeeded (or answered)
   1  the run failed or was cancelled (restored or not: the output says which); smoke failed
   2  usage or config error: nothing was asked
   3  refused: environment busy (locked by another run), role or break-glass rule, the plan
-     changed before the run (void), or declined at the prompt
+     changed before the run (void), declined at the prompt; lock of a frozen environment,
+     unlock of one that is not
+  130  interrupted (Ctrl-C) before anything was started
 """
 
 
@@ -199,6 +214,15 @@ def _operator_parsers(
         "cancel", parents=parents, help="stop a run at its next step and restore it"
     )
     cancel_p.add_argument("run_id", metavar="RUN-ID")
+    lock_p = sub.add_parser(
+        "lock", parents=parents, help="freeze ENV: no rollback/deploy but by break glass"
+    )
+    lock_p.add_argument("environment", metavar="ENV")
+    lock_p.add_argument(
+        "--reason", required=True, help="why (audited, shown on every card; 10+ characters)"
+    )
+    unlock_p = sub.add_parser("unlock", parents=parents, help="lift the freeze of ENV")
+    unlock_p.add_argument("environment", metavar="ENV")
     history_p = sub.add_parser(
         "history", parents=parents, help="the last N runs and the deployment history"
     )

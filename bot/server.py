@@ -29,6 +29,7 @@ from bot.teams.admission import Refusal, service_url_problem
 from bot.teams.app import TEAMS_KEY, listen_host, make_app
 from bot.teams.auth import AuthConfigError, BotCredentials
 from bot.teams.card_clicks import CardActions
+from bot.teams.freeze_cards import FreezeCards
 from bot.teams.outbound_queue import OutboundQueue, RetryPolicy
 from bot.teams.proactive import TeamsSender
 from bot.teams.reporter import QueueReporter
@@ -88,9 +89,11 @@ def build_app(
             return services.bluegreen.start_switch(request)
         return executors[0].submit(request)
 
-    dispatcher = PolicyApprovedRuns(
-        CommandDispatcher(services, default_registry()), services, submit
+    freeze_cards = FreezeCards(
+        PolicyApprovedRuns(CommandDispatcher(services, default_registry()), services, submit),
+        services,
     )
+    dispatcher = freeze_cards
 
     async def card_action(
         verb: str,
@@ -147,6 +150,7 @@ def build_app(
     )
     reporter = QueueReporter(services, queue)
     services.checks.connect(reporter)  # `check` cards: edited through the same queue
+    freeze_cards.connect(reporter)  # pending approval cards after `lock` / `unlock`
     # Watching and alerting: every proactive post goes through `queue` too; a run that
     # ends badly raises its own alert through the RunAlarm port.
     alerter = Alerter(services, queue, reporter)

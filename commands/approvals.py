@@ -11,7 +11,8 @@ Rules, per environment (`approval` in the config):
 - break glass: a holder of the break_glass role approves alone — own request or not, short
   of the count — where `break_glass = true`, with a reason of 10+ characters; it is marked
   in the audit, the timeline and the card, and announced in the alert conversations;
-- not after expiry; not while the environment is busy.
+- not after expiry; not while the environment is busy; not while it is frozen (`lock`),
+  except by break glass, which then records the freeze it overrode.
 Double clicks, concurrent clicks and Teams' invoke retries yield exactly one decision; the
 others see the card as it stands. Outcomes are values; nothing here runs anything.
 """
@@ -24,13 +25,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from adapters.entra import GroupLookupFailed
-from adapters.store.rows import ApprovalTally, Request
+from adapters.store.rows import ApprovalTally, Freeze, Request
 from commands.bluegreen.lock import pair_busy
 from commands.bluegreen.model import SWITCH_COMMAND, is_pair_approver_by_role
+from commands.cards.approval import frozen_words
 from commands.cards.elements import plain
 from commands.change import busy_refusal
 from commands.config import Approval, Config
 from commands.context import Services, actor_fields
+from commands.freeze import frozen_approval, request_freezes
 from commands.groups import is_approver
 from commands.types import Actor
 
@@ -265,6 +268,9 @@ async def decide(
                 f"{env} does not allow approving your own request. Ask another approver{glass}.",
                 request,
             )
+    freezes = await request_freezes(services, request)
+    if freezes and action.verb != "break_glass":
+        return await refuse("Frozen", frozen_approval(freezes[0], services), request)
     busy = await _busy(services, request)
     if busy:
         return await refuse("Busy", busy, request)
@@ -274,6 +280,7 @@ async def decide(
         actor,
         policy.required_count,
         reason if action.verb == "break_glass" else None,
+        freezes,
     )
 
 
@@ -290,6 +297,7 @@ async def _approve(
     actor: Actor,
     required: int,
     break_glass_reason: str | None,
+    freezes: list[Freeze],
 ) -> Decision:
     who = actor_fields(actor.name, actor.aad_object_id)
     tally = await services.store.add_approval(
@@ -331,7 +339,7 @@ async def _approve(
             f"{tally.count} of {tally.required} by {actor.name} ({request.id})"
         )
         return Decision("partial", refreshed)
-    await _record_approved(services, request, actor, tally, break_glass_reason)
+    await _record_approved(services, request, actor, tally, break_glass_reason, freezes)
     return Decision("approved", refreshed, break_glass=break_glass_reason is not None)
 
 
@@ -341,7 +349,11 @@ async def _record_approved(
     actor: Actor,
     tally: ApprovalTally,
     break_glass_reason: str | None,
+    freezes: list[Freeze],
 ) -> None:
+    tz = services.config.tz
+    # Only break glass approves while frozen: the record says which freeze it overrode.
+    overrode = "; ".join(f"{f.environment} {frozen_words(f, tz)}" for f in freezes)
     detail: dict[str, Any] = {
         "plan_hash": request.plan_hash,
         "approvers": list(tally.names),
@@ -350,6 +362,8 @@ async def _record_approved(
     }
     if break_glass_reason is not None:
         detail["break_glass_reason"] = break_glass_reason
+    if overrode:
+        detail["overrode_freeze"] = overrode
     await services.audit.append(
         "Approved",
         environment=request.environment,
@@ -362,7 +376,9 @@ async def _record_approved(
     by = " + ".join(tally.names) if tally.required > 1 and not glass else actor.name
     await services.timeline.append(
         f"{request.command} {request.environment} → {request.version} approved{glass} by "
-        f"{by} ({request.id})" + (f": {break_glass_reason}" if break_glass_reason else "")
+        f"{by} ({request.id})"
+        + (f": {break_glass_reason}" if break_glass_reason else "")
+        + (f" — overriding the freeze ({overrode})" if overrode else "")
     )
 
 

@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING
 from adapters.packages import Layout, PackageProblem, PackageStore
 from adapters.store.rows import Request
 from commands.bluegreen.lock import pair_busy
-from commands.cards.approval import POLICY_APPROVER, render_approval_card
+from commands.cards.approval import POLICY_APPROVER, render_approval_card, with_freezes
 from commands.config import Environment
 from commands.context import Services, actor_fields
 from commands.drift import component_versions, drift_words, release_versions
+from commands.freeze import freezes_of, frozen_refusal
 from commands.hosts import read_hosts
 from commands.plan import Exclusion, Kind, Plan, ScriptBindError, build_plan
 from commands.registry import CommandCall
@@ -221,6 +222,9 @@ async def request_change(call: CommandCall, kind: Kind, args: tuple[str, ...]) -
     held = await pair_busy(services, environment)
     if held:
         return await refuse(Refusal(held, "pair-busy"))
+    freeze = await services.store.freeze_of(environment)
+    if freeze is not None and not inv.break_glass:
+        return await refuse(Refusal(frozen_refusal(freeze, services), "frozen"))
     exclude = tuple(Exclusion(h, "excluded by request (--exclude)") for h in parsed.exclude)
     plan = await make_plan(services, kind, environment, parsed.version, exclude)
     if isinstance(plan, Refusal):
@@ -338,6 +342,7 @@ async def create_request(call: CommandCall, plan: Plan, origin: str | None = Non
     card = render_approval_card(
         request, plan, services.config.tz, now, break_glass=policy.break_glass
     )
+    card = with_freezes(card, await freezes_of(services, [plan.environment]), services.config.tz)
     text = (
         f"{plan.kind.capitalize()} {plan.environment} {plan.current_version or '?'} → "
         f"{plan.target_version}: waiting for approval ({request.id})."

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 
 from adapters.store.rows import Request
-from commands.cards.approval import render_approval_card
+from commands.cards.approval import frozen_words, render_approval_card, with_freezes
 from commands.change import ChangeArgs, Refusal, make_plan, parse_change_args
 from commands.config import Config
+from commands.freeze import freezes_of
 from commands.parse import closest
 from commands.plan import Exclusion, Kind
 from commands.registry import Command, CommandCall
@@ -94,14 +95,21 @@ async def preview(call: CommandCall, kind: Kind, environment: str, args: ChangeA
         version=plan.target_version,
         current_version=plan.current_version,
     )
-    card = render_approval_card(shown, plan, services.config.tz, now, preview=True)
+    tz = services.config.tz
+    freezes = await freezes_of(services, [environment])
+    card = with_freezes(render_approval_card(shown, plan, tz, now, preview=True), freezes, tz)
+    frozen = "".join(f" {f.environment} is {frozen_words(f, tz)}." for f in freezes)
     text = (
         f"Plan for `{kind} {environment}`: {plan.current_version or '?'} → "
         f"{plan.target_version} ({plan.source}), {len(plan.steps)} steps on "
-        f"{len(plan.hosts)} host(s); plan hash {plan.hash[:12]}. Nothing was requested."
+        f"{len(plan.hosts)} host(s); plan hash {plan.hash[:12]}. Nothing was requested.{frozen}"
     )
     plan_data = json.loads(plan.to_json())
-    return Reply(text, card=card, extra={"plan_hash": plan.hash, "plan": plan_data})
+    return Reply(
+        text,
+        card=card,
+        extra={"plan_hash": plan.hash, "plan": plan_data, "frozen": bool(freezes)},
+    )
 
 
 COMMAND = Command(

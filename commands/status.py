@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Awaitable
 
 from commands.cards import elements as cards
+from commands.cards.approval import frozen_words
 from commands.config import VERSION_PATTERN
 from commands.context import Services
 from commands.drift import ComponentVersion, component_versions, drift_words
@@ -104,6 +105,7 @@ async def _environment_section(
         watch_text = watch_paused(lock.holder_run_id)
     else:
         watch_text = f"every {env.watch.interval_s:g} s"
+    freeze = await services.store.freeze_of(name)
     pools = {s.name: s.app_pool for s in env.components.sites}
     rows: list[list[str]] = []
     colors: list[str | None] = []
@@ -117,6 +119,12 @@ async def _environment_section(
         ("Last smoke", smoke_text),
         ("Run in progress", run_text),
         ("Watch", watch_text),
+        (
+            "Freeze",
+            f"🧊 {frozen_words(freeze, tz)} — `unlock {name}` lifts it"
+            if freeze
+            else "none (`lock " + name + " REASON` freezes it)",
+        ),
     ]
     share_text, share_ok = await share
     facts.append(("Package share", cards.plain(share_text, 1000)))
@@ -124,6 +132,14 @@ async def _environment_section(
         cards.title(f"{name}" + (f" — {env.description}" if env.description else "")),
         cards.facts(facts),
     ]
+    if freeze:
+        body.append(
+            cards.text(
+                f"**🧊 {name} is {frozen_words(freeze, tz)}**: no rollback or deploy until "
+                "an approver unlocks it (break glass excepted).",
+                color="Attention",
+            )
+        )
     if not share_ok:
         body.append(cards.text(f"**Package {cards.plain(share_text, 1000)}**", color="Warning"))
     if drift:

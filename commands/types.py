@@ -29,6 +29,9 @@ class Invocation:
     conversation_id: str
     conversation_type: str  # personal | channel | groupChat
     correlation_id: str  # the inbound activity id: quoted in errors so logs can be found
+    # The break-glass CLI: whatever this requests is approved by break glass or not at all,
+    # so a freeze (commands/freeze.py) does not stop the request itself.
+    break_glass: bool = False
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from adapters.store.rows import (
     ConversationRef,
     Deployment,
+    Freeze,
     HostSwitch,
     InterruptedRun,
     LockResult,
@@ -30,6 +31,7 @@ __all__ = [
     "AlertCard",
     "ConversationRef",
     "Deployment",
+    "Freeze",
     "HostSwitch",
     "InterruptedRun",
     "LockResult",

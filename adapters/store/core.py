@@ -25,6 +25,7 @@ from adapters.clock import Clock, utc_now
 from adapters.store.bookkeeping import ExecStore
 from adapters.store.db import Database, PostgresDatabase, SqliteDatabase
 from adapters.store.flows import FlowStore
+from adapters.store.freezes import FreezeStore
 from adapters.store.pairs import PairStore
 from adapters.store.rows import (
     ConversationRef,
@@ -113,7 +114,7 @@ async def _open_postgres(url: str) -> Database:
     return PostgresDatabase(pool, shown)
 
 
-class Store(ExecStore, WatchStore, PairStore, FlowStore):
+class Store(ExecStore, WatchStore, PairStore, FlowStore, FreezeStore):
     """One connection to the state database; open with `await Store.open(path)`."""
 
     @classmethod

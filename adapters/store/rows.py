@@ -194,10 +194,21 @@ class Notice:
 
     id: int
     environment: str
-    kind: str  # break-glass | run-failed
+    kind: str  # break-glass | run-failed | freeze
     text: str
     created_at: datetime
     delivered_to: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Freeze:
+    """An environment frozen by an approver: no new rollback/deploy but by break glass."""
+
+    environment: str
+    reason: str
+    frozen_by: str
+    frozen_by_id: str | None
+    since: datetime
 
 
 @dataclass(frozen=True)

@@ -86,6 +86,15 @@ class RunStore(StoreBase):
         row = await self._row("SELECT * FROM requests WHERE id = ?", (request_id,))
         return None if row is None else from_row(Request, row)
 
+    async def pending_requests(self, environment: str) -> list[Request]:
+        """The requests of `environment` still waiting for approval, oldest first."""
+        rows = await self._rows(
+            "SELECT * FROM requests WHERE environment = ? AND state = 'pending'"
+            " ORDER BY created_at",
+            (environment,),
+        )
+        return [from_row(Request, r) for r in rows]
+
     async def transition_request(
         self,
         request_id: str,

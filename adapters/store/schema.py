@@ -301,6 +301,18 @@ _V6 = (
     "CREATE INDEX notices_undelivered ON notices (delivered_at, id)",
 )
 
+# Freezes (`lock ENV REASON`): one row per frozen environment, deleted by `unlock`; who
+# froze it and when is kept in the audit and the timeline. One portable CREATE TABLE.
+_FREEZES = (
+    """CREATE TABLE freezes (
+        environment TEXT PRIMARY KEY,
+        reason TEXT NOT NULL,
+        frozen_by TEXT NOT NULL,
+        frozen_by_id TEXT,
+        since TEXT NOT NULL
+    )""",
+)
+
 # High availability (issue 14): until when a run's and a lock's owner (the process of
 # migration 6's `runs.owner`, now also on the lock) holds them — a lease the owning process
 # renews while it lives; another instance takes over what an expired lease left. Named
@@ -308,7 +320,7 @@ _V6 = (
 # which both databases keep (SQLite's rowid has no PostgreSQL twin). Pending finals: a
 # run's final card edit that Teams has not taken yet, kept until delivered so that a
 # surviving instance (or this one, restarted) sends it when its owner is gone.
-_V7 = (
+_V8 = (
     "ALTER TABLE runs ADD COLUMN lease_until TEXT",
     "ALTER TABLE env_locks ADD COLUMN owner TEXT",
     "ALTER TABLE env_locks ADD COLUMN lease_until TEXT",
@@ -350,8 +362,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(5, "blue/green flows; one active flow per pair", _V5),
     Migration(6, "run owners (which process runs it); notices kept until Teams has them", _V6),
+    Migration(7, "freezes: an environment locked against new changes by an approver", _FREEZES),
     Migration(
-        7, "leases of run and lock owners, named leases, approval order, pending finals", _V7
+        8, "leases of run and lock owners, named leases, approval order, pending finals", _V8
     ),
 )
 

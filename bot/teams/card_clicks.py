@@ -22,6 +22,7 @@ from commands.bluegreen.model import SWITCHBACK_VERB
 from commands.cards.alert import ALERT_VERBS
 from commands.cards.requests import render_request_card
 from commands.context import Services
+from commands.freeze import request_freezes
 from commands.types import Actor
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ class CardActions:
                 self._services.config.tz,
                 self._services.now(),
                 break_glass=approval_policy(self._services.config, request).break_glass,
+                freezes=await request_freezes(self._services, request),
             )
             if request is not None
             else None
@@ -86,12 +88,14 @@ class CardActions:
         if decision.outcome == "expired" and request is not None:
             self._services.bluegreen.request_decided(request.id)  # a flow waiting on it ends
         if decision.outcome in ("refused", "expired"):
-            if decision.outcome == "expired" and card is not None and request is not None:
+            # Expired, or frozen after the card was posted: everyone's copy says so now.
+            shown = decision.outcome == "expired" or decision.code == "Frozen"
+            if shown and card is not None and request is not None:
                 await self._edit_for_everyone(
                     request.conversation_id,
                     request.card_activity_id or reply_to_id,
                     card,
-                    f"{request.id}: expired",
+                    f"{request.id}: {'expired' if decision.outcome == 'expired' else 'frozen'}",
                 )
             return CardActionError(decision.code, decision.message)
         if request is None or card is None:  # only refusals come without a request

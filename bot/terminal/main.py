@@ -3,7 +3,8 @@ turn what happened into an exit status.
 
 Exit status: 0 succeeded (or answered), 1 the run failed or was cancelled (restored or not:
 the card says which), or smoke failed; 2 usage or config error (nothing was asked); 3
-refused (the environment is busy, a role or break-glass rule, the plan changed, declined).
+refused (the environment is busy, a role or break-glass rule, the plan changed, declined);
+130 interrupted by Ctrl-C before anything was started (a request made is withdrawn).
 
 A change is the chat's flow with the terminal as its conversation: the request (the same
 plan and approval card), a break-glass approval by this person with the reason given
@@ -30,7 +31,7 @@ from bot.services import AuditKeyMissing, Runtime, open_runtime
 from bot.terminal.display import Display, make_display
 from bot.terminal.session import Terminal, cli_actor, os_login, setup_cli_logging
 from commands.approvals import MIN_REASON, break_glass_notice, decide
-from commands.cards.approval import action_data
+from commands.cards.approval import action_data, frozen_words
 from commands.cards.run import render_run_card
 from commands.config import Config
 from commands.plan import Plan
@@ -38,6 +39,8 @@ from commands.run_card import run_view
 from commands.types import Reply
 
 OK, FAILED, USAGE, REFUSED = 0, 1, 2, 3
+# Ctrl-C before anything was started (128 + SIGINT, as shells report it).
+INTERRUPTED = 130
 # Refusal reasons that mean the command line was wrong, not that a rule said no.
 USAGE_REASONS = frozenset(
     {
@@ -53,6 +56,7 @@ USAGE_REASONS = frozenset(
     }
 )
 FOLLOW_EVERY_S = 1.0
+FORWARD_GRACE_S = 20.0
 # The start of the executor's note when another process settled the request first.
 SETTLED_ELSEWHERE = "the request was settled elsewhere"
 
@@ -195,14 +199,93 @@ class RunWatch:
                 task.cancel()
 
 
+class BeforeTheRun:
+    """Ctrl-C before the run exists: nothing was started, so there is nothing to cancel.
+    The command stops at the next safe point — a host read or a record being written
+    finishes first, an unanswered question is dropped — withdraws the request it made, if
+    any, and exits with INTERRUPTED. Once the run is submitted, RunWatch takes Ctrl-C over."""
+
+    def __init__(self, display: Display) -> None:
+        self._display = display
+        self.requested = False
+        self._question: asyncio.Task[str | None] | None = None
+
+    def install(self) -> None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, self._interrupt)
+
+    def uninstall(self) -> None:
+        asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)
+
+    def _interrupt(self) -> None:
+        if not self.requested:
+            self._display.message(
+                "\nCtrl-C: stopping before the run starts (nothing has been started, so there "
+                "is nothing to cancel; a host read in flight finishes first)."
+            )
+        self.requested = True
+        if self._question is not None:
+            self._question.cancel()
+
+    async def ask(self, question: str) -> str | None:
+        """`ask`, given up at Ctrl-C (None, as at end of input)."""
+        self._question = asyncio.ensure_future(ask(question))
+        try:
+            return await self._question
+        except asyncio.CancelledError:
+            if not self.requested:
+                raise
+            return None
+        finally:
+            self._question = None
+
+
 async def run_change(terminal: Terminal, order: ChangeOrder) -> int:
-    services, display = terminal.services, terminal.display
     if len(order.reason.strip()) < MIN_REASON:
         err(
             f"mcms-bot: --reason must say why in at least {MIN_REASON} characters (it is "
             "audited and announced in the alert channel). Nothing was asked."
         )
         return USAGE
+    stop = BeforeTheRun(terminal.display)
+    stop.install()
+    submitted = False
+    try:
+        request_id = await _request_and_approve(terminal, order, stop)
+        if isinstance(request_id, int):
+            return request_id
+        approved = await terminal.services.store.get_request(request_id)
+        assert approved is not None
+        if stop.requested:
+            terminal.display.message(
+                f"Ctrl-C came while {request_id} was being approved: it is approved, so the run "
+                "starts now — press Ctrl-C again to cancel it (a cancel restores what it changed)."
+            )
+        if not terminal.executor.submit(approved):
+            return REFUSED
+        submitted = True
+    finally:
+        if not submitted:
+            stop.uninstall()
+    # RunWatch installs its own Ctrl-C handler before its first await: no gap after submit.
+    await RunWatch(terminal, request_id).wait()
+    return await _outcome(terminal, request_id)
+
+
+async def _interrupted(terminal: Terminal, request: Request | None) -> int:
+    """Ctrl-C came before the approval: withdraw what was asked, start nothing."""
+    if request is not None:
+        await _withdraw(terminal, request, "interrupted at the terminal (Ctrl-C)")
+    withdrawn = f"; {request.id} withdrawn" if request is not None else ""
+    terminal.display.message(f"Interrupted before the run started: nothing ran{withdrawn}.")
+    terminal.display.result({"interrupted": True, "request_id": request.id if request else None})
+    return INTERRUPTED
+
+
+async def _request_and_approve(
+    terminal: Terminal, order: ChangeOrder, stop: BeforeTheRun
+) -> str | int:
+    """The request, approved by break glass: its id, or the exit status."""
+    services, display = terminal.services, terminal.display
     recovered = await recover(services, settle_approved=False)
     await recovered.release_locks(services)
     for run in recovered.runs:
@@ -210,7 +293,9 @@ async def run_change(terminal: Terminal, order: ChangeOrder) -> int:
             f"⚠️ {run.run_id} ({run.environment}) was left running by a process that died: "
             f"marked interrupted, its lock released. `run {run.run_id}` shows where it stopped."
         )
-    reply = await terminal.say(order.words())
+    if stop.requested:
+        return await _interrupted(terminal, None)
+    reply = await terminal.say(order.words(), break_glass=True)
     display.card(reply.card, reply.text, final=False)
     if reply.refused:
         display.result({"refused": True, "reason": reply.extra.get("reason"), "text": reply.text})
@@ -220,26 +305,30 @@ async def run_change(terminal: Terminal, order: ChangeOrder) -> int:
     request = await services.store.get_request(request_id)
     assert request is not None
     if reply.start_run is None:
-        refused = await _break_glass(terminal, request, order)
+        refused = await _break_glass(terminal, request, order, stop)
         if refused is not None:
             return refused
-    approved = await services.store.get_request(request_id)
-    assert approved is not None
-    if not terminal.executor.submit(approved):
-        return REFUSED
-    await RunWatch(terminal, request_id).wait()
-    return await _outcome(terminal, request_id)
+    elif stop.requested:
+        # Approved by policy already (approval.required = false): it runs, and says so.
+        display.message("The request was approved by policy before Ctrl-C: the run starts.")
+    return request_id
 
 
-async def _break_glass(terminal: Terminal, request: Request, order: ChangeOrder) -> int | None:
+async def _break_glass(
+    terminal: Terminal, request: Request, order: ChangeOrder, stop: BeforeTheRun
+) -> int | None:
     """Approve `request` by break glass; None when approved, else the exit status (and the
     request is withdrawn, so nothing is left pending)."""
     services, display = terminal.services, terminal.display
+    if stop.requested:
+        return await _interrupted(terminal, request)
     if not order.yes and sys.stdin.isatty():
-        answer = await ask(
+        answer = await stop.ask(
             f"Break glass: approve {request.id} alone as {terminal.actor.name} and run it now? "
             "It is audited and announced in the alert channel. [y/N]"
         )
+        if stop.requested:
+            return await _interrupted(terminal, request)
         if not answer or not answer.startswith("y"):
             await _withdraw(terminal, request, "declined at the terminal")
             display.message(f"Not run: {request.id} withdrawn.")
@@ -252,11 +341,21 @@ async def _break_glass(terminal: Terminal, request: Request, order: ChangeOrder)
         display.message(f"Refused: {why} ({request.id} withdrawn; nothing ran.)")
         display.result({"refused": True, "reason": decision.code, "text": why})
         return REFUSED
-    text = break_glass_notice(decision.request) + f" — from the break-glass CLI ({terminal.where})."
+    freeze = await services.store.freeze_of(request.environment)
+    overrides = (
+        f" It overrides the freeze: {request.environment} is "
+        f"{frozen_words(freeze, services.config.tz)}."
+        if freeze
+        else ""
+    )
+    text = (
+        break_glass_notice(decision.request)
+        + f" — from the break-glass CLI ({terminal.where}).{overrides}"
+    )
     await services.store.add_notice(request.environment, "break-glass", text)
     display.message(
         f"🚨 BREAK GLASS: {request.id} approved by {terminal.actor.name} ({order.reason}). "
-        "Audited; the alert conversations are told as soon as the bot reaches Teams."
+        f"Audited; the alert conversations are told as soon as the bot reaches Teams.{overrides}"
     )
     return None
 
@@ -344,6 +443,9 @@ async def session(config: Config, json_output: bool, act: Callable[[Terminal], A
         if renewing is not None:
             renewing.cancel()
         display.close()
+        # A failed run's alert is on its way to OpsGenie: give it time to be taken (what is
+        # not, the bot sends again at its next start).
+        await terminal.forwarder.close(grace_s=FORWARD_GRACE_S)
         await runtime.close()
 
 
@@ -374,7 +476,13 @@ def main_operator(config: Config, args: Any) -> int:
             return await follow_run(terminal, args.run_id)
         return await one_shot(terminal, " ".join(operator_words(args)))
 
-    return asyncio.run(session(config, args.json, act))
+    try:
+        return asyncio.run(session(config, args.json, act))
+    except KeyboardInterrupt:
+        # A one-shot command (status, smoke, plan, history, lock...) or following a run:
+        # nothing of a run is started or cancelled by leaving it.
+        err("mcms-bot: interrupted (Ctrl-C); no run was started or cancelled by this command.")
+        return INTERRUPTED
 
 
 def operator_words(args: Any) -> list[str]:
@@ -394,4 +502,8 @@ def operator_words(args: Any) -> list[str]:
         return ["history", args.environment, *count]
     if command == "cancel":
         return ["cancel", args.run_id]
+    if command == "lock":
+        return ["lock", args.environment, *args.reason.split()]
+    if command == "unlock":
+        return ["unlock", args.environment]
     raise ValueError(f"not an operator command: {command}")

@@ -6,7 +6,8 @@ line into one — the actor is the person the config maps this OS login to
 CommandDispatcher. A change runs on this process's Executor with a TerminalReporter: the
 run's card is drawn here, its records go to the shared store, audit and timeline, and what
 Teams must hear (a break-glass approval, a failed run) is kept in the store as a notice the
-bot delivers to the environment's alert conversations once Teams answers.
+bot delivers to the environment's alert conversations once Teams answers; a failed run also
+raises its run alert, forwarded to OpsGenie from this process.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ import secrets
 import socket
 from pathlib import Path
 
+from bot.forwarder import Forwarder
 from bot.logs import ContextFilter, JsonFormatter
 from bot.ports import RunFailure
+from bot.run_alert_record import record_run_alert
 from bot.runs.executor import Executor
 from bot.services import Runtime, redactor_for
 from bot.terminal.display import Display
@@ -69,22 +72,35 @@ def setup_cli_logging(config: Config) -> None:
 
 
 class NoticeAlarm:
-    """A run of the CLI that ends badly: kept as a notice for the alert conversations."""
+    """A run of the CLI that ends badly raises the same run alert as in chat: the alert
+    row, audit and timeline (bot/run_alert_record.py), forwarded to OpsGenie and the webhook
+    from this process (Teams may be down; the command waits for the forward before it
+    exits, and a create not taken yet is sent again by the bot at its next start), and a
+    notice the bot posts to the alert conversations once Teams answers. The bot's next
+    successful run of the environment resolves it, as any run alert."""
 
-    def __init__(self, runtime: Runtime, where: str) -> None:
-        self._store = runtime.store
+    def __init__(self, runtime: Runtime, where: str, forwarder: Forwarder) -> None:
+        self._services = runtime.services
         self._where = where
+        self._forwarder = forwarder
 
     async def run_failed(self, failure: RunFailure) -> None:
+        services = self._services
+        subscribed = await services.store.subscribers(failure.environment)
+        default = services.config.alerts.default_conversation_id
+        alert = await record_run_alert(
+            services, failure, subscribed or ([default] if default else [])
+        )
+        self._forwarder.forward("raised", alert)
         hosts = f" Hosts now: {' | '.join(failure.hosts)}" if failure.hosts else ""
         note = failure.note or f"see `run {failure.run_id}`"
-        await self._store.add_notice(
+        await services.store.add_notice(
             failure.environment,
             "run-failed",
             f"🔴 {failure.priority}: {failure.kind} {failure.environment} → "
             f"{failure.target_version} {failure.state} ({failure.run_id}, started from the "
             f"break-glass CLI {self._where}): {note} "
-            f"— {failure.outcome}.{hosts}",
+            f"— {failure.outcome}. Alert {alert.id}.{hosts}",
         )
 
     async def run_succeeded(self, environment: str, run_id: str) -> None:
@@ -105,14 +121,17 @@ class Terminal:
         self.tenant_id = self.services.config.teams.allowed_tenants[0]
         self.reporter = TerminalReporter(display, self.conversation_id)
         self.dispatcher = CommandDispatcher(self.services, default_registry())
+        self.forwarder = Forwarder(self.services)
         self.executor = Executor(
             self.services,
             self.reporter,
-            NoticeAlarm(runtime, self.where),
+            NoticeAlarm(runtime, self.where, self.forwarder),
         )
 
-    async def say(self, text: str) -> Reply:
-        """One command line through the chat's dispatcher (parse, roles, audit)."""
+    async def say(self, text: str, *, break_glass: bool = False) -> Reply:
+        """One command line through the chat's dispatcher (parse, roles, audit);
+        `break_glass`: what it requests is approved by break glass only (a freeze lets the
+        request through; the approval still checks the role, the reason and the policy)."""
         invocation = Invocation(
             text=text,
             actor=self.actor,
@@ -120,5 +139,6 @@ class Terminal:
             conversation_id=self.conversation_id,
             conversation_type="personal",
             correlation_id=f"cli-{secrets.token_hex(6)}",
+            break_glass=break_glass,
         )
         return await self.dispatcher.handle(invocation)

@@ -2,7 +2,7 @@
 
 Order of a raise: the alert row (the unique index makes it once-only, across restarts), the
 audit line, the card queued on the outbound queue for each alert conversation, and only
-then OpsGenie and the webhook, in background tasks (bot/watch/forwarder.py): a slow, failing or
+then OpsGenie and the webhook, in background tasks (bot/forwarder.py): a slow, failing or
 hanging sink never blocks or delays a Teams post.
 Every Teams post and edit goes through the per-conversation outbound queue (pacing, 429
 Retry-After, 5xx backoff). Cards are edited for everyone, final, on silence and recovery.
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from collections.abc import Coroutine, Sequence
 from dataclasses import asdict
 from datetime import datetime, timedelta
@@ -20,20 +19,17 @@ from typing import Any
 
 from adapters.smoke import CheckResult
 from adapters.store.watch_rows import Alert
+from bot.forwarder import Forwarder
+from bot.run_alert_record import new_alert_id
 from bot.teams.outbound_queue import OutboundQueue, QueueClosed
 from bot.teams.proactive import OutboundError
 from bot.teams.reporter import QueueReporter
-from bot.watch.forwarder import Forwarder
 from commands.cards.alert import alert_text, check_line, failing, render_alert_card
 from commands.context import Services
 from commands.timefmt import show
 from commands.watch_logic import duration_words
 
 log = logging.getLogger(__name__)
-
-
-def new_alert_id() -> str:
-    return "A-" + secrets.token_hex(4)
 
 
 def checks_of(results: Sequence[CheckResult]) -> list[dict[str, Any]]:

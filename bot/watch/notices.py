@@ -1,11 +1,12 @@
 """Notices the break-glass CLI left for Teams, delivered once Teams takes them.
 
 The CLI cannot post to Teams (it has no Teams connection, and Teams may be down): what the
-alert conversations must hear — a break-glass approval, a run that failed — is kept in the
-store (`notices`). The bot posts each one to the environment's alert conversations through
-the outbound queue, which retries through 429s and outages; a notice is done once every
-conversation has it, and one that cannot be delivered yet is tried again on the next pass
-(also after a restart). A conversation that has it is never posted it again.
+alert conversations must hear — a break-glass approval, a run that failed, a freeze (also
+one set in chat) — is kept in the store (`notices`). The bot posts each one to the
+environment's alert conversations through the outbound queue, which retries through 429s
+and outages; a notice is done once every conversation has it, and one that cannot be
+delivered yet is tried again on the next pass (also after a restart). A conversation that
+has it is never posted it again.
 """
 
 from __future__ import annotations

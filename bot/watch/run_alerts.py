@@ -16,7 +16,8 @@ import logging
 from adapters.store.rows import Flow
 from adapters.store.watch_rows import Alert
 from bot.ports import RunFailure
-from bot.watch.alerts import Alerter, new_alert_id
+from bot.run_alert_record import record_run_alert
+from bot.watch.alerts import Alerter
 from commands.cards.alert import alert_text, render_alert_card
 
 log = logging.getLogger(__name__)
@@ -30,44 +31,9 @@ class RunAlerts:
 
     async def run_failed(self, failure: RunFailure) -> None:
         alerter = self._alerter
-        services = alerter.services
-        alert_id, now = new_alert_id(), services.now()
-        detail = {
-            "priority": failure.priority,
-            "kind": failure.kind,
-            "to": failure.target_version,
-            "state": failure.state,
-            "outcome": failure.outcome,
-            "note": failure.note,
-            "hosts": list(failure.hosts),
-            "request_id": failure.request_id,
-        }
-        await services.store.open_run_alert(
-            alert_id, failure.environment, failure.run_id, now, detail
-        )
-        alert = await services.store.get_alert(alert_id)
-        assert alert is not None
         targets = await alerter.conversations(failure.environment)
-        await services.audit.append(
-            "AlertRaised",
-            environment=failure.environment,
-            run_id=failure.run_id,
-            request_id=failure.request_id,
-            status="open",
-            detail={
-                "alert_id": alert_id,
-                "kind": "run",
-                "priority": failure.priority,
-                "outcome": failure.outcome,
-                "hosts": list(failure.hosts),
-                "conversations": targets,
-            },
-        )
-        await services.timeline.append(
-            f"alert {alert_id} ({failure.priority}) raised: {failure.kind} {failure.environment} "
-            f"{failure.run_id} {failure.state}, {failure.outcome}"
-        )
-        alerter.spawn(self._post(alert, targets), f"run-alert:{alert_id}")
+        alert = await record_run_alert(alerter.services, failure, targets)
+        alerter.spawn(self._post(alert, targets), f"run-alert:{alert.id}")
         alerter.forward("raised", alert)
 
     async def _post(self, alert: Alert, targets: list[str]) -> None:

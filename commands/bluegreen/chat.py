@@ -16,8 +16,10 @@ from adapters.errors import RemoteError
 from adapters.store.rows import Flow
 from commands.bluegreen.lock import busy_words, holding_flow
 from commands.bluegreen.model import new_flow_id
+from commands.cards.approval import frozen_words
 from commands.change import Refusal, busy_refusal, create_request, make_plan
 from commands.context import Services, actor_fields
+from commands.freeze import freezes_of
 from commands.hosts import read_hosts
 from commands.pair_status import slot_version
 from commands.registry import Command, CommandCall
@@ -97,6 +99,16 @@ async def run_bluegreen(call: CommandCall) -> Reply:
         busy = await busy_refusal(services, slot)
         if busy:
             return await _refuse(call, busy, "bluegreen", name)
+    # A flow deploys to the idle slot, then switches traffic between both: either frozen
+    # stops it (there is no break glass for a blue/green flow).
+    for freeze in await freezes_of(services, list(pair.slots)):
+        refusal = Refusal(
+            f"{freeze.environment} is {frozen_words(freeze, services.config.tz)}; a blue/green "
+            f"flow would change it. Nothing was requested. Ask an approver to "
+            f"`unlock {freeze.environment}`.",
+            "frozen",
+        )
+        return await _refuse(call, refusal, "bluegreen", name)
     try:
         farm = await services.routers(pair.router).read_farm(timeout_s=pair.router.step_timeout_s)
     except RemoteError as exc:

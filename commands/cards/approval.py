@@ -12,11 +12,12 @@ everyone. Names, reasons and host errors are escaped (`plain`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from adapters.store.rows import Request
+from adapters.store.rows import Freeze, Request
 from commands.cards import elements as cards
 from commands.plan import Plan, gate_ids
 from commands.timefmt import show
@@ -34,6 +35,31 @@ def approver_words(request: Request) -> str:
     if request.required_approvals > 1 and request.approvers:
         return request.approvers
     return name
+
+
+def frozen_words(freeze: Freeze, tz: ZoneInfo) -> str:
+    """`frozen by Alex Wilber since 2026-12-02 03:12:00 UTC: REASON` (the typed parts escaped)."""
+    return (
+        f"frozen by {cards.plain(freeze.frozen_by, 100)} since {show(freeze.since, tz)}: "
+        f"{cards.plain(freeze.reason, 300)}"
+    )
+
+
+def with_freezes(card: cards.Card, freezes: Sequence[Freeze], tz: ZoneInfo) -> cards.Card:
+    """The card with one line per freeze of the environments it changes, under its title:
+    while one stands, Approve is refused (break glass still approves)."""
+    if not freezes:
+        return card
+    lines = [
+        cards.text(
+            f"**🧊 {f.environment} is {frozen_words(f, tz)}** — Approve is refused until an "
+            f"approver types `unlock {f.environment}`; only break glass approves.",
+            color="Attention",
+        )
+        for f in freezes
+    ]
+    body = list(card["body"])
+    return {**card, "body": [*body[:1], *lines, *body[1:]]}
 
 
 def action_data(request: Request, plan: Plan, verb: str) -> dict[str, Any]:

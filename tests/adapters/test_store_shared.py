@@ -268,3 +268,19 @@ async def test_a_flow_driven_by_a_live_process_is_not_another_ones_to_interrupt(
     finally:
         await a.close()
         await b.close()
+
+
+# --- freezes ---------------------------------------------------------------------------------
+
+
+async def test_a_freeze_is_never_overwritten_and_lifted_once(store: Store) -> None:
+    made = await asyncio.gather(
+        store.freeze("Lab", "incident 42", "Kim", "0000-aaaa", T0),
+        store.freeze("Lab", "other", "Lee", None, T0 + timedelta(minutes=1)),
+    )
+    assert sorted(m for _, m in made) == [False, True]
+    standing = await store.freeze_of("Lab")
+    assert standing is not None and {standing.reason} == {f.reason for f, _ in made}
+    lifted = await asyncio.gather(store.unfreeze("Lab"), store.unfreeze("Lab"))
+    assert sum(f is not None for f in lifted) == 1
+    assert await store.freeze_of("Lab") is None

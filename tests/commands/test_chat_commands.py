@@ -49,6 +49,8 @@ async def test_help_lists_every_command_with_usage_and_who_may_run_it(chat: Chat
         "bluegreen PAIR VERSION",
         "switchback PAIR",
         "cancel RUN-ID",
+        "lock ENVIRONMENT REASON",
+        "unlock ENVIRONMENT",
         "plan [rollback|deploy] ENV [VERSION]",
         "history ENVIRONMENT [N]",
         "run RUN-ID",
@@ -63,6 +65,8 @@ async def test_help_lists_every_command_with_usage_and_who_may_run_it(chat: Chat
     )
     assert by_usage["help"][2] == "anyone in an allowed tenant"
     assert by_usage["switchback PAIR"][2] == "approvers of the pair"
+    assert by_usage["lock ENVIRONMENT REASON"][2] == "approvers of the environment"
+    assert by_usage["unlock ENVIRONMENT"][2] == "approvers of the environment"
     assert reply.path.endswith("/activities/" + reply.body["replyToId"])
     assert chat.winrm_requests() == 0
 

@@ -449,3 +449,32 @@ async def test_users_see_no_failed_request_while_the_chat_flow_switches(chat: Ch
     assert load.failed == 0, load
     assert load.served_by[PROD] > 0 and load.served_by[STAGE] > 0, load.served_by
     assert farm(chat) == LIVE_STAGE
+
+
+async def test_a_frozen_slot_refuses_a_new_flow_and_the_approval_of_its_switch(
+    chat: Chat,
+) -> None:
+    why = "audit of the production farm until noon"
+    await chat.say(f"lock InternalStage {why}", user=ALEX)
+    refused = await chat.say(f"bluegreen prod {VERSION}", user=MEGAN)
+    assert refused.text.startswith("InternalStage is frozen by Alex Wilber since "), refused.text
+    assert "a blue/green flow would change it. Nothing was requested." in refused.text
+    assert await chat.store.active_flow("prod") is None
+    await chat.say("unlock InternalStage", user=ALEX)
+
+    flow_id, deploy_id = await start(chat)
+    await chat.wait_request(deploy_id, "succeeded", "failed")
+    card2 = await card_two(chat, flow_id)
+    # Frozen after card #2 was posted: the switch moves InternalProd's users too.
+    await chat.say(f"lock InternalProd {why}", user=ALEX)
+    answer = await chat.click("approve", card2, user=ALEX)
+    assert answer["value"]["code"] == "Frozen", answer
+    assert "InternalProd is frozen by Alex Wilber" in answer["value"]["message"]
+    await asyncio.sleep(0.5)
+    assert farm(chat) == LIVE_PROD  # nothing switched
+    flow = await chat.store.get_flow(flow_id)
+    assert flow is not None and flow.state == "switch-pending"
+    await chat.say("unlock InternalProd", user=ALEX)
+    await chat.click("approve", card2, user=ALEX)
+    await flow_in(chat, flow_id, "live")
+    assert farm(chat) == LIVE_STAGE

@@ -253,8 +253,9 @@ def test_more_than_ten_suggested_commands_is_a_clear_error() -> None:
 
 def test_a_command_not_suggested_is_left_out_of_the_lists_but_not_out_of_help() -> None:
     lists = build()["bots"][0]["commandLists"]
-    assert all("switchback" not in [c["title"] for c in cl["commands"]] for cl in lists)
-    assert default_registry().get("switchback") is not None
+    for name in ("switchback", "lock", "unlock"):
+        assert all(name not in [c["title"] for c in cl["commands"]] for cl in lists)
+        assert default_registry().get(name) is not None
 
 
 def test_same_inputs_give_the_same_zip_bytes() -> None:

@@ -46,11 +46,17 @@ class Done:
         return found[-1]
 
 
-def cli(config: Path, *args: str, timeout: float = 90, stdin: str = "") -> Done:
+def cli(
+    config: Path,
+    *args: str,
+    timeout: float = 90,
+    stdin: str = "",
+    env: dict[str, str] | None = None,
+) -> Done:
     done = subprocess.run(
         cli_argv(config, *args),
         cwd=ROOT,
-        env=cli_env(),
+        env=cli_env(**(env or {})),
         input=stdin,
         capture_output=True,
         text=True,
@@ -60,11 +66,13 @@ def cli(config: Path, *args: str, timeout: float = 90, stdin: str = "") -> Done:
     return Done(done.returncode, done.stdout, done.stderr)
 
 
-async def acli(config: Path, *args: str, timeout: float = 90) -> Done:
+async def acli(
+    config: Path, *args: str, timeout: float = 90, env: dict[str, str] | None = None
+) -> Done:
     """`cli` without blocking the test's event loop (a fake connector may run on it)."""
     import asyncio
 
-    return await asyncio.to_thread(cli, config, *args, timeout=timeout)
+    return await asyncio.to_thread(cli, config, *args, timeout=timeout, env=env)
 
 
 def start_cli(config: Path, *args: str, log: Path) -> subprocess.Popen[str]:

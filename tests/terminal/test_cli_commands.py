@@ -27,7 +27,19 @@ from tests.terminal.cli_process import REASON, ROOT, cli, cli_env
 pytest_plugins = ["tests.lab_fixtures"]
 pytestmark = pytest.mark.slow
 
-OPERATOR = ("status", "smoke", "plan", "rollback", "deploy", "cancel", "history", "run")
+OPERATOR = (
+    "status",
+    "smoke",
+    "plan",
+    "rollback",
+    "deploy",
+    "cancel",
+    "history",
+    "run",
+    "lock",
+    "unlock",
+)
+WHY = "quarter-end close, no changes until Monday"
 
 
 @pytest.fixture
@@ -204,3 +216,78 @@ def test_an_os_login_mapped_to_nobody_is_refused(lab: Lab, tmp_path: Path) -> No
     done = cli(config, "rollback", "Lab", "--reason", REASON)
     assert done.code == 3 and "is not mapped to a person" in done.err
     assert releases(lab) == {"1.4.2"}
+
+
+def test_cli_lock_freezes_for_chat_and_break_glass_runs_through_it_saying_so(
+    config: Path, lab: Lab
+) -> None:
+    locked = cli(config, "lock", "Lab", "--reason", WHY, "--json")
+    assert locked.code == 0, locked.out + locked.err
+    (freeze,) = rows(config, "SELECT * FROM freezes")
+    assert (freeze["environment"], freeze["frozen_by"], freeze["reason"]) == (
+        "Lab",
+        "Alex Wilber",
+        WHY,
+    )
+    frozen = next(e for e in audit(config) if e["event"] == "Frozen")
+    assert frozen["actor"]["name"] == "Alex Wilber" and frozen["detail"]["reason"] == WHY
+    assert f"Lab frozen by Alex Wilber: {WHY}" in timeline(config)
+
+    again = cli(config, "lock", "Lab", "--reason", "another reason, a later one")
+    assert again.code == 3 and "Lab is already frozen by Alex Wilber since" in again.out
+    assert rows(config, "SELECT reason FROM freezes")[0]["reason"] == WHY
+    status = cli(config, "status", "Lab")
+    line = next(ln for ln in status.out.splitlines() if ln.strip().startswith("Freeze "))
+    assert status.code == 0 and "🧊 frozen by Alex Wilber since" in line and WHY in line
+
+    # The CLI's rollback is break glass: the freeze lets it through, and it says so.
+    done = cli(config, "rollback", "Lab", "--reason", REASON, "--json")
+    assert done.code == 0, done.out + done.err
+    assert releases(lab) == {"1.4.1"}
+    assert "It overrides the freeze: Lab is frozen by Alex Wilber" in done.out
+    approved = next(e for e in audit(config) if e["event"] == "Approved")
+    assert approved["detail"]["break_glass"] is True
+    assert "Lab frozen by Alex Wilber since" in approved["detail"]["overrode_freeze"]
+    notice = next(n for n in rows(config, "SELECT * FROM notices") if n["kind"] == "break-glass")
+    assert "It overrides the freeze" in notice["text"]
+    assert len(rows(config, "SELECT * FROM freezes")) == 1  # break glass does not unlock
+
+    unlocked = cli(config, "unlock", "Lab")
+    assert unlocked.code == 0 and "Lab is unfrozen" in unlocked.out
+    assert rows(config, "SELECT * FROM freezes") == []
+    assert next(e for e in audit(config) if e["event"] == "Unfrozen")["actor"]["name"] == (
+        "Alex Wilber"
+    )
+    twice = cli(config, "unlock", "Lab")
+    assert twice.code == 3 and "Lab is not frozen" in twice.out
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "words"),
+    [
+        (("lock", "Lab", "--reason", "drill"), 2, "say why in 10 to 300 characters"),
+        (("lock", "Lab"), 2, "--reason"),
+        (("lock", "Nowhere", "--reason", WHY), 2, "There is no environment `Nowhere`"),
+        (("unlock", "Nowhere"), 2, "There is no environment `Nowhere`"),
+    ],
+)
+def test_cli_lock_refuses_bad_input_and_freezes_nothing(
+    config: Path, args: tuple[str, ...], code: int, words: str
+) -> None:
+    done = cli(config, *args)
+    assert done.code == code, done.out + done.err
+    assert words in done.out + done.err
+    if (config.parent / "var" / "mcms-bot.db").exists():
+        assert rows(config, "SELECT * FROM freezes") == []
+
+
+def test_cli_lock_needs_the_approver_role(lab: Lab, tmp_path: Path) -> None:
+    """The OS login maps to Megan, an operator: she may not lock (nor unlock)."""
+    config = write_lab_config(lab, tmp_path / "bot", port=0)
+    text = config.read_text().replace('os_user = "*"', 'os_user = "somebody-else"')
+    megan = 'name = "Megan Bowen"\naad_object_id = "00000000-0000-0000-0000-0000000000021"\n'
+    assert megan in text
+    config.write_text(text.replace(megan, megan + 'os_user = "*"\n'))
+    done = cli(config, "lock", "Lab", "--reason", WHY)
+    assert done.code == 3 and "needs the **approver** role for Lab" in done.out + done.err
+    assert rows(config, "SELECT * FROM freezes") == []

@@ -198,3 +198,37 @@ async def test_unsubscribe_stops_alerts_and_subscribing_needs_the_operator_role(
     assert reply.text.startswith("Unsubscribed") and "No conversation gets them now" in reply.text
     assert await chat.store.subscribers("Lab") == []
     assert "was not subscribed" in (await chat.say("unsubscribe Lab")).text
+
+
+async def test_a_frozen_environment_is_still_watched_and_its_start_rollback_is_refused(
+    alert_bot: AlertBot,
+) -> None:
+    """A freeze stops changes, never the eyes: the watcher alerts (Teams and OpsGenie) and
+    `smoke` runs; the alert's Start rollback meets the freeze like a typed rollback."""
+    bot = alert_bot
+    chat = await bot.start()
+    await chat.say("subscribe Lab")
+    await chat.say("lock Lab quarter-end close, no changes until Monday")
+    assert await chat.store.freeze_of("Lab") is not None
+
+    card = await raised_alert(bot, chat)
+    assert card_texts(card)[0].startswith("🔴 Lab: Health failing")
+    await bot.opsgenie.wait_for(lambda calls: len(bot.opsgenie.creates()) >= 1)
+    assert len(events(chat, "AlertRaised")) == 1
+    smoke = await chat.say("smoke Lab")
+    assert "FAIL" in smoke.text
+
+    before = len(chat.replies)
+    answer = await chat.click("start_rollback", card)
+    assert answer["statusCode"] == 200
+
+    def refusal() -> Any:
+        return next(
+            (c for c in chat.replies[before:] if c.text.startswith("Lab is frozen by Alex")),
+            None,
+        )
+
+    await chat.eventually(lambda: refusal() is not None, timeout=10)
+    assert "Nothing was requested. Ask an approver to `unlock Lab`" in refusal().text
+    alert = await chat.store.open_alert_for("Lab")
+    assert alert is not None and alert.rollback_request_id is None

@@ -2,9 +2,9 @@
 PostgreSQL store — whenever another instance's lease runs out.
 
 Before the executor takes work: every run left `running` by a dead process is marked
-`interrupted`, its lock released, its card and conversation told — with the last completed
-step and each host's state read fresh over WinRM (and, when the preflight had read it,
-what each host was before the run, so the operator sees what a manual restore means); an
+`interrupted` (its lock passing to this process until its hosts are settled), its card and
+conversation told — with the last completed step and each host's state read over WinRM
+(and, when the preflight had read it, what each host was before the run); an
 approval that never became a run is marked `interrupted` too. While the bot runs, the same
 path settles a run whose instance stopped renewing its lease (`take_over`): exactly one
 surviving instance does it, without waiting for the dead one to come back. Then the hosts
@@ -75,7 +75,7 @@ _AFTER = {
     "not-restored": "Nothing was restored automatically (on_failure = {on_failure}): check "
     "the hosts below (read just now) and `status {env}` before retrying.",
     "unchanged": "No host had been changed yet: nothing to restore.",
-    "kept": "The change had been verified (smoke passed) before that: it is kept.",
+    "kept": "The change had been verified before that (its smoke or DR gates passed): kept.",
 }
 
 

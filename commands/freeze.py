@@ -194,7 +194,7 @@ LOCK = Command(
     name="lock",
     usage="ENVIRONMENT REASON",
     summary="Freeze an environment: no rollback or deploy is requested or approved (break "
-    "glass excepted) until `unlock`; watcher and smoke go on.",
+    "glass excepted) until an approver unlocks it; watcher and smoke go on.",
     role=None,
     env_arg="required",
     max_extra_args=MAX_REASON_WORDS,

@@ -270,7 +270,7 @@ async def decide(
             )
     freezes = await request_freezes(services, request)
     if freezes and action.verb != "break_glass":
-        return await refuse("Frozen", frozen_approval(freezes[0], services), request)
+        return await refuse("Frozen", frozen_approval(freezes[0], services, request), request)
     busy = await _busy(services, request)
     if busy:
         return await refuse("Busy", busy, request)

@@ -224,7 +224,9 @@ async def request_change(call: CommandCall, kind: Kind, args: tuple[str, ...]) -
         return await refuse(Refusal(held, "pair-busy"))
     freeze = await services.store.freeze_of(environment)
     if freeze is not None and not inv.break_glass:
-        return await refuse(Refusal(frozen_refusal(freeze, services), "frozen"))
+        return await refuse(
+            Refusal(frozen_refusal(freeze, services, kind, parsed.version), "frozen")
+        )
     exclude = tuple(Exclusion(h, "excluded by request (--exclude)") for h in parsed.exclude)
     plan = await make_plan(services, kind, environment, parsed.version, exclude)
     if isinstance(plan, Refusal):

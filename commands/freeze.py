@@ -30,24 +30,42 @@ MAX_FREEZE_REASON = 300
 MAX_REASON_WORDS = 100
 
 
-def frozen_refusal(freeze: Freeze, services: Services) -> str:
-    """Why a rollback/deploy of a frozen environment is not requested, and what to do."""
+def _glass_allowed(services: Services, environment: str) -> bool:
+    env = services.config.environments.get(environment)
+    return env is not None and env.approval.break_glass
+
+
+def frozen_refusal(
+    freeze: Freeze, services: Services, kind: str = "rollback", version: str | None = None
+) -> str:
+    """Why a rollback/deploy of a frozen environment is not requested, and what to do: the
+    break-glass command for this very change, only where the environment allows it."""
     env = freeze.environment
-    return (
+    head = (
         f"{env} is {frozen_words(freeze, services.config.tz)}. Nothing was requested. Ask an "
-        f"approver to `unlock {env}`, or use break glass on the bot's host "
-        f'(`mcms-bot rollback {env} --reason "..."`).'
+        f"approver to `unlock {env}`"
+    )
+    if not _glass_allowed(services, env):
+        return head + " (break glass is off for this environment)."
+    target = f" {version}" if version else (" VERSION" if kind == "deploy" else "")
+    return head + (
+        f', or use break glass on the bot\'s host (`mcms-bot {kind} {env}{target} --reason "..."`).'
     )
 
 
-def frozen_approval(freeze: Freeze, services: Services) -> str:
-    """Why Approve is refused on a card of a frozen environment."""
+def frozen_approval(freeze: Freeze, services: Services, request: Request) -> str:
+    """Why Approve is refused on a card of a frozen environment; break glass is offered only
+    where it exists (the environment allows it; a blue/green switch has none)."""
     env = freeze.environment
-    return (
+    head = (
         f"{env} is {frozen_words(freeze, services.config.tz)}. Nothing was approved; the "
-        f"request stays pending. Ask an approver to `unlock {env}` first — or, in an "
-        "emergency, break glass (the card's Break glass button, or `mcms-bot` on the bot's "
-        "host: audited and announced)."
+        f"request stays pending. Ask an approver to `unlock {env}` first"
+    )
+    if request.command == SWITCH_COMMAND or not _glass_allowed(services, request.environment):
+        return head + "."
+    return head + (
+        " — or, in an emergency, break glass (the card's Break glass button, or `mcms-bot` "
+        "on the bot's host: audited and announced)."
     )
 
 

@@ -11,7 +11,9 @@ import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tests.conftest import MEGAN, card_texts, shown
+import pytest
+
+from tests.conftest import MEGAN, ChatSetup, card_texts, shown
 from tests.runs.test_rollback_bad_paths import mutations, runs_of
 from tests.runs.test_rollback_flow import request_rollback
 
@@ -59,13 +61,18 @@ async def test_a_freeze_refuses_new_rollbacks_and_deploys_until_unlocked(chat: C
     assert freeze is not None and (freeze.frozen_by, freeze.reason) == ("Alex Wilber", WHY)
     assert "Lab is frozen since" in reply.text and "`unlock Lab`" in reply.text
 
-    for text in ("rollback Lab", "deploy Lab 1.4.3", "rollback lab 1.4.0"):
+    # The break-glass way out is the very change asked for, on the bot's host.
+    for text, glass in (
+        ("rollback Lab", "rollback Lab"),
+        ("deploy Lab 1.4.3", "deploy Lab 1.4.3"),
+        ("rollback lab 1.4.0", "rollback Lab 1.4.0"),
+    ):
         refused = await chat.say(text)
         words = shown(refused.text)
         assert words.startswith("Lab is frozen by Alex Wilber since "), words
         assert words.endswith(
             f": {WHY}. Nothing was requested. Ask an approver to `unlock Lab`, or use break "
-            'glass on the bot\'s host (`mcms-bot rollback Lab --reason "..."`).'
+            f'glass on the bot\'s host (`mcms-bot {glass} --reason "..."`).'
         ), words
     assert await requests_of(chat) == 0 and mutations(chat) == []
     refusals = [e for e in audit(chat) if e["event"] == "Refused" and e["status"] == "frozen"]
@@ -146,6 +153,7 @@ async def test_a_pending_request_is_not_approved_while_frozen_but_break_glass_is
     assert answer["value"]["code"] == "Frozen"
     message = shown(answer["value"]["message"])
     assert message.startswith("Lab is frozen by Alex Wilber since ") and WHY in message
+    assert "or, in an emergency, break glass (the card's Break glass button" in message
     assert await runs_of(chat, request_id) == 0 and mutations(chat) == []
     request = await chat.store.get_request(request_id)
     assert request is not None and request.state == "pending"
@@ -173,3 +181,30 @@ async def test_unlock_redraws_the_pending_card_and_approve_works_again(chat: Cha
     await chat.click("approve", card)
     done = await chat.wait_request(request_id, "succeeded", "failed")
     assert done.state == "succeeded" and not done.break_glass and releases(chat) == {"1.4.1"}
+
+
+def lab_without_break_glass(raw: dict[str, Any]) -> None:
+    raw["environments"]["Lab"]["approval"]["break_glass"] = False
+
+
+@pytest.mark.parametrize("chat", [ChatSetup(tweak=lab_without_break_glass)], indirect=True)
+async def test_a_freeze_offers_only_unlock_where_break_glass_is_off(chat: Chat) -> None:
+    # Before the freeze: a pending request, whose Approve the freeze then refuses.
+    await chat.say("rollback Lab")
+    card = chat.cards[-1]
+    await chat.say(f"lock Lab {WHY}")
+
+    refused = shown((await chat.say("deploy Lab 1.4.3")).text)
+    assert refused.endswith(
+        "Nothing was requested. Ask an approver to `unlock Lab` (break glass is off for this "
+        "environment)."
+    ), refused
+    assert "mcms-bot" not in refused
+
+    answer = await chat.click("approve", card)
+    assert answer["value"]["code"] == "Frozen"
+    message = shown(answer["value"]["message"])
+    assert message.endswith(
+        "Nothing was approved; the request stays pending. Ask an approver to `unlock Lab` first."
+    ), message
+    assert await requests_of(chat) == 1 and mutations(chat) == []

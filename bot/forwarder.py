@@ -8,7 +8,9 @@ A create OpsGenie did not take for a reason that may pass (no answer, 429, 5xx) 
 again, `resend_s` later and then doubling, until it is accepted or the alert resolves; the
 audit says which (`delivered` after N rounds, or `abandoned`). A refusal (a wrong key) is
 not resent. At shutdown deliveries get a short grace, then are cancelled; a create still
-waiting for its next round is sent again at the next start (`resume`).
+waiting for its next round is sent again at the next start (`resume`). While the bot runs,
+creates no process is sending any more — the break-glass CLI's page when it had to exit
+before OpsGenie took it, a dead instance's — are adopted once each (`adopt`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine, Sequence
+from datetime import timedelta
 from typing import Any
 
 from adapters.alert_sinks import AlertNotice, AlertSink, Delivery, SinkPolicy
@@ -29,6 +32,9 @@ from commands.context import Services
 log = logging.getLogger(__name__)
 
 RESEND_CAP_S = 900.0
+# An alert younger than this may still be on its way to this process's own `forward` (the
+# raise posts to Teams first): `adopt` leaves it alone.
+ADOPT_AFTER_S = 30.0
 
 
 def alias_of(alert: Alert) -> str:
@@ -68,6 +74,9 @@ class Forwarder:
         self._sinks = sinks or (lambda env: sinks_for(services.config, env))
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = asyncio.Event()
+        # Alerts whose raise this process has forwarded: its own tasks resend those.
+        self._raised: set[str] = set()
+        self._resumed = False  # adopting waits for `resume`, which sends a restart's own
 
     def spawn(self, work: Coroutine[Any, Any, Any], name: str) -> None:
         task = asyncio.create_task(work, name=name)
@@ -77,6 +86,8 @@ class Forwarder:
     def forward(self, event: str, alert: Alert, only: str | None = None) -> None:
         """Deliver `event` ("raised" | "resolved") to every target (or the one named
         `only`), each in its own task."""
+        if event == "raised":
+            self._raised.add(alert.id)
         for sink in self._sinks(alert.environment):
             if only is None or sink.name == only:
                 name = f"{sink.name}:{event}:{alert.id}"
@@ -86,6 +97,26 @@ class Forwarder:
         """At start: send again the OpsGenie creates a stopped bot had not got accepted."""
         for alert in await self._services.store.alerts_to_forward():
             self.forward("raised", alert, only="opsgenie")
+        self._resumed = True
+
+    async def adopt(self, older_than_s: float = ADOPT_AFTER_S) -> int:
+        """While running: send the OpsGenie creates of open alerts this process never
+        forwarded and OpsGenie has not taken (the CLI exited first, or an instance died),
+        once each — then they resend like our own. OpsGenie dedupes creates on the alias,
+        so two instances adopting one alert page once. How many were adopted."""
+        if not self._resumed:
+            return 0
+        cutoff = self._services.now() - timedelta(seconds=older_than_s)
+        adopted = 0
+        for alert in await self._services.store.alerts_to_forward():
+            if alert.id in self._raised or alert.opened_at > cutoff:
+                continue
+            log.warning(
+                "OpsGenie has not taken alert %s (%s): sending it", alert.id, alert.environment
+            )
+            self.forward("raised", alert, only="opsgenie")
+            adopted += 1
+        return adopted
 
     async def _forward_one(self, sink: AlertSink, event: str, alert: Alert) -> None:
         services = self._services

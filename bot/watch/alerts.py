@@ -215,6 +215,10 @@ class Alerter:
         """At start: OpsGenie creates a stopped bot had not got accepted are sent again."""
         await self._forwarder.resume()
 
+    async def adopt(self) -> int:
+        """While running: OpsGenie creates no process is sending any more (`Forwarder.adopt`)."""
+        return await self._forwarder.adopt()
+
     def spawn(self, work: Coroutine[Any, Any, Any], name: str) -> None:
         """Run `work` in the background; `close()` waits for it (briefly) at shutdown."""
         self._forwarder.spawn(work, name)

@@ -6,7 +6,8 @@ one set in chat) — is kept in the store (`notices`). The bot posts each one to
 environment's alert conversations through the outbound queue, which retries through 429s
 and outages; a notice is done once every conversation has it, and one that cannot be
 delivered yet is tried again on the next pass (also after a restart). A conversation that
-has it is never posted it again.
+has it is never posted it again. The same pass adopts the OpsGenie pages nobody is sending
+any more (a CLI that exited before OpsGenie took its page): they are not left for a restart.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ async def notice_loop(services: Services, alerter: Alerter, every_s: float) -> N
     while True:
         try:
             await deliver_notices(services, alerter)
+            await alerter.adopt()
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -9,8 +9,10 @@ OpsGenie P1 and offered "Start rollback" in the middle of the rollback.
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from bot.watch.notices import DEFAULT_EVERY_S as NOTICE_EVERY_S
 from lab.demo import API, PORTAL
 from tests.alert_helpers import lab_runs, watch_config
 from tests.conftest import card_texts
@@ -197,3 +199,39 @@ async def test_a_create_still_owed_at_shutdown_is_sent_at_the_next_start(
     )
     alert = await chat.store.open_alert_for("Lab")
     assert alert is not None and alert.opsgenie_state == "created"
+
+
+async def test_a_page_nobody_is_sending_is_adopted_by_the_running_bot_once(
+    alert_bot: AlertBot,
+) -> None:
+    # What a break-glass CLI leaves when OpsGenie had not taken its page before it exited:
+    # an open alert, its create failed, no process resending it. The bot is already up, so
+    # its start-time resume has passed; the running bot must still page, once.
+    bot = alert_bot
+    chat = await bot.start()
+    now = bot.clock()
+    await chat.store.open_alert("A-cli00001", "Lab", now - timedelta(minutes=2), now, [])
+    await chat.store.set_alert_opsgenie("A-cli00001", "mcms-Lab-A-cli00001", "created-failed")
+    # A younger one may still be on its way to the process that raised it: left alone
+    # (dated ahead, so it stays young however slowly this machine runs the test).
+    young = now + timedelta(minutes=10)
+    await chat.store.open_alert("A-young001", "InternalProd", young, young, [])
+
+    await bot.opsgenie.wait_for(lambda calls: len(calls) >= 1, timeout=30)
+    (create,) = bot.opsgenie.creates()
+    assert create.body["alias"] == "mcms-Lab-A-cli00001"
+
+    async def taken() -> bool:
+        alert = await chat.store.get_alert("A-cli00001")
+        return alert is not None and alert.opsgenie_state == "created"
+
+    async with asyncio.timeout(10):
+        while not await taken():  # the answer is recorded just after OpsGenie has it
+            await asyncio.sleep(0.05)
+    # Later passes neither send it again nor touch the young one.
+    passes = 3
+    await asyncio.sleep(passes * NOTICE_EVERY_S)
+    assert [c.body["alias"] for c in bot.opsgenie.creates()] == ["mcms-Lab-A-cli00001"]
+    # (Lab's checks pass, so the watcher then resolves it: a close, not a second create.)
+    raised = [e for e in events(chat, "AlertForwarded") if e["detail"]["event"] == "raised"]
+    assert [(e["status"], e["detail"]["alert_id"]) for e in raised] == [("delivered", "A-cli00001")]

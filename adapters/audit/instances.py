@@ -1,12 +1,18 @@
 """`audit verify` over instances that share a PostgreSQL store: one chain per instance
 (`<audit_dir>/<instance id>/`), each verified on its own, then their order across instances.
 
-The cross-instance check is about runs, the only records two instances can both write
-about: a run belongs to one instance at a time, and it changes hands only forward (the
-instance it ran on, then the one that took it over when its lease ran out). So, merged by
-time, one run's records never go back to an instance that had handed it on — that would be
-two instances acting on one run at once (a split brain), or clocks further apart than the
-lease. Within one chain, times follow the sequence (the writer reads its clock under the
+The cross-instance check is about runs: a run belongs to one instance at a time, and it
+changes hands only forward (the instance it ran on, then the one that took it over when its
+lease ran out). So, merged by time, one run's records written by whoever runs it — the
+executor's and the recovery's (RUN_OWNER_EVENTS) — never go back to an instance that had
+handed it on: that would be two instances acting on one run at once (a split brain), or
+clocks further apart than the lease. Records any instance may write about a run while
+another runs it (`cancel RUN` handled elsewhere, an alert, a Switch back asked on another
+instance) are not part of that order.
+
+A directory that holds a chain of its own and instance chains beside it (the bot ran alone
+on SQLite, then as instances on PostgreSQL) is verified whole: its own chain and each
+instance's. Within one chain, times follow the sequence (the writer reads its clock under the
 chain's lock), so a time going backwards is reported too.
 """
 
@@ -20,16 +26,37 @@ from itertools import pairwise
 from pathlib import Path
 
 from adapters.audit.chain import HEAD_NAME, day_files
+from adapters.audit.log import AuditEvent
 from adapters.audit.verifier import Problem, VerifyReport, format_report, verify
+
+# What only the instance running a run writes under its id (bot/runs: the executor, its
+# steps and its end; recovery settling it after its owner died).
+RUN_OWNER_EVENTS = frozenset(
+    {
+        AuditEvent.STARTED, AuditEvent.STEP_STARTED, AuditEvent.STEP_SUCCEEDED,
+        AuditEvent.STEP_FAILED, AuditEvent.DEPLOYED, AuditEvent.ROLLED_BACK,
+        AuditEvent.FAILED, AuditEvent.CANCELLED, AuditEvent.INTERRUPTED,
+        "HostsAfterInterrupt", "DrTest",
+    }
+)  # fmt: skip
+
+
+def _is_chain(directory: Path) -> bool:
+    return bool(day_files(directory)) or (directory / HEAD_NAME).exists()
 
 
 def instance_dirs(directory: Path) -> list[Path]:
-    """The per-instance chains under `directory` (none when it is one chain itself)."""
-    if not directory.is_dir() or day_files(directory) or (directory / HEAD_NAME).exists():
+    """The per-instance chains under `directory` (none when it is one chain alone)."""
+    if not directory.is_dir():
         return []
-    return sorted(
-        p for p in directory.iterdir() if p.is_dir() and (day_files(p) or (p / HEAD_NAME).exists())
-    )
+    return sorted(p for p in directory.iterdir() if p.is_dir() and _is_chain(p))
+
+
+def chains_of(directory: Path) -> list[Path]:
+    """Every chain `audit verify` checks in `directory`: its own (the single instance's,
+    or the one it kept from before instances) and each instance's."""
+    own = [directory] if directory.is_dir() and _is_chain(directory) else []
+    return own + instance_dirs(directory)
 
 
 @dataclass(frozen=True)
@@ -39,6 +66,7 @@ class _Said:
     file: str
     line: int
     run_id: str
+    event: str
 
 
 def _records(chain: Path) -> list[_Said]:
@@ -51,8 +79,9 @@ def _records(chain: Path) -> list[_Said]:
             except (ValueError, KeyError, TypeError):
                 continue  # the chain's own verification reports a malformed line
             said.append(
-                _Said(at, chain.name, f"{chain.name}/{path.name}", number, record.get("run_id", ""))
-            )
+                _Said(at, chain.name, f"{chain.name}/{path.name}", number,
+                      record.get("run_id", ""), record.get("event", ""))
+            )  # fmt: skip
     return said
 
 
@@ -70,7 +99,7 @@ def cross_instance_problems(chains: Sequence[Path]) -> list[Problem]:
                             f"({before.at.isoformat()}): this instance's clock went back")
                 )  # fmt: skip
         for s in said:
-            if s.run_id:
+            if s.run_id and s.event in RUN_OWNER_EVENTS:
                 runs.setdefault(s.run_id, []).append(s)
     for run_id, said in runs.items():
         handed_on: set[str] = set()

@@ -484,10 +484,13 @@ def main_verify(
                 file=sys.stderr,
             )
             return 2
-    from adapters.audit.instances import format_instances, instance_dirs, verify_instances
+    from adapters.audit.instances import chains_of, format_instances, verify_instances
 
-    chains = instance_dirs(directory)
-    if chains and against is not None:
+    # One chain per instance (PostgreSQL), beside the directory's own from before, if any:
+    # every one is verified, none left out because another is there.
+    chains = chains_of(directory)
+    alone = chains in ([], [directory])
+    if not alone and against is not None:
         print(
             f"{directory} holds one chain per instance ({', '.join(c.name for c in chains)}): "
             "check published heads against one of them, with --dir "
@@ -496,7 +499,7 @@ def main_verify(
         )
         return 2
     try:
-        if chains:
+        if not alone:
             instances = verify_instances(chains, keys)
             print(format_instances(instances))
             return 0 if instances.ok else 1

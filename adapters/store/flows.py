@@ -56,6 +56,28 @@ class FlowStore(StoreBase):
             if self._owner_gone(r["owner"], r["lease_until"], now, at_start=at_start)
         }
 
+    async def take_over_gone_flows(self) -> list[str]:
+        """While running: the active flows whose owner stopped renewing its lease (an
+        instance died), now this process's to settle — each claimed by exactly one caller
+        cluster-wide (a compare-and-set on the owner and lease that were judged gone). Their
+        ids; this process owns them from here on and renews their lease."""
+        now = to_text(self._clock())
+        taken: list[str] = []
+        async with self._tx() as tx:
+            for row in await tx.fetch(
+                "SELECT id, owner, lease_until FROM bluegreen WHERE active = 1 ORDER BY created_at"
+            ):
+                if not self._owner_gone(row["owner"], row["lease_until"], now, at_start=False):
+                    continue
+                if await tx.execute(
+                    "UPDATE bluegreen SET owner = ?, lease_until = ? WHERE id = ? AND active = 1"
+                    " AND COALESCE(owner, '') = ? AND COALESCE(lease_until, '') = ?",
+                    (self.owner, self._row_lease(), row["id"], row["owner"] or "",
+                     row["lease_until"] or ""),
+                ):  # fmt: skip
+                    taken.append(row["id"])
+        return taken
+
     async def get_flow(self, flow_id: str) -> Flow | None:
         row = await self._row("SELECT * FROM bluegreen WHERE id = ?", (flow_id,))
         return None if row is None else from_row(Flow, row)

@@ -185,7 +185,8 @@ class PendingFinal:
     activity_id: str | None  # None: post it as a new message
     text: str
     card_json: str | None
-    owner: str
+    owner: str  # the process that kept it ("" once released after a failed delivery)
+    attempts: int = 0  # deliveries the outbound queue gave up on so far
 
 
 @dataclass(frozen=True)

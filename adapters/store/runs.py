@@ -386,28 +386,53 @@ class RunStore(StoreBase):
     # --- final card states for Teams, kept until delivered ------------------------------
 
     async def keep_final(
-        self, conversation_id: str, activity_id: str | None, text: str, card_json: str | None
+        self,
+        conversation_id: str,
+        activity_id: str | None,
+        text: str,
+        card_json: str | None,
+        message_key: str | None = None,
     ) -> int:
         """Keep a final card state this process is about to send; its id (`final_sent`
-        drops it once Teams has it). An earlier kept state of the same message is dropped:
-        the newest final state wins, as in the outbound queue."""
+        drops it once Teams has it). An earlier kept state of the same message is dropped —
+        the same Teams id, or the same `message_key` (the outbound queue's key of a post not
+        delivered yet): the newest final state wins, as in the outbound queue, and a
+        survivor never posts one message's finals as several new messages."""
+        key = f"{self.owner}/{message_key}" if message_key is not None else None
         async with self._tx() as tx:
-            if activity_id is not None:
-                await tx.execute(
-                    "DELETE FROM pending_finals WHERE conversation_id = ? AND activity_id = ?",
-                    (conversation_id, activity_id),
-                )
+            await tx.execute(
+                "DELETE FROM pending_finals WHERE conversation_id = ?"
+                " AND (activity_id = ? OR message_key = ?)",
+                (conversation_id, activity_id, key),
+            )
             row = await tx.fetchone(
                 "INSERT INTO pending_finals (conversation_id, activity_id, text, card_json,"
-                " owner, lease_until, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                " owner, lease_until, created_at, message_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " RETURNING id",
                 (conversation_id, activity_id, text, card_json, self.owner, self._row_lease(),
-                 to_text(self._clock())),
+                 to_text(self._clock()), key),
             )  # fmt: skip
         assert row is not None
         return int(row[0])
 
     async def final_sent(self, final_id: int) -> None:
         await self._write("DELETE FROM pending_finals WHERE id = ?", (final_id,))
+
+    async def final_failed(self, final_id: int, max_attempts: int) -> PendingFinal | None:
+        """The outbound queue gave up on a kept final state (Teams refused it, or retries
+        ran out): count the attempt and release it — no owner, no lease — so the next
+        `claim_orphaned_finals` anywhere (this process too) tries it again. After
+        `max_attempts` it is dropped instead, and returned (to be logged)."""
+        async with self._tx() as tx:
+            row = await tx.fetchone(
+                "UPDATE pending_finals SET attempts = attempts + 1, owner = '',"
+                " lease_until = NULL WHERE id = ? RETURNING *",
+                (final_id,),
+            )
+            if row is None or row["attempts"] < max_attempts:
+                return None
+            await tx.execute("DELETE FROM pending_finals WHERE id = ?", (final_id,))
+        return _pending_final(row)
 
     async def claim_orphaned_finals(self) -> list[PendingFinal]:
         """The kept final states whose owner is gone, now this process's to deliver (each
@@ -424,16 +449,7 @@ class RunStore(StoreBase):
                     (self.owner, self._row_lease(), row["id"], row["owner"],
                      row["lease_until"] or ""),
                 ):  # fmt: skip
-                    claimed.append(
-                        PendingFinal(
-                            row["id"],
-                            row["conversation_id"],
-                            row["activity_id"],
-                            row["text"],
-                            row["card_json"],
-                            row["owner"],
-                        )
-                    )
+                    claimed.append(_pending_final(row))
         return claimed
 
     # --- notices for Teams, kept until delivered ------------------------------------------
@@ -518,6 +534,13 @@ _APPROVALS = (
     "SELECT approver_id, approver_name FROM approvals WHERE request_id = ?"
     " ORDER BY COALESCE(seq, 0), at, approver_id"
 )
+
+
+def _pending_final(row: DbRow) -> PendingFinal:
+    return PendingFinal(
+        row["id"], row["conversation_id"], row["activity_id"], row["text"], row["card_json"],
+        row["owner"], row["attempts"],
+    )  # fmt: skip
 
 
 def _lock_result(row: DbRow, *, acquired: bool) -> LockResult:

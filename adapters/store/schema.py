@@ -353,6 +353,15 @@ _V8 = (
     )""",
 )
 
+# Pending finals the outbound queue gave up on: how often they were tried (a final Teams
+# refuses for good is dropped after a few), and which message of its process a final
+# belongs to while that message has no Teams id yet (`owner/queue key`): only the newest
+# final of a message is kept, so a survivor never posts several.
+_V9 = (
+    "ALTER TABLE pending_finals ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE pending_finals ADD COLUMN message_key TEXT",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "requests, runs, steps, deployments, conversations, watcher, locks, smoke", _V1),
     Migration(2, "since when each blue/green pair's live slot is live", _V2),
@@ -366,6 +375,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         8, "leases of run and lock owners, named leases, approval order, pending finals", _V8
     ),
+    Migration(9, "pending finals: delivery attempts and the message they belong to", _V9),
 )
 
 

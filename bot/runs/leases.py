@@ -1,12 +1,12 @@
 """Keeping this instance's leases and taking over a dead instance's runs (PostgreSQL only).
 
 Every third of the lease this instance renews everything it owns — running runs, their
-environment locks, the watcher leases, its kept final card states — and settles what an
-instance that stopped renewing left: its runs interrupted, their hosts restored per
-on_failure, their locks freed, their conversations told, its undelivered final card states
-sent — each by exactly one survivor (adapters/store/runs.py). With SQLite there is one
-instance, and a restart settles everything at start (recovery.py), so this loop does not
-run.
+environment locks, the watcher leases, its kept final card states, its blue/green flows —
+and settles what an instance that stopped renewing left: its runs interrupted, their hosts
+restored per on_failure, their locks freed, their conversations told, its blue/green flows
+interrupted (the router read and told), its undelivered final card states sent — each by
+exactly one survivor (adapters/store/runs.py, flows.py). With SQLite there is one instance,
+and a restart settles everything at start (recovery.py), so this loop does not run.
 """
 
 from __future__ import annotations
@@ -39,6 +39,9 @@ async def lease_once(
     """Renew ours, then settle the dead ones'; how many runs were taken over."""
     await renew(services.store)
     recovered = await take_over(services)
+    # A dead instance's blue/green flows: else their pair stays held until a restart.
+    for flow_id in await services.bluegreen.take_over():
+        log.warning("took over a blue/green flow of a lost instance", extra={"run_id": flow_id})
     if resume_finals is not None:
         await resume_finals()
     for run in recovered.runs:

@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
 OnSent = Callable[[str], Awaitable[None]]
+# Told when the queue gives up on a post or a final edit (refused for good, or retried past
+# its deadline): whoever kept it for a later try (a pending final) hears it will not come.
+OnGaveUp = Callable[[], Awaitable[None]]
 
 # Message keys handed out by enqueue_post and still resolvable by a later edit; a run edits
 # its progress card for minutes, far fewer than this many posts later.
@@ -101,6 +104,7 @@ class _Post:
     card: dict[str, Any] | None
     result: asyncio.Future[str]
     on_sent: OnSent | None = None
+    on_gave_up: OnGaveUp | None = None
 
 
 @dataclass
@@ -114,6 +118,7 @@ class _Edit:
     final: bool
     version: int = 0  # bumped on every merge; each version is either sent or superseded
     on_sent: OnSent | None = None  # told the Teams id once a final state is delivered
+    on_gave_up: OnGaveUp | None = None  # told when a final state will not be delivered
 
 
 @dataclass
@@ -173,10 +178,12 @@ class OutboundQueue:
         card: dict[str, Any] | None = None,
         *,
         on_sent: OnSent | None = None,
+        on_gave_up: OnGaveUp | None = None,
     ) -> str:
         """Queue a new message and return at once: a key `update` accepts for it.
 
-        `on_sent(activity_id)` runs (in the background) once Teams has the message.
+        `on_sent(activity_id)` runs (in the background) once Teams has the message,
+        `on_gave_up()` once the queue gave up on it.
         Raises QueueClosed when the queue is closed.
         """
         result: asyncio.Future[str] = asyncio.get_running_loop().create_future()
@@ -186,7 +193,7 @@ class OutboundQueue:
         self._keys[key] = result
         while len(self._keys) > KEYS_KEPT:
             self._keys.popitem(last=False)
-        lane.jobs.append(_Post(ref_json, text, card, result, on_sent))
+        lane.jobs.append(_Post(ref_json, text, card, result, on_sent, on_gave_up))
         self._wake(lane)
         return key
 
@@ -199,21 +206,25 @@ class OutboundQueue:
         *,
         final: bool = False,
         on_sent: OnSent | None = None,
+        on_gave_up: OnGaveUp | None = None,
     ) -> None:
         """Queue an edit of message `activity_id` (a Teams id, or a key from enqueue_post);
         it replaces an older undelivered non-final one.
 
         Returns at once; `flush()` waits for delivery, `on_failure` hears of a failure,
-        `on_sent` (a final edit's) hears of its delivery.
+        `on_sent` (a final edit's) hears of its delivery, `on_gave_up` of the queue giving
+        up on it.
         """
         lane = self._lane(ref_json)
         edit = lane.open_edits.get(activity_id)
         if edit is None:
-            edit = _Edit(ref_json, activity_id, text, card, final, on_sent=on_sent)
+            edit = _Edit(
+                ref_json, activity_id, text, card, final, on_sent=on_sent, on_gave_up=on_gave_up
+            )
             lane.jobs.append(edit)
         else:
             edit.ref_json, edit.text, edit.card, edit.final = ref_json, text, card, final
-            edit.on_sent = on_sent
+            edit.on_sent, edit.on_gave_up = on_sent, on_gave_up
             edit.version += 1
         if final:
             lane.open_edits.pop(activity_id, None)  # a final state is never overwritten
@@ -298,6 +309,8 @@ class OutboundQueue:
                     )
                     if not post.result.done():
                         post.result.set_exception(error)
+                    if post.on_gave_up is not None:
+                        self._background(post.on_gave_up(), lane)
                     return
                 continue
             self.stats.sent_total += 1
@@ -347,8 +360,10 @@ class OutboundQueue:
                 result.add_done_callback(_ignore_unretrieved)
                 self._finish_edit(lane, edit, 1, failed=False)
                 await self._send_post(
-                    lane, _Post(edit.ref_json, edit.text, edit.card, result, edit.on_sent)
-                )
+                    lane,
+                    _Post(edit.ref_json, edit.text, edit.card, result, edit.on_sent,
+                          edit.on_gave_up),
+                )  # fmt: skip
             else:
                 self._finish_edit(lane, edit, 0, failed=True)
             return
@@ -370,6 +385,8 @@ class OutboundQueue:
                         lane.conversation_id, "edit", edit.activity_id, edit.final, error
                     )
                     self._report(lane, failure)
+                    if edit.final and edit.on_gave_up is not None:
+                        self._background(edit.on_gave_up(), lane)
                     return
                 continue
             self.stats.sent_total += 1

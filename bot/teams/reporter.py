@@ -8,7 +8,10 @@ waits, because chat is down.
 
 A final card state (a run's end) is also kept in the store until Teams has it
 (`keep_final`): the queue lives in this process, and if the process dies while Teams is
-down, another instance — or this one, restarted — delivers it (`resume_finals`).
+down, another instance — or this one, restarted — delivers it (`resume_finals`). When the
+queue gives up on one (Teams refused it, or retries ran out), it is released for the next
+`resume_finals` pass — of any instance, this one too — instead of being renewed here for as
+long as this process lives; after FINAL_ATTEMPTS such give-ups it is logged and dropped.
 """
 
 from __future__ import annotations
@@ -19,10 +22,14 @@ from typing import Any
 
 from adapters.store.rows import PendingFinal
 from bot.ports import OnSent
-from bot.teams.outbound_queue import OutboundQueue, QueueClosed
+from bot.teams.outbound_queue import OnGaveUp, OutboundQueue, QueueClosed
 from commands.context import Services
 
 log = logging.getLogger(__name__)
+
+# Deliveries of one kept final state the queue may give up on before it is dropped: a card
+# Teams refuses for good must not be retried forever.
+FINAL_ATTEMPTS = 5
 
 
 class QueueReporter:
@@ -66,35 +73,57 @@ class QueueReporter:
         ref = await self._ref(conversation_id)
         if ref is None:
             return
-        on_sent = None
+        on_sent = on_gave_up = None
         if final:
-            on_sent = await self._keep(conversation_id, message, text, card)
+            kept = await self._keep(conversation_id, message, text, card)
+            if kept is not None:
+                on_sent, on_gave_up = self._sent(kept), self._gave_up(kept)
         try:
-            self._queue.update(ref, message, text, card, final=final, on_sent=on_sent)
+            self._queue.update(
+                ref, message, text, card, final=final, on_sent=on_sent, on_gave_up=on_gave_up
+            )
         except QueueClosed as exc:
             log.error("could not edit %s in %s: %s", message, conversation_id, exc)
 
     async def _keep(
         self, conversation_id: str, message: str, text: str, card: dict[str, Any] | None
-    ) -> OnSent | None:
-        """Keep the final state in the store until delivered; None if the store failed
-        (the queue still sends it — only a death of this process would lose it then)."""
+    ) -> int | None:
+        """Keep the final state in the store until delivered: its id; None if the store
+        failed (the queue still sends it — only a death of this process would lose it then)."""
         # A queue key names a post of this process: another process can edit it only by
         # the Teams id it got; one not delivered yet would go out as a new message.
         activity_id = self._queue.delivered_id(message)
         store = self._services.store
         try:
-            kept = await store.keep_final(
-                conversation_id, activity_id, text, json.dumps(card) if card else None
-            )
+            return await store.keep_final(
+                conversation_id, activity_id, text, json.dumps(card) if card else None,
+                message_key=message,
+            )  # fmt: skip
         except Exception:
             log.exception("could not keep a final card state in the store")
             return None
 
+    def _sent(self, final_id: int) -> OnSent:
         async def sent(_: str) -> None:
-            await store.final_sent(kept)
+            await self._services.store.final_sent(final_id)
 
         return sent
+
+    def _gave_up(self, final_id: int) -> OnGaveUp:
+        async def gave_up() -> None:
+            await self._release(final_id)
+
+        return gave_up
+
+    async def _release(self, final_id: int) -> None:
+        """Not delivered: let the next `resume_finals` pass try it again, or drop it."""
+        dropped = await self._services.store.final_failed(final_id, FINAL_ATTEMPTS)
+        if dropped is not None:
+            log.error(
+                "a final card state was not delivered after %d attempts; dropped: %s",
+                dropped.attempts, dropped.text,
+                extra={"conversation_id": dropped.conversation_id},
+            )  # fmt: skip
 
     async def resume_finals(self) -> int:
         """Deliver the final card states a dead process left undelivered (claimed from the
@@ -107,12 +136,10 @@ class QueueReporter:
     async def _resend(self, final: PendingFinal) -> None:
         ref = await self._ref(final.conversation_id)
         if ref is None:
+            await self._release(final.id)  # else it would be ours, renewed, forever
             return
-        store = self._services.store
         card = json.loads(final.card_json) if final.card_json else None
-
-        async def sent(_: str) -> None:
-            await store.final_sent(final.id)
+        sent, gave_up = self._sent(final.id), self._gave_up(final.id)
 
         log.info(
             "delivering a final card state left by %s", final.owner,
@@ -120,10 +147,11 @@ class QueueReporter:
         )  # fmt: skip
         try:
             if final.activity_id is None:
-                self._queue.enqueue_post(ref, final.text, card, on_sent=sent)
+                self._queue.enqueue_post(ref, final.text, card, on_sent=sent, on_gave_up=gave_up)
             else:
                 self._queue.update(
-                    ref, final.activity_id, final.text, card, final=True, on_sent=sent
-                )
+                    ref, final.activity_id, final.text, card, final=True, on_sent=sent,
+                    on_gave_up=gave_up,
+                )  # fmt: skip
         except QueueClosed as exc:
             log.error("could not deliver a kept final state: %s", exc)

@@ -31,7 +31,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from typing import Any, Protocol
@@ -126,6 +126,18 @@ def step_words(outcome: StepOutcome) -> str:
     if outcome.problems:
         text += ": " + "; ".join(outcome.problems)
     return text
+
+
+@dataclass(frozen=True)
+class _When:
+    """Who stopped and when the router was read, in an interrupted flow's note."""
+
+    who: str
+    read: str
+
+
+_AT_RESTART = _When("the bot", "at restart")
+_AT_TAKEOVER = _When("the bot instance driving it", "when another instance took it over")
 
 
 @dataclass
@@ -263,10 +275,29 @@ class BlueGreenFlows:
     async def recover(self) -> list[str]:
         """At start: flows a dead process left mid-way become `interrupted`; each
         conversation is told what the router says now. Returns their ids."""
+        # Instances sharing PostgreSQL: a flow another live process drives is its own.
+        gone = await self._need().store.gone_flow_ids(at_start=True)
+        return await self._interrupt(gone, _AT_RESTART)
+
+    async def take_over(self) -> list[str]:
+        """While running (the lease loop, PostgreSQL): claim the flows an instance that
+        stopped renewing its lease left — exactly one survivor gets each — and settle them
+        as a start would, in the background (reading the router may be slow). Without
+        this, a dead instance's flow would hold its pair until some instance restarted.
+        Returns the ids claimed."""
+        taken = await self._need().store.take_over_gone_flows()
+        if taken:
+            self._spawn(self._settle_taken(set(taken)), "bluegreen-takeover")
+        return taken
+
+    async def _settle_taken(self, taken: set[str]) -> None:
+        await self._interrupt(taken, _AT_TAKEOVER)
+
+    async def _interrupt(self, gone: Collection[str], when: _When) -> list[str]:
+        """Flows of `gone` left mid-way become `interrupted` (a waiting one ends once its
+        request is dead); each conversation is told what the router says now."""
         services = self._need()
         told = []
-        # Instances sharing PostgreSQL: a flow another live process drives is its own.
-        gone = await services.store.gone_flow_ids(at_start=True)
         for flow in await services.store.active_flows():
             if flow.id not in gone:
                 continue
@@ -278,8 +309,8 @@ class BlueGreenFlows:
             stuck_at = f"{flow.state}" + (f", at step: {flow.step}" if flow.step else "")
             router_now = await self._router_now(flow)
             note = (
-                f"Interrupted: the bot stopped during {stuck_at}. The router, read at restart: "
-                f"{router_now}. Nothing was changed at restart."
+                f"Interrupted: {when.who} stopped during {stuck_at}. The router, read "
+                f"{when.read}: {router_now}. Nothing was changed {when.read}."
                 + (
                     f" To put all traffic on {flow.from_slot}: `switchback {flow.pair}`."
                     if not flow.switchback_by

@@ -93,3 +93,56 @@ def test_a_single_chain_directory_is_verified_as_before(tmp_path: Path) -> None:
     AuditLog(tmp_path / "one", KST, clock=clock, key=KEY).append_sync("Started")
     assert instance_dirs(tmp_path / "one") == []
     assert main_verify(tmp_path / "one", [KEY]) == 0
+
+
+def test_a_cancel_handled_by_another_instance_is_not_two_instances_acting_on_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`cancel RUN` reaches bot-b while bot-a runs the run: bot-b writes CancelRequested
+    under the run's id, bot-a goes on and ends it — one run, one runner."""
+    a, b, clock = chains(tmp_path)
+    a.append_sync("Started", environment="Lab", request_id="q1", run_id="run-1")
+    clock.advance(timedelta(seconds=1))
+    a.append_sync("StepStarted", environment="Lab", run_id="run-1", step="stop_site")
+    clock.advance(timedelta(seconds=1))
+    b.append_sync("CancelRequested", environment="Lab", run_id="run-1", status="accepted")
+    clock.advance(timedelta(seconds=1))
+    a.append_sync("StepSucceeded", environment="Lab", run_id="run-1", step="stop_site")
+    a.append_sync("Cancelled", environment="Lab", run_id="run-1", status="cancelled")
+    report = verify_instances(instance_dirs(tmp_path / "notifications"), [KEY])
+    assert report.ok, report.order
+    assert main_verify(tmp_path / "notifications", [KEY]) == 0
+    assert "Across instances (bot-a, bot-b): OK" in capsys.readouterr().out
+
+
+def legacy_root_and_instances(tmp_path: Path) -> Path:
+    """The bot ran alone on SQLite (its chain in the root), then as two instances."""
+    root = tmp_path / "notifications"
+    clock = ManualClock(START - timedelta(days=3))
+    alone = AuditLog(root, KST, clock=clock, key=KEY)
+    alone.append_sync("Started", environment="Lab", request_id="q0", run_id="run-0")
+    alone.append_sync("Deployed", environment="Lab", request_id="q0", run_id="run-0")
+    taken_over(tmp_path)
+    return root
+
+
+def test_instance_chains_beside_a_root_chain_are_verified_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = legacy_root_and_instances(tmp_path)
+    assert main_verify(root, [KEY]) == 0
+    out = capsys.readouterr().out
+    assert "notifications: OK" in out and "bot-a: OK" in out and "bot-b: OK" in out
+
+
+def test_a_tampered_instance_chain_beside_a_root_chain_is_detected(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = legacy_root_and_instances(tmp_path)
+    (day,) = (root / "bot-b").glob("*.jsonl")
+    lines = read_lines(day)
+    lines[0] = lines[0].replace('"Lab"', '"Prod"')
+    write_back(day, lines)
+    assert main_verify(root, [KEY]) == 1
+    out = capsys.readouterr().out
+    assert "notifications: OK" in out and "bot-b: FAILED" in out, out

@@ -270,6 +270,97 @@ async def test_a_flow_driven_by_a_live_process_is_not_another_ones_to_interrupt(
         await b.close()
 
 
+async def test_a_dead_owners_flow_is_taken_over_by_exactly_one_live_instance(
+    store_target: Path | str, tmp_path: Path
+) -> None:
+    """The lease loop's takeover: of instances claiming at once, one gets the flow; once
+    claimed it is that live instance's, and nobody takes it again (nor a live one's flow)."""
+    clock = ManualClock(T0)
+    # Live instances: their lock files (SQLite, one machine) and their leases (PostgreSQL).
+    where = store_target if isinstance(store_target, Path) else tmp_path / "marks" / "db"
+    where.parent.mkdir(parents=True, exist_ok=True)
+    marks = [ProcessMark(where, "bot") for _ in range(2)]
+    dead = await Store.open(store_target, clock=clock, owner="bot-dead-0-00", lease_s=15)
+    a, b = [
+        await Store.open(store_target, clock=clock, owner=m.token, marks=where, lease_s=15)
+        for m in marks
+    ]
+    try:
+        assert await dead.create_flow(flow("f1")) is not None
+        assert await a.create_flow(flow("f2", pair="Other")) is not None
+        await dead.close()
+        if isinstance(store_target, str):
+            assert await b.take_over_gone_flows() == [], "the lease still runs"
+            clock.advance(timedelta(seconds=16))  # the dead one stopped renewing
+            await a.renew_leases()
+        claims = await asyncio.gather(
+            *(s.take_over_gone_flows() for s in (a, b, a, b, b))
+        )  # fmt: skip
+        assert sorted(c for claim in claims for c in claim) == ["f1"], claims
+        taker, other = (a, b) if ["f1"] in claims[0::2] else (b, a)
+        assert await other.take_over_gone_flows() == [], "the taker lives: it is its own"
+        assert await taker.take_over_gone_flows() == []
+        if isinstance(store_target, str):
+            clock.advance(timedelta(seconds=10))
+            await a.renew_leases()
+            await b.renew_leases()
+            clock.advance(timedelta(seconds=10))
+            assert await other.take_over_gone_flows() == [], "renewed by its taker"
+        f1 = await taker.get_flow("f1")
+        assert f1 is not None and f1.state == "deploy-pending" and f1.active
+    finally:
+        await a.close()
+        await b.close()
+        for m in marks:
+            m.close()
+
+
+# --- pending finals ------------------------------------------------------------------------
+
+
+async def test_only_the_newest_final_of_a_message_is_kept_even_before_teams_gave_it_an_id(
+    store: Store, store_target: Path | str
+) -> None:
+    """A message whose post has not reached Teams has no Teams id yet: its finals are told
+    apart by the queue's key, so a survivor would post it once, not once per final."""
+    await store.keep_final("conv-1", None, "run-1: failed", None, message_key="queued:5")
+    await store.keep_final("conv-1", None, "run-1: restored", None, message_key="queued:5")
+    await store.keep_final("conv-1", None, "run-2: succeeded", None, message_key="queued:6")
+    # The post reached Teams meanwhile: its next final names both the id and the key.
+    await store.keep_final("conv-1", "teams-7", "run-1: closed", None, message_key="queued:5")
+    rows = await read(store_target, "SELECT text FROM pending_finals ORDER BY id")
+    assert rows == [("run-2: succeeded",), ("run-1: closed",)]
+
+
+async def test_a_final_the_queue_gave_up_on_is_released_for_a_retry_and_dropped_at_last(
+    store_target: Path | str, tmp_path: Path
+) -> None:
+    """The keeper lives on: without the release it would renew the row's lease forever and
+    nobody — not even itself — would try it again."""
+    where = store_target if isinstance(store_target, Path) else tmp_path / "marks" / "db"
+    where.parent.mkdir(parents=True, exist_ok=True)
+    clock = ManualClock(T0)
+    mark = ProcessMark(where, "bot")
+    keeper = await Store.open(store_target, clock=clock, owner=mark.token, marks=where)
+    try:
+        kept = await keeper.keep_final("conv-1", "teams-1", "run-1: succeeded", "{}")
+        assert await keeper.claim_orphaned_finals() == [], "its keeper lives"
+        assert await keeper.final_failed(kept, max_attempts=3) is None
+        await keeper.renew_leases()
+        (again,) = await keeper.claim_orphaned_finals()  # the next pass, this process too
+        assert (again.id, again.text, again.attempts) == (kept, "run-1: succeeded", 1)
+        assert await keeper.claim_orphaned_finals() == [], "claimed once"
+        assert await keeper.final_failed(kept, max_attempts=3) is None
+        assert [f.attempts for f in await keeper.claim_orphaned_finals()] == [2]
+        dropped = await keeper.final_failed(kept, max_attempts=3)
+        assert dropped is not None and (dropped.text, dropped.attempts) == ("run-1: succeeded", 3)
+        assert await read(store_target, "SELECT * FROM pending_finals") == []
+        assert await keeper.claim_orphaned_finals() == []
+    finally:
+        await keeper.close()
+        mark.close()
+
+
 # --- freezes ---------------------------------------------------------------------------------
 
 

@@ -46,6 +46,13 @@ def _cause(services: Services, run: InterruptedRun) -> str:
 
 async def _record_interrupted(services: Services, run: InterruptedRun) -> None:
     request = await services.store.get_request(run.request_id)
+    detail = {
+        "last_completed_step": run.last_completed_step or "none",
+        "instance": run.owner or "unknown",
+        "taken_over_by": services.store.owner,
+    }
+    if run.resumed:
+        detail["note"] = "the process settling its hosts stopped first: settled again"
     await services.audit.append(
         "Interrupted",
         environment=run.environment,
@@ -53,13 +60,9 @@ async def _record_interrupted(services: Services, run: InterruptedRun) -> None:
         run_id=run.run_id,
         step=run.current_step,
         status="interrupted",
-        detail={
-            "last_completed_step": run.last_completed_step or "none",
-            "instance": run.owner or "unknown",
-            "taken_over_by": services.store.owner,
-        },
+        detail=detail,
     )
-    if request is not None:
+    if request is not None and not run.resumed:
         await services.timeline.append(
             f"{request.command} {run.environment} → {request.version} interrupted by "
             f"{_cause(services, run)} ({run.run_id}, during {run.current_step or 'start'})"
@@ -171,19 +174,28 @@ async def _restore(
 
 
 async def _settle_interrupted(services: Services, reporter: Reporter, run: InterruptedRun) -> None:
-    """Restore (per on_failure), release the lock the run held, record and tell."""
+    """Restore (per on_failure), record the outcome, release the lock the run held, tell.
+
+    The lock is held (by this process) from the takeover until the outcome is recorded, so
+    no new run starts on hosts a restore is putting back. If this process is cancelled or
+    killed before that, the lock stays — its owner gone, the run `interrupted` with no
+    outcome — and the next taker (a restart, or a surviving instance) settles it again."""
+    store = services.store
+    request = await store.get_request(run.request_id)
+    if request is None:
+        await store.release_lock(run.environment, run.run_id)
+        return
+    plan = Plan.from_json(request.plan_json)
+    view = await _view(services, run, request, plan)
     try:
-        request = await services.store.get_request(run.request_id)
-        if request is None:
-            return
-        plan = Plan.from_json(request.plan_json)
-        view = await _view(services, run, request, plan)
         restore, hosts, view = await _restore(services, reporter, run, request, plan, view)
-    finally:
-        # Held (by this process) from the takeover until the hosts are settled, so no new
-        # run starts on hosts a restore is putting back.
-        await services.store.release_lock(run.environment, run.run_id)
-    await services.store.set_interrupted_restore(run.run_id, restore, "; ".join(hosts) or None)
+    except Exception:
+        # A broken store or bug, not a host: say so rather than hold the lock forever.
+        log.exception("settling the hosts broke", extra={"run_id": run.run_id})
+        restore = "restore-failed"
+        hosts = (f"settling the hosts broke: check `status {run.environment}`",)
+    await store.set_interrupted_restore(run.run_id, restore, "; ".join(hosts) or None)
+    await store.release_lock(run.environment, run.run_id)
     await services.audit.append(
         "HostsAfterInterrupt",
         environment=run.environment,

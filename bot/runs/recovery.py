@@ -235,12 +235,6 @@ class Recovered:
     # Why the requests never ran, for their conversations.
     why: str = "the bot restarted before it ran"
 
-    async def release_locks(self, services: Services) -> None:
-        """Free the runs' environment locks without settling their hosts (the break-glass
-        CLI, which reports the runs itself and leaves the hosts to the operator)."""
-        for run in self.runs:
-            await services.store.release_lock(run.environment, run.run_id)
-
     async def tell(self, services: Services, reporter: Reporter) -> None:
         """Settle each run's hosts (restore per on_failure), release its lock and tell its
         conversation; slow hosts or failing chat must not hold up the bot's start."""

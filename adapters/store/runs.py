@@ -345,6 +345,19 @@ class RunStore(StoreBase):
                 )
         return renewed
 
+    async def confirm_run_owner(self, run_id: str) -> bool:
+        """Compare-and-set before a run's failure path touches a host: renew its lease iff
+        this process still owns it and it is still `running`. False when another process
+        took it over (its lease ran out while this one stalled): that one settles the
+        hosts, and two restores must never race on them."""
+        return (
+            await self._write(
+                "UPDATE runs SET lease_until = ? WHERE id = ? AND owner = ? AND state = 'running'",
+                (self._row_lease(), run_id, self.owner),
+            )
+            == 1
+        )
+
     async def hold_lease(self, name: str) -> bool:
         """Take or renew the named lease (e.g. "watch:Lab") for this instance: True while
         it is ours, False while another instance's lease on it runs."""

@@ -684,3 +684,29 @@ async def test_an_approval_another_instance_is_starting_is_not_taken_for_dead(
     late = await store.approved_without_run(decided_before=T0 + timedelta(seconds=1))
     assert [r.id for r in late] == ["q1"]
     assert [r.id for r in await store.approved_without_run()] == ["q1"]
+
+
+async def test_only_the_owner_of_a_running_run_confirms_it_before_touching_hosts(
+    store_target: Path | str,
+) -> None:
+    """The compare-and-set a run's failure path takes before it restores: the owner
+    confirms its running run; another process, or the owner once the run was taken over,
+    does not."""
+    clock = ManualClock(T0)
+    a, b = await two_instances(store_target, clock)
+    try:
+        await running_on(a)
+        assert await a.confirm_run_owner("run-1")
+        assert not await b.confirm_run_owner("run-1"), "not b's run"
+        assert not await a.confirm_run_owner("run-nope")
+        clock.advance(timedelta(seconds=20))  # a stalled past its lease (PostgreSQL)
+        if isinstance(store_target, Path):
+            taken = await b.mark_running_runs_interrupted()  # SQLite: a's files are gone
+        else:
+            taken = await b.take_over_expired_runs()
+        assert [t.run_id for t in taken] == ["run-1"]
+        assert not await a.confirm_run_owner("run-1"), "taken over: a must not restore"
+        assert await read(store_target, "SELECT state FROM runs") == [("interrupted",)]
+    finally:
+        for s in (a, b):
+            await s.close()

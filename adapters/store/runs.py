@@ -399,11 +399,12 @@ class RunStore(StoreBase):
         """The named lease a process holds while it lives (PostgreSQL: `renew_leases`)."""
         return f"process:{owner or self.owner}"
 
-    async def orphaned_approvals(self) -> list[Request]:
+    async def orphaned_approvals(self, *, at_start: bool = False) -> list[Request]:
         """Requests approved by a process that is gone and never started: their run will
         not begin. A process is gone when its lock file here is free, or its process lease
-        ran out (or it never had one). Requests approved before owners were recorded count
-        when decided more than a lease ago."""
+        ran out (or it never had one); `at_start`, this instance's own past life (a restart
+        under the same name) is gone too. Requests approved before owners were recorded
+        count when decided more than a lease ago."""
         now = self._clock()
         rows = await self._rows(
             "SELECT q.*, l.lease_until AS process_until FROM requests q"
@@ -419,7 +420,7 @@ class RunStore(StoreBase):
                 gone = row["decided_at"] is not None and row["decided_at"] < stale
             else:
                 until = row["process_until"]
-                gone = self._owner_gone(owner, until or "", to_text(now), at_start=False)
+                gone = self._owner_gone(owner, until or "", to_text(now), at_start=at_start)
             if gone:
                 found.append(from_row(Request, row))
         return found

@@ -20,7 +20,6 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
 
 from adapters.store.rows import InterruptedRun, Request
 from adapters.winrm.hoststate import HostState
@@ -285,10 +284,14 @@ async def _settle_approved(services: Services, *, orphaned: bool) -> list[Reques
         candidates = await store.orphaned_approvals()
         why = "the bot process that took the approval stopped before the run began"
     else:
-        # At start. Shared with other instances: one may be starting an approval right now.
+        # At start. Shared with other instances (PostgreSQL), only approvals whose approving
+        # process is gone (its owner file here, or its process lease): a live instance may
+        # be about to start its own, however long ago it was approved. Alone (SQLite),
+        # every approval without a run was this bot's.
         shared = store.dialect == "postgresql"
-        settled = services.now() - timedelta(seconds=store.lease_s) if shared else None
-        candidates = await store.approved_without_run(settled)
+        candidates = await (
+            store.orphaned_approvals(at_start=True) if shared else store.approved_without_run()
+        )
         why = "bot restarted before the run began"
     never_ran: list[Request] = []
     for request in candidates:

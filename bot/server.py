@@ -20,7 +20,7 @@ from bot.logs import setup_logging
 from bot.preflight import machine_problems
 from bot.runs.executor import Executor
 from bot.runs.expiry import DEFAULT_SWEEP_S, expiry_loop
-from bot.runs.leases import lease_loop
+from bot.runs.leases import lease_loop, settling
 from bot.runs.policy_runs import PolicyApprovedRuns
 from bot.runs.recovery import recover
 from bot.services import AuditKeyMissing, Runtime, audit_key, open_runtime, redactor_for
@@ -207,6 +207,11 @@ def build_app(
         )
         watcher.start()
         yield
+        # A restore of a dead process's run is let finish (bounded), leases still renewed:
+        # cut short, its lock stays held and the next start or a survivor settles it again.
+        _done, unsettled = await asyncio.wait([teller, *settling()], timeout=DRAIN_TIMEOUT_S)
+        if unsettled:
+            log.warning("stopped while settling an interrupted run: the next start settles it")
         if leases is not None:
             leases.cancel()
         notices.cancel()

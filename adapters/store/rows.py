@@ -225,6 +225,9 @@ class InterruptedRun:
     progress_activity_id: str | None
     pre_state_json: str | None = None
     owner: str | None = None  # the instance that ran it (a restart of this one, or a dead one)
+    # Already interrupted, but the process settling its hosts died before recording how:
+    # settled again (its restore steps, begun or not, run once more).
+    resumed: bool = False
 
 
 @dataclass(frozen=True)

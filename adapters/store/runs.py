@@ -227,7 +227,9 @@ class RunStore(StoreBase):
         """At start, before the executor takes work: every `running` run whose owner is gone
         (`_owner_gone`) becomes `interrupted` with its request and running step, and its
         environment lock passes to this process (to be released once the hosts are settled:
-        bot/runs/recovery.py); every other lock whose owner is gone is released. A run or lock
+        bot/runs/recovery.py), and so does the lock of a run already `interrupted` whose
+        settling process died before recording its restore outcome (it is settled again:
+        `InterruptedRun.resumed`); every other lock whose owner is gone is released. A run or lock
         whose owner lives — the break-glass CLI beside the bot, another instance renewing
         its lease — is left alone."""
         return await self._take_over(at_start=True)
@@ -242,6 +244,31 @@ class RunStore(StoreBase):
         now = to_text(self._clock())
         taken: list[DbRow] = []
         async with self._tx() as tx:
+            # First, runs already interrupted whose settling process died before recording
+            # what it did about the hosts (killed mid-restore): it held their lock until
+            # then, so the lock is still there, its owner gone. Settled again, by exactly
+            # one caller (compare-and-set on the lock's owner and lease). Looked at before
+            # the running runs below, which this call itself turns into unsettled ones.
+            resumed: set[str] = set()
+            for row in await tx.fetch(
+                "SELECT r.*, l.owner AS lock_owner, l.lease_until AS lock_until,"
+                " (SELECT name FROM steps s WHERE s.run_id = r.id AND s.state = 'passed'"
+                " ORDER BY s.idx DESC LIMIT 1) AS last_completed_step"
+                " FROM runs r JOIN env_locks l ON l.run_id = r.id"
+                " WHERE r.state = 'interrupted' AND r.restore IS NULL ORDER BY r.started_at"
+            ):
+                if not self._owner_gone(
+                    row["lock_owner"], row["lock_until"], now, at_start=at_start
+                ):
+                    continue
+                if await tx.execute(
+                    "UPDATE env_locks SET owner = ?, lease_until = ? WHERE run_id = ?"
+                    " AND COALESCE(owner, '') = ? AND COALESCE(lease_until, '') = ?",
+                    (self.owner, self._row_lease(), row["id"], row["lock_owner"] or "",
+                     row["lock_until"] or ""),
+                ):  # fmt: skip
+                    taken.append(row)
+                    resumed.add(row["id"])
             for row in await tx.fetch(
                 "SELECT r.*, (SELECT name FROM steps s WHERE s.run_id = r.id AND"
                 " s.state = 'passed' ORDER BY s.idx DESC LIMIT 1) AS last_completed_step"
@@ -295,6 +322,7 @@ class RunStore(StoreBase):
                 progress_activity_id=r["progress_activity_id"],
                 pre_state_json=r["pre_state_json"],
                 owner=r["owner"],
+                resumed=r["id"] in resumed,
             )
             for r in taken
         ]
@@ -316,6 +344,19 @@ class RunStore(StoreBase):
                     (until, self.owner),
                 )
         return renewed
+
+    async def confirm_run_owner(self, run_id: str) -> bool:
+        """Compare-and-set before a run's failure path touches a host: renew its lease iff
+        this process still owns it and it is still `running`. False when another process
+        took it over (its lease ran out while this one stalled): that one settles the
+        hosts, and two restores must never race on them."""
+        return (
+            await self._write(
+                "UPDATE runs SET lease_until = ? WHERE id = ? AND owner = ? AND state = 'running'",
+                (self._row_lease(), run_id, self.owner),
+            )
+            == 1
+        )
 
     async def hold_lease(self, name: str) -> bool:
         """Take or renew the named lease (e.g. "watch:Lab") for this instance: True while
@@ -358,11 +399,12 @@ class RunStore(StoreBase):
         """The named lease a process holds while it lives (PostgreSQL: `renew_leases`)."""
         return f"process:{owner or self.owner}"
 
-    async def orphaned_approvals(self) -> list[Request]:
+    async def orphaned_approvals(self, *, at_start: bool = False) -> list[Request]:
         """Requests approved by a process that is gone and never started: their run will
         not begin. A process is gone when its lock file here is free, or its process lease
-        ran out (or it never had one). Requests approved before owners were recorded count
-        when decided more than a lease ago."""
+        ran out (or it never had one); `at_start`, this instance's own past life (a restart
+        under the same name) is gone too. Requests approved before owners were recorded
+        count when decided more than a lease ago."""
         now = self._clock()
         rows = await self._rows(
             "SELECT q.*, l.lease_until AS process_until FROM requests q"
@@ -378,7 +420,7 @@ class RunStore(StoreBase):
                 gone = row["decided_at"] is not None and row["decided_at"] < stale
             else:
                 until = row["process_until"]
-                gone = self._owner_gone(owner, until or "", to_text(now), at_start=False)
+                gone = self._owner_gone(owner, until or "", to_text(now), at_start=at_start)
             if gone:
                 found.append(from_row(Request, row))
         return found

@@ -280,7 +280,11 @@ class Executor:
             log.critical("stopped a run another instance took over: %s", lost)
             return
         except Exception as exc:
-            outcome = await runner.unexpected(exc)
+            try:
+                outcome = await runner.unexpected(exc)
+            except RunTakenOver as lost:
+                log.critical("stopped a broken run another instance took over: %s", lost)
+                return
         await self._conclude(request, runner, outcome)
 
     async def _queue_progress(

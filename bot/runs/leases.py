@@ -62,6 +62,11 @@ async def lease_once(
     return len(recovered.runs)
 
 
+def settling() -> list[asyncio.Task[None]]:
+    """The takeovers this process is still settling (restoring hosts, telling)."""
+    return list(_telling)
+
+
 async def renew(store: Store) -> None:
     """Renew everything this process holds, and its process lease (which says it lives:
     the approvals it took are its own to start)."""

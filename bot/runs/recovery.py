@@ -20,7 +20,6 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
 
 from adapters.store.rows import InterruptedRun, Request
 from adapters.winrm.hoststate import HostState
@@ -46,6 +45,13 @@ def _cause(services: Services, run: InterruptedRun) -> str:
 
 async def _record_interrupted(services: Services, run: InterruptedRun) -> None:
     request = await services.store.get_request(run.request_id)
+    detail = {
+        "last_completed_step": run.last_completed_step or "none",
+        "instance": run.owner or "unknown",
+        "taken_over_by": services.store.owner,
+    }
+    if run.resumed:
+        detail["note"] = "the process settling its hosts stopped first: settled again"
     await services.audit.append(
         "Interrupted",
         environment=run.environment,
@@ -53,13 +59,9 @@ async def _record_interrupted(services: Services, run: InterruptedRun) -> None:
         run_id=run.run_id,
         step=run.current_step,
         status="interrupted",
-        detail={
-            "last_completed_step": run.last_completed_step or "none",
-            "instance": run.owner or "unknown",
-            "taken_over_by": services.store.owner,
-        },
+        detail=detail,
     )
-    if request is not None:
+    if request is not None and not run.resumed:
         await services.timeline.append(
             f"{request.command} {run.environment} → {request.version} interrupted by "
             f"{_cause(services, run)} ({run.run_id}, during {run.current_step or 'start'})"
@@ -171,19 +173,28 @@ async def _restore(
 
 
 async def _settle_interrupted(services: Services, reporter: Reporter, run: InterruptedRun) -> None:
-    """Restore (per on_failure), release the lock the run held, record and tell."""
+    """Restore (per on_failure), record the outcome, release the lock the run held, tell.
+
+    The lock is held (by this process) from the takeover until the outcome is recorded, so
+    no new run starts on hosts a restore is putting back. If this process is cancelled or
+    killed before that, the lock stays — its owner gone, the run `interrupted` with no
+    outcome — and the next taker (a restart, or a surviving instance) settles it again."""
+    store = services.store
+    request = await store.get_request(run.request_id)
+    if request is None:
+        await store.release_lock(run.environment, run.run_id)
+        return
+    plan = Plan.from_json(request.plan_json)
+    view = await _view(services, run, request, plan)
     try:
-        request = await services.store.get_request(run.request_id)
-        if request is None:
-            return
-        plan = Plan.from_json(request.plan_json)
-        view = await _view(services, run, request, plan)
         restore, hosts, view = await _restore(services, reporter, run, request, plan, view)
-    finally:
-        # Held (by this process) from the takeover until the hosts are settled, so no new
-        # run starts on hosts a restore is putting back.
-        await services.store.release_lock(run.environment, run.run_id)
-    await services.store.set_interrupted_restore(run.run_id, restore, "; ".join(hosts) or None)
+    except Exception:
+        # A broken store or bug, not a host: say so rather than hold the lock forever.
+        log.exception("settling the hosts broke", extra={"run_id": run.run_id})
+        restore = "restore-failed"
+        hosts = (f"settling the hosts broke: check `status {run.environment}`",)
+    await store.set_interrupted_restore(run.run_id, restore, "; ".join(hosts) or None)
+    await store.release_lock(run.environment, run.run_id)
     await services.audit.append(
         "HostsAfterInterrupt",
         environment=run.environment,
@@ -222,12 +233,6 @@ class Recovered:
     requests: list[Request]
     # Why the requests never ran, for their conversations.
     why: str = "the bot restarted before it ran"
-
-    async def release_locks(self, services: Services) -> None:
-        """Free the runs' environment locks without settling their hosts (the break-glass
-        CLI, which reports the runs itself and leaves the hosts to the operator)."""
-        for run in self.runs:
-            await services.store.release_lock(run.environment, run.run_id)
 
     async def tell(self, services: Services, reporter: Reporter) -> None:
         """Settle each run's hosts (restore per on_failure), release its lock and tell its
@@ -279,10 +284,14 @@ async def _settle_approved(services: Services, *, orphaned: bool) -> list[Reques
         candidates = await store.orphaned_approvals()
         why = "the bot process that took the approval stopped before the run began"
     else:
-        # At start. Shared with other instances: one may be starting an approval right now.
+        # At start. Shared with other instances (PostgreSQL), only approvals whose approving
+        # process is gone (its owner file here, or its process lease): a live instance may
+        # be about to start its own, however long ago it was approved. Alone (SQLite),
+        # every approval without a run was this bot's.
         shared = store.dialect == "postgresql"
-        settled = services.now() - timedelta(seconds=store.lease_s) if shared else None
-        candidates = await store.approved_without_run(settled)
+        candidates = await (
+            store.orphaned_approvals(at_start=True) if shared else store.approved_without_run()
+        )
         why = "bot restarted before the run began"
     never_ran: list[Request] = []
     for request in candidates:

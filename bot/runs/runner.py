@@ -167,7 +167,7 @@ class Runner:
         """The run's process died (this one settles it for the dead one): what a failure
         does about the hosts — `restore_decision`, then the restore steps if it says so —
         with `memory` as the dead process's records left it."""
-        return await self._end("interrupted", "Interrupted", "")
+        return await self._end("interrupted", "Interrupted", "", settling=True)
 
     async def _step(
         self, index: int, step: PlanStep, table: dict[str, Step], *, strict: bool
@@ -200,7 +200,34 @@ class Runner:
             log.exception("step %s failed unexpectedly", step.key, extra={"ref": ref})
             return "", f"internal error ({type(exc).__name__}, reference {ref}; see logs/app)"
 
-    async def _end(self, state: str, event: str, note: str, *, salvage: bool = False) -> Outcome:
+    async def _confirm_ours(self) -> None:
+        """Raise RunTakenOver unless the store confirms (compare-and-set) that this process
+        still owns the running run: checked at step boundaries only, a step that failed
+        after another instance took the run over would otherwise restore the hosts that
+        instance is restoring. On PostgreSQL an unreadable store counts as lost (another
+        instance may hold the run); with SQLite only this process's death hands a run over."""
+        store = self._services.store
+        try:
+            ours = await store.confirm_run_owner(self.run_id)
+        except Exception as exc:
+            if store.dialect != "postgresql":
+                return
+            raise RunTakenOver(f"{self.run_id}: its ownership could not be confirmed") from exc
+        if not ours:
+            raise RunTakenOver(f"{self.run_id} is no longer this process's to settle")
+
+    async def _end(
+        self,
+        state: str,
+        event: str,
+        note: str,
+        *,
+        salvage: bool = False,
+        settling: bool = False,
+    ) -> Outcome:
+        if not settling:
+            # Settling a dead process's run (`settle_interrupted`) holds its lock instead.
+            await self._confirm_ours()
         decided = restore_decision(self.memory, self.plan)
         if decided is None and not self._restored:
             self._restored = True

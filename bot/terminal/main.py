@@ -29,6 +29,7 @@ from bot.runs.leases import renew_loop
 from bot.runs.recovery import recover
 from bot.services import AuditKeyMissing, Runtime, open_runtime
 from bot.terminal.display import Display, make_display
+from bot.terminal.handover import settle_here
 from bot.terminal.session import Terminal, cli_actor, os_login, setup_cli_logging
 from commands.approvals import MIN_REASON, break_glass_notice, decide
 from commands.cards.approval import action_data, frozen_words
@@ -286,13 +287,11 @@ async def _request_and_approve(
 ) -> str | int:
     """The request, approved by break glass: its id, or the exit status."""
     services, display = terminal.services, terminal.display
-    recovered = await recover(services, settle_approved=False)
-    await recovered.release_locks(services)
-    for run in recovered.runs:
-        display.message(
-            f"⚠️ {run.run_id} ({run.environment}) was left running by a process that died: "
-            f"marked interrupted, its lock released. `run {run.run_id}` shows where it stopped."
-        )
+    # A run whose process died is settled here as the bot would settle it — its hosts
+    # restored per on_failure before its lock is freed, its card and conversation told
+    # (kept for the bot to deliver) — never merely unlocked: a bare unlock left hosts
+    # half-changed and a card saying "running" that no instance would ever settle.
+    await settle_here(services, display, await recover(services, settle_approved=False))
     if stop.requested:
         return await _interrupted(terminal, None)
     reply = await terminal.say(order.words(), break_glass=True)

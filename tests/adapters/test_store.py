@@ -684,3 +684,77 @@ async def test_an_approval_another_instance_is_starting_is_not_taken_for_dead(
     late = await store.approved_without_run(decided_before=T0 + timedelta(seconds=1))
     assert [r.id for r in late] == ["q1"]
     assert [r.id for r in await store.approved_without_run()] == ["q1"]
+
+
+async def test_only_the_owner_of_a_running_run_confirms_it_before_touching_hosts(
+    store_target: Path | str,
+) -> None:
+    """The compare-and-set a run's failure path takes before it restores: the owner
+    confirms its running run; another process, or the owner once the run was taken over,
+    does not."""
+    clock = ManualClock(T0)
+    a, b = await two_instances(store_target, clock)
+    try:
+        await running_on(a)
+        assert await a.confirm_run_owner("run-1")
+        assert not await b.confirm_run_owner("run-1"), "not b's run"
+        assert not await a.confirm_run_owner("run-nope")
+        clock.advance(timedelta(seconds=20))  # a stalled past its lease (PostgreSQL)
+        if isinstance(store_target, Path):
+            taken = await b.mark_running_runs_interrupted()  # SQLite: a's files are gone
+        else:
+            taken = await b.take_over_expired_runs()
+        assert [t.run_id for t in taken] == ["run-1"]
+        assert not await a.confirm_run_owner("run-1"), "taken over: a must not restore"
+        assert await read(store_target, "SELECT state FROM runs") == [("interrupted",)]
+    finally:
+        for s in (a, b):
+            await s.close()
+
+
+async def test_an_interrupted_run_whose_settler_died_before_recording_is_taken_again_once(
+    store_target: Path | str,
+) -> None:
+    """Settling holds the run's lock until its restore outcome is recorded: a run left
+    `interrupted` with no outcome, its lock's owner gone, is the next taker's (once); one
+    whose settler lives, or that was settled, is not."""
+    clock = ManualClock(T0)
+    a, b = await two_instances(store_target, clock)
+    c = await Store.open(store_target, clock=clock, owner="bot-c", lease_s=15)
+    try:
+        await running_on(a)
+        clock.advance(timedelta(seconds=20))  # a died (PostgreSQL: its lease ran out)
+        if isinstance(store_target, Path):
+            (taken,) = await b.mark_running_runs_interrupted()
+        else:
+            (taken,) = await b.take_over_expired_runs()
+        assert not taken.resumed
+        # b settles it now: while b lives (renewing), nobody takes it from b.
+        assert await b.renew_leases() == 1
+        if not isinstance(store_target, Path):
+            assert await c.take_over_expired_runs() == []
+        # b dies mid-restore: its lock stays, the run has no outcome.
+        clock.advance(timedelta(seconds=20))
+        if isinstance(store_target, Path):
+            again = [await c.mark_running_runs_interrupted(), []]
+        else:
+            again = list(
+                await asyncio.gather(c.take_over_expired_runs(), a.take_over_expired_runs())
+            )
+        assert sorted(len(t) for t in again) == [0, 1], "exactly one takes it again"
+        (resumed,) = again[0] or again[1]
+        assert (resumed.run_id, resumed.resumed, resumed.current_step) == (
+            "run-1",
+            True,
+            "stop site",
+        )
+        taker = c if again[0] else a
+        assert await read(store_target, "SELECT owner FROM env_locks") == [(taker.owner,)]
+        assert await taker.set_interrupted_restore("run-1", "restored", None)
+        assert await taker.release_lock("Lab", "run-1")
+        clock.advance(timedelta(seconds=20))
+        for s in (a, b, c):
+            assert await s.mark_running_runs_interrupted() == [], "settled: never again"
+    finally:
+        for s in (a, b, c):
+            await s.close()

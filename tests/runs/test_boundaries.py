@@ -28,6 +28,7 @@ from adapters.audit import verify
 from adapters.store import Store
 from adapters.winrm.hostops import HostOps
 from adapters.winrm.scripts import JsonValue
+from bot.server import EXECUTOR_KEY
 from bot.services import Runtime, host_ops
 from commands.config import Host
 from lab.demo import API, PORTAL
@@ -332,3 +333,35 @@ async def test_a_record_failing_after_the_smoke_passed_keeps_the_verified_change
         assert lab.state(host)["serving"]
         final = chat.puts(run.progress_activity_id)[-1].body["attachments"][0]["content"]
         assert "The change is done and verified" in " ".join(card_texts(final))
+
+
+async def test_a_step_failing_after_another_process_took_the_run_over_restores_nothing(
+    lab: Lab, fake_connector: FakeConnector, tmp_path: Path, lab_credentials: None
+) -> None:
+    """The ownership check at step boundaries is not enough: a step that fails after the
+    run was taken over (this process stalled past its lease) must not restore the hosts
+    the new owner is settling. The failure path's compare-and-set finds the run gone and
+    stops: the lab shows no switch back."""
+    host = lab.host_for("Lab")
+    async with open_chat(lab, fake_connector, lab_config(lab, tmp_path)) as chat:
+        lab.hold(host, "switch-release", ReleasesRoot="D:\\MCMS\\releases")
+        card, request_id = await request_rollback(chat)
+        await chat.click("approve", card)
+        await chat.eventually(lambda: bool(lab.held(host)), timeout=10)
+        run = await chat.store.run_for_request(request_id)
+        assert run is not None
+        # Another instance takes the run over mid-step, as its lease ran out.
+        with contextlib.closing(sqlite3.connect(chat.store.where, timeout=5)) as db, db:
+            db.execute("UPDATE runs SET owner = 'bot-survivor' WHERE id = ?", (run.id,))
+        # The held switch goes on (the hold is replaced); a site's start then fails.
+        lab.set_fault(host, "op", "fail", name="site-control", action="Start")
+        executor = chat.client.server.app[EXECUTOR_KEY]
+        await chat.eventually(lambda: executor.running == 0, timeout=30)
+        ops = [c.op for c in lab.calls(host)]
+        assert ops.count("switch-release") == 1, "no restore switched the host back"
+        with contextlib.closing(sqlite3.connect(chat.store.where, timeout=5)) as db:
+            steps = dict(db.execute("SELECT name, state FROM steps WHERE run_id = ?", (run.id,)))
+        assert "failed" in steps.values(), steps
+        assert not [name for name in steps if name.startswith("restore")], steps
+        after = await chat.store.get_run(run.id)
+        assert after is not None and after.state == "running" and after.restore is None

@@ -181,3 +181,57 @@ async def test_the_cli_cancels_a_run_of_the_bot_and_the_bot_restores_it(
     (run,) = db_rows(db, "SELECT restore, cancel_requested_by FROM runs")
     assert run["restore"] == "restored" and run["cancel_requested_by"] == "Alex Wilber"
     assert releases(lab) == {"1.4.2"}
+
+
+async def test_the_cli_settles_a_dead_bots_run_restoring_its_hosts_and_teams_is_told(
+    bot: BotProcess, lab: Lab, fake_connector: FakeConnector
+) -> None:
+    db = bot.config.parent / "var" / "mcms-bot.db"
+    host = lab.host_for("Lab")
+    await bot.start()
+    assert await bot.post(make_message("rollback Lab", service_url=fake_connector.url)) < 300
+    (card_call,) = await fake_connector.wait_for_calls(1, timeout=30)
+    card = card_call.body["attachments"][0]["content"]
+    approve = next(a for a in card["actions"] if a["verb"] == "approve")
+    # The bot's run stops while starting the Portal again, after its switch; then it dies.
+    lab.hold(host, "site-control", Action="Start", Site="MCMS.Portal")
+    invoke = make_invoke(
+        "approve", approve["data"], reply_to_id=card_call.assigned_id or "",
+        service_url=fake_connector.url,
+    )  # fmt: skip
+    assert await bot.post(invoke) == 200
+    for _ in range(600):
+        # Chat is never awaited by a run: wait until Teams has the progress card too.
+        shown = db_rows(db, "SELECT id FROM runs WHERE progress_activity_id IS NOT NULL")
+        if lab.held(host) and shown:
+            break
+        await asyncio.sleep(0.1)
+    (dead,) = db_rows(db, "SELECT id FROM runs")
+    assert releases(lab) == {"1.4.1"}, "the bot's run switched the host"
+    bot.kill()
+    lab.release(host)
+
+    done = await acli(bot.config, "rollback", "Lab", "--reason", REASON, "--json", timeout=180)
+
+    assert done.code == 0, done.out + done.err
+    # Settled as the bot would have: restored (read back and compared with the pre-run
+    # state by its restore_verify step), the outcome recorded, and the lock passed on.
+    (settled,) = db_rows(db, "SELECT state, restore FROM runs WHERE id = ?", dead["id"])
+    assert (settled["state"], settled["restore"]) == ("interrupted", "restored")
+    switched_back = db_rows(
+        db, "SELECT * FROM host_switches WHERE run_id = ? AND reason = 'restore'", dead["id"]
+    )
+    assert switched_back, "the restore switched the host back"
+    assert any(dead["id"] in n["text"] for n in db_rows(db, "SELECT text FROM notices"))
+    # Teams is told once the bot is back: the card's final state and the message.
+    count = len(fake_connector.calls)
+    await bot.start()
+    for _ in range(300):
+        told = [c for c in fake_connector.calls[count:] if dead["id"] in str(c.body)]
+        if any("Restore: restored" in c.text for c in told) and any(
+            c.method == "PUT" and "interrupted" in str(c.body) for c in told
+        ):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError(f"Teams was not told: {fake_connector.calls[count:]}")

@@ -74,6 +74,33 @@ async def say(bot: BotProcess, connector: FakeConnector, text: str) -> None:
     assert await bot.post(message) < 300
 
 
+async def drive_to_the_drain(
+    bot: BotProcess, connector: FakeConnector, lab: Lab, router: str, *, wait_s: float
+) -> None:
+    """`bluegreen prod 1.4.3`, both cards approved, until the switch's drain wait is held on
+    the router (the caller holds `arr-wait-drain` there first): the flow is mid-switch."""
+    start = len(connector.calls)
+    await say(bot, connector, "bluegreen prod 1.4.3")
+    card1 = await wait_for(
+        connector, start, lambda c: card_title(c).startswith("Deploy InternalStage"),
+        "approval card #1",
+    )  # fmt: skip
+    await click_approve(bot, connector, card1)
+    card2 = await wait_for(
+        connector, start, lambda c: card_title(c).startswith("Switch production"),
+        "approval card #2", timeout=90,
+    )  # fmt: skip
+    await click_approve(bot, connector, card2)
+    try:
+        async with asyncio.timeout(wait_s):
+            while not lab.held(router):
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(
+            "the drain wait never reached the router\n" + bot.log.read_text()
+        ) from None
+
+
 async def test_kill_9_during_the_drain_is_told_truthfully_after_restart(
     lab: Lab, fake_connector: FakeConnector, tmp_path: Path
 ) -> None:
@@ -86,24 +113,7 @@ async def test_kill_9_during_the_drain_is_told_truthfully_after_restart(
     lab.hold(router, "arr-wait-drain")
     try:
         await bot.start()
-        start = len(fake_connector.calls)
-        await say(bot, fake_connector, "bluegreen prod 1.4.3")
-        card1 = await wait_for(
-            fake_connector, start, lambda c: card_title(c).startswith("Deploy InternalStage"),
-            "approval card #1",
-        )  # fmt: skip
-        await click_approve(bot, fake_connector, card1)
-        card2 = await wait_for(
-            fake_connector, start, lambda c: card_title(c).startswith("Switch production"),
-            "approval card #2", timeout=90,
-        )  # fmt: skip
-        await click_approve(bot, fake_connector, card2)
-        for _ in range(600):
-            if lab.held(router):
-                break
-            await asyncio.sleep(0.05)
-        else:
-            raise AssertionError("the drain wait never reached the router\n" + bot.log.read_text())
+        await drive_to_the_drain(bot, fake_connector, lab, router, wait_s=30)
         # Mid-switch: the new slot is online, the old one draining.
         assert farm(lab) == {PROD: (True, "Drain"), STAGE: (True, "Available")}
         assert flow_row(db)["state"] == "switching"

@@ -7,7 +7,6 @@ it) and the pair is free again.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ import pytest
 from lab.core import Lab
 from tests.fake_connector import FakeConnector
 from tests.lab_fixtures import write_lab_config
-from tests.runs.test_bluegreen_kill import card_title, click_approve, farm, say, wait_for
+from tests.runs.test_bluegreen_kill import drive_to_the_drain, farm, wait_for
 from tests.runs.test_restart import BotProcess, _free_port
 from tests.runs.test_two_instances import LEASE_S, fetch
 
@@ -39,24 +38,7 @@ async def test_a_survivor_takes_over_a_flow_whose_instance_died_mid_switch(
     try:
         await a.start()
         await b.start()
-        start = len(fake_connector.calls)
-        await say(a, fake_connector, "bluegreen prod 1.4.3")
-        card1 = await wait_for(
-            fake_connector, start, lambda c: card_title(c).startswith("Deploy InternalStage"),
-            "approval card #1",
-        )  # fmt: skip
-        await click_approve(a, fake_connector, card1)
-        card2 = await wait_for(
-            fake_connector, start, lambda c: card_title(c).startswith("Switch production"),
-            "approval card #2", timeout=90,
-        )  # fmt: skip
-        await click_approve(a, fake_connector, card2)
-        for _ in range(1200):
-            if lab.held(router):
-                break
-            await asyncio.sleep(0.05)
-        else:
-            raise AssertionError("the drain wait never reached the router\n" + a.log.read_text())
+        await drive_to_the_drain(a, fake_connector, lab, router, wait_s=60)
         (row,) = await fetch(pg_url, "SELECT id, state FROM bluegreen")
         assert row["state"] == "switching"
 
